@@ -1,0 +1,549 @@
+//! The plugin's JSON configuration: the public contract.
+//!
+//! Parsing is strict (serde with `deny_unknown_fields`, wrapped in `serde_path_to_error` so every
+//! type error names its field path), then [`validate`] checks what serde cannot express. Any
+//! error rejects the whole configuration: the glue returns `false` from `on_configure`.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Names the filter itself publishes; user metrics may not take them.
+pub const RESERVED_NAMES: [&str; 4] = [
+    "http_requests_total",
+    "http_request_duration_milliseconds",
+    "http_request_size_bytes",
+    "http_response_size_bytes",
+];
+/// Prefix of the filter's self-metrics.
+pub const SELF_PREFIX: &str = "app_metrics_";
+
+pub const DEFAULT_INTERVAL_SECONDS: u64 = 30;
+pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_INTERVAL_SECONDS: u64 = 86_400;
+const MAX_TIMEOUT_MS: u64 = 60_000;
+const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A configuration error: the field path (`counters[1].match.status[0]`) and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Absent means the seed's two login counters; `[]` means none.
+    #[serde(default = "seed_counters")]
+    pub counters: Vec<Counter>,
+    #[serde(default)]
+    pub http_metrics: HttpMetrics,
+    #[serde(default)]
+    pub samplers: Vec<Sampler>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            counters: seed_counters(),
+            http_metrics: HttpMetrics::default(),
+            samplers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Counter {
+    pub name: String,
+    #[serde(default)]
+    pub help: String,
+    #[serde(rename = "match")]
+    pub matches: Match,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub status: Option<Vec<StatusMatch>>,
+    #[serde(default)]
+    pub request_headers: BTreeMap<String, HeaderMatch>,
+    #[serde(default)]
+    pub response_headers: BTreeMap<String, HeaderMatch>,
+}
+
+/// `"value"` must equal; `true` must be present; `false` must be absent.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(
+    untagged,
+    expecting = "invalid value (expected a string for an exact value, or true/false for presence)"
+)]
+pub enum HeaderMatch {
+    Exact(String),
+    Present(bool),
+}
+
+/// A status code (`401`) or a class (`"4xx"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    Code(u16),
+    Class(u8),
+}
+
+impl StatusMatch {
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatch::Code(code) => code == status,
+            StatusMatch::Class(class) => status / 100 == u16::from(class),
+        }
+    }
+}
+
+const STATUS_EXPECTED: &str = "(expected 100-599 or 1xx-5xx)";
+
+impl<'de> Deserialize<'de> for StatusMatch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StatusVisitor;
+        impl Visitor<'_> for StatusVisitor {
+            type Value = StatusMatch;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a status code or class {STATUS_EXPECTED}")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StatusMatch, E> {
+                match u16::try_from(v) {
+                    Ok(code) if (100..=599).contains(&code) => Ok(StatusMatch::Code(code)),
+                    _ => Err(E::custom(format!(
+                        "{v} is not a status code or class {STATUS_EXPECTED}"
+                    ))),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StatusMatch, E> {
+                Err(E::custom(format!(
+                    "{v} is not a status code or class {STATUS_EXPECTED}"
+                )))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StatusMatch, E> {
+                Err(E::custom(format!(
+                    "{v} is not a status code or class {STATUS_EXPECTED}"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StatusMatch, E> {
+                let bad = || {
+                    E::custom(format!(
+                        "{v:?} is not a status code or class {STATUS_EXPECTED}"
+                    ))
+                };
+                let bytes = v.as_bytes();
+                match bytes {
+                    [d @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => Ok(StatusMatch::Class(d - b'0')),
+                    _ => match v.parse::<u64>() {
+                        Ok(code) => self.visit_u64(code).map_err(|_: E| bad()),
+                        Err(_) => Err(bad()),
+                    },
+                }
+            }
+        }
+        deserializer.deserialize_any(StatusVisitor)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpMetrics {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub handlers: Vec<String>,
+    #[serde(default)]
+    pub excluded_handlers: Vec<String>,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        HttpMetrics {
+            enabled: true,
+            handlers: Vec::new(),
+            excluded_handlers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sampler {
+    pub name: String,
+    #[serde(default)]
+    pub help: String,
+    /// The Envoy cluster the sample request goes to.
+    pub cluster: String,
+    /// `:authority` of the sample request; defaults to the cluster name.
+    pub authority: Option<String>,
+    pub path: String,
+    #[serde(default = "default_interval")]
+    pub interval_seconds: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Only this many bytes of the answer are read; a longer body is an error (`too_large`).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    pub value: ValueSpec,
+}
+
+impl Sampler {
+    pub fn authority(&self) -> &str {
+        self.authority.as_deref().unwrap_or(&self.cluster)
+    }
+}
+
+/// Where the sampled number comes from: exactly one field is set (checked by [`validate`]).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ValueSpec {
+    pub json_pointer: Option<String>,
+    pub json_array_length: Option<String>,
+    pub header: Option<String>,
+    pub text: Option<bool>,
+}
+
+/// The value source once validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueSource {
+    JsonPointer(String),
+    JsonArrayLength(String),
+    Header(String),
+    Text,
+}
+
+impl ValueSpec {
+    /// The single source, or `None` when zero or several are set.
+    pub fn source(&self) -> Option<ValueSource> {
+        let mut found = Vec::with_capacity(1);
+        if let Some(p) = &self.json_pointer {
+            found.push(ValueSource::JsonPointer(p.clone()));
+        }
+        if let Some(p) = &self.json_array_length {
+            found.push(ValueSource::JsonArrayLength(p.clone()));
+        }
+        if let Some(h) = &self.header {
+            found.push(ValueSource::Header(h.to_ascii_lowercase()));
+        }
+        if self.text == Some(true) {
+            found.push(ValueSource::Text);
+        }
+        match (found.pop(), found.is_empty()) {
+            (Some(one), true) => Some(one),
+            _ => None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_interval() -> u64 {
+    DEFAULT_INTERVAL_SECONDS
+}
+fn default_timeout() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+fn default_max_body() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+/// The seed tutorial's counters: `POST /login` answered 2xx, or 400/401 (a 422 or 5xx is no failed login).
+pub fn seed_counters() -> Vec<Counter> {
+    let login = |name: &str, help: &str, status: Vec<StatusMatch>| Counter {
+        name: name.to_string(),
+        help: help.to_string(),
+        matches: Match {
+            method: Some("POST".to_string()),
+            path: Some("/login".to_string()),
+            status: Some(status),
+            ..Match::default()
+        },
+    };
+    vec![
+        login(
+            "successful_login_details_total",
+            "Successful login details",
+            vec![StatusMatch::Class(2)],
+        ),
+        login(
+            "failed_login_details_total",
+            "Failed login details",
+            vec![StatusMatch::Code(400), StatusMatch::Code(401)],
+        ),
+    ]
+}
+
+/// Parses and validates. Empty or whitespace-only input means the defaults.
+pub fn parse(input: &[u8]) -> Result<Config, ConfigError> {
+    if input.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Config::default());
+    }
+    // serde would also read a struct from a JSON array; the contract is an object.
+    if input.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ConfigError::new(
+            ".",
+            "is not a JSON object (expected {\"counters\": …, \"http_metrics\": …, \"samplers\": …})",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(input);
+    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigError::new(path, strip_position(&e.inner().to_string()))
+    })?;
+    validate(&config)?;
+    Ok(config)
+}
+
+/// serde_json appends " at line L column C"; the field path already says where.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i)
+            if message
+                .get(i..)
+                .is_some_and(|tail| tail.contains(" column ")) =>
+        {
+            message.get(..i).unwrap_or(message).to_string()
+        }
+        _ => message.to_string(),
+    }
+}
+
+/// Checks what the types cannot: names, paths, templates, ranges, uniqueness.
+pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut claim = |name: &str, path: String| -> Result<(), ConfigError> {
+        check_metric_name(name, &path)?;
+        if let Some(owner) = names.get(name) {
+            return Err(ConfigError::new(
+                path,
+                format!("{name:?} is already used by {owner} (expected a unique metric name)"),
+            ));
+        }
+        names.insert(name.to_string(), path.trim_end_matches(".name").to_string());
+        Ok(())
+    };
+    for (i, counter) in config.counters.iter().enumerate() {
+        let at = format!("counters[{i}]");
+        claim(&counter.name, format!("{at}.name"))?;
+        validate_match(&counter.matches, &format!("{at}.match"))?;
+    }
+    for (i, sampler) in config.samplers.iter().enumerate() {
+        let at = format!("samplers[{i}]");
+        claim(&sampler.name, format!("{at}.name"))?;
+        validate_sampler(sampler, &at)?;
+    }
+    let http = &config.http_metrics;
+    for (field, list) in [
+        ("handlers", &http.handlers),
+        ("excluded_handlers", &http.excluded_handlers),
+    ] {
+        let mut router = matchit::Router::new();
+        for (i, template) in list.iter().enumerate() {
+            let at = format!("http_metrics.{field}[{i}]");
+            check_path(template, &at)?;
+            if template.contains(';') || template.contains('=') {
+                return Err(ConfigError::new(
+                    at,
+                    format!("{template:?} contains ';' or '=' (expected a path template without them: they delimit labels in stat names)"),
+                ));
+            }
+            router.insert(template.as_str(), i).map_err(|e| {
+                ConfigError::new(
+                    at,
+                    format!("{template:?} is not a usable route template: {e}"),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_match(m: &Match, at: &str) -> Result<(), ConfigError> {
+    if let Some(method) = &m.method {
+        let ok = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
+        if !ok {
+            return Err(ConfigError::new(
+                format!("{at}.method"),
+                format!(
+                    "{method:?} is not an HTTP method (expected upper-case letters, e.g. \"POST\")"
+                ),
+            ));
+        }
+    }
+    if let Some(path) = &m.path {
+        let field = format!("{at}.path");
+        check_path(path, &field)?;
+        matchit::Router::new()
+            .insert(path.as_str(), ())
+            .map_err(|e| {
+                ConfigError::new(
+                    field,
+                    format!("{path:?} is not a usable route template: {e}"),
+                )
+            })?;
+    }
+    if let Some(status) = &m.status {
+        if status.is_empty() {
+            return Err(ConfigError::new(
+                format!("{at}.status"),
+                "is empty (expected at least one status code or class, or leave it out to match any)",
+            ));
+        }
+    }
+    for (field, headers) in [
+        ("request_headers", &m.request_headers),
+        ("response_headers", &m.response_headers),
+    ] {
+        for name in headers.keys() {
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b));
+            if !ok {
+                return Err(ConfigError::new(
+                    format!("{at}.{field}.{name}"),
+                    format!("{name:?} is not a header name (expected letters, digits, '-', '_', '.' or a leading ':')"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_sampler(s: &Sampler, at: &str) -> Result<(), ConfigError> {
+    if s.cluster.trim().is_empty() {
+        return Err(ConfigError::new(
+            format!("{at}.cluster"),
+            "is empty (expected the name of an Envoy cluster)",
+        ));
+    }
+    if let Some(authority) = &s.authority {
+        if authority.trim().is_empty() {
+            return Err(ConfigError::new(
+                format!("{at}.authority"),
+                "is empty (expected a host name, or leave it out to use the cluster name)",
+            ));
+        }
+    }
+    check_path(&s.path, &format!("{at}.path"))?;
+    if !(1..=MAX_INTERVAL_SECONDS).contains(&s.interval_seconds) {
+        return Err(ConfigError::new(
+            format!("{at}.interval_seconds"),
+            format!(
+                "{} is out of range (expected 1-{MAX_INTERVAL_SECONDS})",
+                s.interval_seconds
+            ),
+        ));
+    }
+    if !(1..=MAX_TIMEOUT_MS).contains(&s.timeout_ms) {
+        return Err(ConfigError::new(
+            format!("{at}.timeout_ms"),
+            format!(
+                "{} is out of range (expected 1-{MAX_TIMEOUT_MS})",
+                s.timeout_ms
+            ),
+        ));
+    }
+    if !(1..=MAX_BODY_BYTES_LIMIT).contains(&s.max_body_bytes) {
+        return Err(ConfigError::new(
+            format!("{at}.max_body_bytes"),
+            format!(
+                "{} is out of range (expected 1-{MAX_BODY_BYTES_LIMIT})",
+                s.max_body_bytes
+            ),
+        ));
+    }
+    let value_at = format!("{at}.value");
+    if s.value.text == Some(false) {
+        return Err(ConfigError::new(
+            format!("{value_at}.text"),
+            "is false (expected true, or leave it out)",
+        ));
+    }
+    match s.value.source() {
+        None => Err(ConfigError::new(
+            value_at,
+            "must set exactly one of json_pointer, json_array_length, header, text",
+        )),
+        Some(ValueSource::JsonPointer(p)) => check_pointer(&p, &format!("{value_at}.json_pointer")),
+        Some(ValueSource::JsonArrayLength(p)) => {
+            check_pointer(&p, &format!("{value_at}.json_array_length"))
+        }
+        Some(ValueSource::Header(h)) if h.trim().is_empty() => Err(ConfigError::new(
+            format!("{value_at}.header"),
+            "is empty (expected a header name such as \"x-total-count\")",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn check_pointer(pointer: &str, at: &str) -> Result<(), ConfigError> {
+    if pointer.is_empty() || pointer.starts_with('/') {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            at,
+            format!("{pointer:?} is not a JSON pointer (expected \"\" for the root or a path starting with '/')"),
+        ))
+    }
+}
+
+fn check_path(path: &str, at: &str) -> Result<(), ConfigError> {
+    if path.starts_with('/') && !path.contains(['?', '#']) && !path.chars().any(char::is_whitespace)
+    {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            at,
+            format!("{path:?} is not a path (expected it to start with '/', without query, fragment or spaces)"),
+        ))
+    }
+}
+
+/// Prometheus metric names: `[a-zA-Z_:][a-zA-Z0-9_:]*`, not one of ours.
+fn check_metric_name(name: &str, at: &str) -> Result<(), ConfigError> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':');
+    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':') {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} is not a Prometheus metric name (expected [a-zA-Z_:][a-zA-Z0-9_:]*)"),
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) || name.starts_with(SELF_PREFIX) {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} is reserved by the filter (expected a name that is not an http_* request metric and does not start with {SELF_PREFIX})"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

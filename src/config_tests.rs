@@ -1,0 +1,160 @@
+use super::*;
+use crate::test_support::*;
+
+fn err(json: &str) -> String {
+    match parse(json.as_bytes()) {
+        Ok(c) => panic!("accepted {json}: {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+logic_test!(
+    fn empty_or_absent_means_seed_defaults() {
+        for input in ["", "  \n", "{}"] {
+            let config = parse(input.as_bytes()).unwrap();
+            assert_eq!(config, Config::default());
+            assert_eq!(config.counters.len(), 2);
+            assert_eq!(config.counters[0].name, "successful_login_details_total");
+            assert_eq!(config.counters[1].name, "failed_login_details_total");
+            assert!(config.http_metrics.enabled);
+            assert!(config.samplers.is_empty());
+        }
+        assert!(parse(br#"{"counters": []}"#).unwrap().counters.is_empty());
+    }
+);
+
+logic_test!(
+    fn the_issue_example_parses() {
+        let config = parse(
+            br#"{
+      "counters": [
+        {"name": "successful_login_details_total", "help": "Successful login details",
+         "match": {"method": "POST", "path": "/login", "status": ["2xx"]}},
+        {"name": "failed_login_details_total", "help": "Failed login details",
+         "match": {"method": "POST", "path": "/login", "status": [400, 401]}}
+      ],
+      "http_metrics": {"enabled": true,
+        "handlers": ["/login", "/users", "/users/count", "/users/{user_id}", "/health"],
+        "excluded_handlers": ["/metrics"]},
+      "samplers": [
+        {"name": "total_users", "help": "Total Users", "cluster": "app", "authority": "app",
+         "path": "/users/count", "interval_seconds": 30, "timeout_ms": 1000,
+         "value": {"json_pointer": "/count"}}
+      ]
+    }"#,
+        )
+        .unwrap();
+        assert_eq!(config.counters, seed_counters());
+        assert_eq!(
+            config.samplers[0].value.source(),
+            Some(ValueSource::JsonPointer("/count".into()))
+        );
+        assert_eq!(config.http_metrics.handlers.len(), 5);
+    }
+);
+
+logic_test!(
+    fn sampler_defaults() {
+        let config = parse(br#"{"samplers": [{"name": "n", "cluster": "c", "path": "/n", "value": {"text": true}}]}"#).unwrap();
+        let s = &config.samplers[0];
+        assert_eq!(s.interval_seconds, 30);
+        assert_eq!(s.timeout_ms, 1000);
+        assert_eq!(s.max_body_bytes, 65536);
+        assert_eq!(s.authority(), "c");
+        assert_eq!(s.value.source(), Some(ValueSource::Text));
+    }
+);
+
+logic_test!(
+    fn status_forms() {
+        let config = parse(
+            br#"{"counters": [{"name": "x", "match": {"status": [200, "4xx", "5XX", "404"]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.counters[0].matches.status,
+            Some(vec![
+                StatusMatch::Code(200),
+                StatusMatch::Class(4),
+                StatusMatch::Class(5),
+                StatusMatch::Code(404)
+            ])
+        );
+    }
+);
+
+// Every rule, each with the field path and the expectation in the message.
+logic_test!(
+    fn invalid_configs_name_the_field() {
+        let sampler = |extra: &str| {
+            format!(
+                r#"{{"samplers": [{{"name": "s", "cluster": "c", "path": "/p", "value": {{"text": true}}{extra}}}]}}"#
+            )
+        };
+        let cases: Vec<(String, &str)> = vec![
+        (r#"{"counters": [{"name": "a", "match": {}}, {"name": "b", "match": {"status": ["7xx"]}}]}"#.into(),
+         r#"counters[1].match.status[0]: "7xx" is not a status code or class (expected 100-599 or 1xx-5xx)"#),
+        (r#"{"counters": [{"name": "b", "match": {"status": [600]}}]}"#.into(),
+         "counters[0].match.status[0]: 600 is not a status code or class (expected 100-599 or 1xx-5xx)"),
+        (r#"{"counters": [{"name": "b", "match": {"status": [-1]}}]}"#.into(),
+         "counters[0].match.status[0]: -1 is not a status code"),
+        (r#"{"counters": [{"name": "b", "match": {"status": []}}]}"#.into(),
+         "counters[0].match.status: is empty"),
+        (r#"{"countres": []}"#.into(), "unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`"),
+        (r#"{"counters": [{"name": "a", "match": {"paht": "/x"}}]}"#.into(), "counters[0].match.paht: unknown field `paht`"),
+        (r#"{"counters": [{"name": 5, "match": {}}]}"#.into(), "counters[0].name: invalid type: integer `5`, expected a string"),
+        (r#"{"counters": [{"name": "9lives", "match": {}}]}"#.into(),
+         r#"counters[0].name: "9lives" is not a Prometheus metric name (expected [a-zA-Z_:][a-zA-Z0-9_:]*)"#),
+        (r#"{"counters": [{"name": "a-b", "match": {}}]}"#.into(), r#"counters[0].name: "a-b" is not a Prometheus metric name"#),
+        (r#"{"counters": [{"name": "", "match": {}}]}"#.into(), r#"counters[0].name: "" is not a Prometheus metric name"#),
+        (r#"{"counters": [{"name": "a", "match": {}}, {"name": "a", "match": {}}]}"#.into(),
+         r#"counters[1].name: "a" is already used by counters[0]"#),
+        (r#"{"counters": [{"name": "a", "match": {}}], "samplers": [{"name": "a", "cluster": "c", "path": "/p", "value": {"text": true}}]}"#.into(),
+         r#"samplers[0].name: "a" is already used by counters[0]"#),
+        (r#"{"counters": [{"name": "http_requests_total", "match": {}}]}"#.into(), "counters[0].name: \"http_requests_total\" is reserved"),
+        (r#"{"counters": [{"name": "app_metrics_x", "match": {}}]}"#.into(), "counters[0].name: \"app_metrics_x\" is reserved"),
+        (r#"{"counters": [{"name": "a", "match": {"path": "login"}}]}"#.into(),
+         r#"counters[0].match.path: "login" is not a path (expected it to start with '/'"#),
+        (r#"{"counters": [{"name": "a", "match": {"path": "/users/{id"}}]}"#.into(),
+         r#"counters[0].match.path: "/users/{id" is not a usable route template"#),
+        (r#"{"counters": [{"name": "a", "match": {"method": "post"}}]}"#.into(),
+         r#"counters[0].match.method: "post" is not an HTTP method"#),
+        (r#"{"counters": [{"name": "a", "match": {"request_headers": {"x y": true}}}]}"#.into(),
+         r#"counters[0].match.request_headers.x y: "x y" is not a header name"#),
+        (r#"{"counters": [{"name": "a", "match": {"response_headers": {"x": 3}}}]}"#.into(),
+         "counters[0].match.response_headers.x: invalid value (expected a string for an exact value, or true/false for presence)"),
+        (r#"{"http_metrics": {"handlers": ["/a", "nope"]}}"#.into(), r#"http_metrics.handlers[1]: "nope" is not a path"#),
+        (r#"{"http_metrics": {"handlers": ["/u/{id}", "/u/{name}"]}}"#.into(), r#"http_metrics.handlers[1]: "/u/{name}" is not a usable route template"#),
+        (r#"{"http_metrics": {"handlers": ["/a;b"]}}"#.into(), r#"http_metrics.handlers[0]: "/a;b" contains ';' or '='"#),
+        (r#"{"http_metrics": {"excluded_handlers": ["metrics"]}}"#.into(), r#"http_metrics.excluded_handlers[0]: "metrics" is not a path"#),
+        (r#"{"http_metrics": {"enabled": "yes"}}"#.into(), "http_metrics.enabled: invalid type: string \"yes\", expected a boolean"),
+        (sampler(r#", "interval_seconds": 0"#), "samplers[0].interval_seconds: 0 is out of range (expected 1-86400)"),
+        (sampler(r#", "timeout_ms": 0"#), "samplers[0].timeout_ms: 0 is out of range (expected 1-60000)"),
+        (sampler(r#", "max_body_bytes": 0"#), "samplers[0].max_body_bytes: 0 is out of range"),
+        (sampler(r#", "interval_seconds": -5"#), "samplers[0].interval_seconds: invalid value: integer `-5`, expected u64"),
+        (sampler(r#", "cluster": """#), "duplicate field `cluster`"),
+        (r#"{"samplers": [{"name": "s", "cluster": " ", "path": "/p", "value": {"text": true}}]}"#.into(), "samplers[0].cluster: is empty"),
+        (r#"{"samplers": [{"name": "s", "cluster": "c", "path": "p", "value": {"text": true}}]}"#.into(), r#"samplers[0].path: "p" is not a path"#),
+        (r#"{"samplers": [{"name": "s", "cluster": "c", "path": "/p", "value": {}}]}"#.into(),
+         "samplers[0].value: must set exactly one of json_pointer, json_array_length, header, text"),
+        (r#"{"samplers": [{"name": "s", "cluster": "c", "path": "/p", "value": {"text": true, "header": "x"}}]}"#.into(),
+         "samplers[0].value: must set exactly one of"),
+        (r#"{"samplers": [{"name": "s", "cluster": "c", "path": "/p", "value": {"text": false}}]}"#.into(), "samplers[0].value.text: is false"),
+        (r#"{"samplers": [{"name": "s", "cluster": "c", "path": "/p", "value": {"json_pointer": "count"}}]}"#.into(),
+         r#"samplers[0].value.json_pointer: "count" is not a JSON pointer"#),
+        (r#"{"samplers": [{"name": "s", "cluster": "c", "path": "/p", "value": {"header": ""}}]}"#.into(), "samplers[0].value.header: is empty"),
+        (r#"{"samplers": [{"name": "s", "path": "/p", "value": {"text": true}}]}"#.into(), "samplers[0]: missing field `cluster`"),
+        ("[1, 2]".into(), ".: is not a JSON object"),
+        ("null".into(), ".: is not a JSON object"),
+        ("{".into(), "EOF while parsing an object"),
+        ("{\u{0}".into(), "key must be a string"),
+    ];
+        for (json, want) in &cases {
+            let got = err(json);
+            assert!(
+                got.contains(want),
+                "config {json}\n  got:  {got}\n  want: {want}"
+            );
+        }
+    }
+);

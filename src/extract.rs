@@ -1,0 +1,267 @@
+//! Turning a sampler's HTTP answer into a gauge value, or into the reason it could not be.
+
+use crate::config::ValueSource;
+
+/// Why a sample failed; the `reason` label of `app_metrics_sampler_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The request could not be sent (e.g. unknown cluster).
+    Dispatch,
+    /// Envoy gave up waiting (its own 504).
+    Timeout,
+    /// Envoy could not reach the upstream (its own 503).
+    Unreachable,
+    /// The upstream answered with a non-2xx status.
+    Status,
+    /// The body is longer than `max_body_bytes`.
+    TooLarge,
+    /// The body is not JSON, or not a number for `text`.
+    Parse,
+    /// The JSON pointer or header is absent.
+    Missing,
+    /// The value is there but is not a non-negative integer (Envoy gauges are unsigned integers).
+    Invalid,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::Dispatch,
+        Reason::Timeout,
+        Reason::Unreachable,
+        Reason::Status,
+        Reason::TooLarge,
+        Reason::Parse,
+        Reason::Missing,
+        Reason::Invalid,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Dispatch => "dispatch",
+            Reason::Timeout => "timeout",
+            Reason::Unreachable => "unreachable",
+            Reason::Status => "status",
+            Reason::TooLarge => "too_large",
+            Reason::Parse => "parse",
+            Reason::Missing => "missing",
+            Reason::Invalid => "invalid",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Reason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// What the glue read of the answer. `body` holds at most `max_body_bytes + 1` bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Answer<'a> {
+    pub status: Option<u16>,
+    /// Envoy sets `x-envoy-upstream-service-time` only on answers that came from the upstream.
+    pub from_upstream: bool,
+    pub header: Option<&'a [u8]>,
+    pub body: &'a [u8],
+    pub body_size: usize,
+}
+
+/// The sampled value, or why there is none.
+pub fn sample_value(
+    source: &ValueSource,
+    answer: &Answer<'_>,
+    max_body: usize,
+) -> Result<u64, Reason> {
+    match answer.status {
+        Some(200..=299) => {}
+        Some(504) if !answer.from_upstream => return Err(Reason::Timeout),
+        Some(503) if !answer.from_upstream => return Err(Reason::Unreachable),
+        Some(_) => return Err(Reason::Status),
+        None => return Err(Reason::Unreachable),
+    }
+    match source {
+        ValueSource::Header(_) => {
+            let raw = answer.header.ok_or(Reason::Missing)?;
+            parse_number_text(raw)
+        }
+        _ if answer.body_size > max_body || answer.body.len() > max_body => Err(Reason::TooLarge),
+        ValueSource::Text => parse_number_text(answer.body),
+        ValueSource::JsonPointer(pointer) => {
+            let doc: serde_json::Value =
+                serde_json::from_slice(answer.body).map_err(|_| Reason::Parse)?;
+            let value = doc.pointer(pointer).ok_or(Reason::Missing)?;
+            json_to_u64(value)
+        }
+        ValueSource::JsonArrayLength(pointer) => {
+            let doc: serde_json::Value =
+                serde_json::from_slice(answer.body).map_err(|_| Reason::Parse)?;
+            let value = doc.pointer(pointer).ok_or(Reason::Missing)?;
+            value
+                .as_array()
+                .map(|a| a.len() as u64)
+                .ok_or(Reason::Invalid)
+        }
+    }
+}
+
+fn json_to_u64(value: &serde_json::Value) -> Result<u64, Reason> {
+    if let Some(n) = value.as_u64() {
+        return Ok(n);
+    }
+    // 42.0 is an integer written as a float; 4.2 or -1 cannot be a gauge value.
+    match value.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => Ok(f as u64),
+        _ => Err(Reason::Invalid),
+    }
+}
+
+/// A body or header that is just a number (surrounding whitespace allowed).
+fn parse_number_text(raw: &[u8]) -> Result<u64, Reason> {
+    let text = std::str::from_utf8(raw).map_err(|_| Reason::Parse)?.trim();
+    if text.is_empty() {
+        return Err(Reason::Parse);
+    }
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(n);
+    }
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() => json_to_u64(&serde_json::json!(f)),
+        _ => Err(Reason::Parse),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::*;
+
+    fn ok(body: &[u8]) -> Answer<'_> {
+        Answer {
+            status: Some(200),
+            from_upstream: true,
+            header: None,
+            body,
+            body_size: body.len(),
+        }
+    }
+    fn ptr(p: &str) -> ValueSource {
+        ValueSource::JsonPointer(p.to_string())
+    }
+
+    logic_test!(
+        fn json_pointer() {
+            assert_eq!(
+                sample_value(&ptr("/count"), &ok(br#"{"count": 12}"#), 100),
+                Ok(12)
+            );
+            assert_eq!(
+                sample_value(&ptr("/a/0/n"), &ok(br#"{"a": [{"n": 3}]}"#), 100),
+                Ok(3)
+            );
+            assert_eq!(
+                sample_value(&ptr("/count"), &ok(br#"{"count": 12.0}"#), 100),
+                Ok(12)
+            );
+            assert_eq!(
+                sample_value(&ptr("/count"), &ok(br#"{"other": 1}"#), 100),
+                Err(Reason::Missing)
+            );
+            assert_eq!(
+                sample_value(&ptr("/count"), &ok(br#"{"count": -1}"#), 100),
+                Err(Reason::Invalid)
+            );
+            assert_eq!(
+                sample_value(&ptr("/count"), &ok(br#"{"count": 1.5}"#), 100),
+                Err(Reason::Invalid)
+            );
+            assert_eq!(
+                sample_value(&ptr("/count"), &ok(br#"{"count": "12"}"#), 100),
+                Err(Reason::Invalid)
+            );
+            assert_eq!(
+                sample_value(&ptr("/count"), &ok(b"<html>"), 100),
+                Err(Reason::Parse)
+            );
+            assert_eq!(sample_value(&ptr(""), &ok(b"7"), 100), Ok(7));
+        }
+    );
+
+    logic_test!(
+        fn array_length() {
+            let len = |p: &str| ValueSource::JsonArrayLength(p.to_string());
+            assert_eq!(sample_value(&len(""), &ok(b"[1,2,3]"), 100), Ok(3));
+            assert_eq!(
+                sample_value(&len("/users"), &ok(br#"{"users": []}"#), 100),
+                Ok(0)
+            );
+            assert_eq!(
+                sample_value(&len("/users"), &ok(br#"{"users": 4}"#), 100),
+                Err(Reason::Invalid)
+            );
+            assert_eq!(
+                sample_value(&len("/nope"), &ok(b"{}"), 100),
+                Err(Reason::Missing)
+            );
+        }
+    );
+
+    logic_test!(
+        fn header_and_text() {
+            let header = ValueSource::Header("x-total-count".to_string());
+            let mut answer = ok(b"[]");
+            answer.header = Some(b" 42 ");
+            assert_eq!(sample_value(&header, &answer, 100), Ok(42));
+            answer.header = Some(b"many");
+            assert_eq!(sample_value(&header, &answer, 100), Err(Reason::Parse));
+            answer.header = None;
+            assert_eq!(sample_value(&header, &answer, 100), Err(Reason::Missing));
+            assert_eq!(sample_value(&ValueSource::Text, &ok(b"17\n"), 100), Ok(17));
+            assert_eq!(
+                sample_value(&ValueSource::Text, &ok(b"-3"), 100),
+                Err(Reason::Invalid)
+            );
+            assert_eq!(
+                sample_value(&ValueSource::Text, &ok(b""), 100),
+                Err(Reason::Parse)
+            );
+            assert_eq!(
+                sample_value(&ValueSource::Text, &ok(&[0xff, 0xfe]), 100),
+                Err(Reason::Parse)
+            );
+            assert_eq!(
+                sample_value(&ValueSource::Text, &ok(b"NaN"), 100),
+                Err(Reason::Parse)
+            );
+        }
+    );
+
+    logic_test!(
+        fn status_and_size_faults() {
+            let mut answer = ok(br#"{"count": 1}"#);
+            answer.status = Some(500);
+            assert_eq!(
+                sample_value(&ptr("/count"), &answer, 100),
+                Err(Reason::Status)
+            );
+            answer.status = Some(503);
+            assert_eq!(
+                sample_value(&ptr("/count"), &answer, 100),
+                Err(Reason::Status)
+            );
+            answer.from_upstream = false;
+            assert_eq!(
+                sample_value(&ptr("/count"), &answer, 100),
+                Err(Reason::Unreachable)
+            );
+            answer.status = Some(504);
+            assert_eq!(
+                sample_value(&ptr("/count"), &answer, 100),
+                Err(Reason::Timeout)
+            );
+            let mut big = ok(br#"{"count": 1}"#);
+            big.body_size = 10_000_000;
+            assert_eq!(
+                sample_value(&ptr("/count"), &big, 100),
+                Err(Reason::TooLarge)
+            );
+        }
+    );
+}

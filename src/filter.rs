@@ -1,0 +1,129 @@
+//! The compiled configuration and the per-request classification: where a request is decided.
+//!
+//! On request headers, [`Filter::classify`] turns method, path and the few request headers rules
+//! read into a small [`Exchange`] (indices only: no request data is kept). On completion,
+//! `metrics::Registry::record` turns that plus the status into metric updates.
+
+use crate::config::{Config, Sampler};
+use crate::labels::{method_index, UNMATCHED_HANDLER};
+use crate::routes::Routes;
+use crate::rules::Rules;
+
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub rules: Rules,
+    /// `None` when `http_metrics.enabled` is false.
+    pub http: Option<HttpMetrics>,
+    pub samplers: Vec<Sampler>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpMetrics {
+    pub handlers: Routes,
+    pub excluded: Routes,
+}
+
+impl HttpMetrics {
+    /// Number of `handler` label values: the templates plus `none`.
+    pub fn handler_count(&self) -> usize {
+        self.handlers.len() + 1
+    }
+
+    pub fn handler_label(&self, index: usize) -> &str {
+        self.handlers.template(index).unwrap_or(UNMATCHED_HANDLER)
+    }
+}
+
+/// What the filter keeps about one request between its phases.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exchange {
+    pub method: usize,
+    /// Index into the handler labels (`handler_count() - 1` is `none`); `None` when excluded or
+    /// request metrics are off.
+    pub handler: Option<usize>,
+    /// Rules whose request side matched, to be confirmed by the response.
+    pub candidates: Vec<usize>,
+}
+
+impl Filter {
+    pub fn new(config: &Config) -> Self {
+        let http = config.http_metrics.enabled.then(|| HttpMetrics {
+            handlers: Routes::new(&config.http_metrics.handlers),
+            excluded: Routes::new(&config.http_metrics.excluded_handlers),
+        });
+        Filter {
+            rules: Rules::new(&config.counters),
+            http,
+            samplers: config.samplers.clone(),
+        }
+    }
+
+    /// Whether any request needs to be looked at at all.
+    pub fn observes_requests(&self) -> bool {
+        self.http.is_some() || !self.rules.is_empty()
+    }
+
+    /// `path` is `None` when it is not UTF-8 (it then matches no template).
+    pub fn classify(
+        &self,
+        method: &[u8],
+        path: Option<&str>,
+        request_headers: &[Option<Vec<u8>>],
+    ) -> Exchange {
+        let handler = self.http.as_ref().and_then(|http| {
+            let path = path.unwrap_or("");
+            if http.excluded.find(path).is_some() {
+                None
+            } else {
+                Some(http.handlers.find(path).unwrap_or(http.handlers.len()))
+            }
+        });
+        Exchange {
+            method: method_index(method),
+            handler,
+            candidates: self.rules.candidates(method, path, request_headers),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use crate::test_support::*;
+
+    logic_test!(
+        fn classifies_handlers_and_exclusions() {
+            let config = parse(br#"{"http_metrics": {"handlers": ["/users/{id}", "/login"], "excluded_handlers": ["/metrics"]}}"#).unwrap();
+            let filter = Filter::new(&config);
+            let http = filter.http.as_ref().unwrap();
+            let e = filter.classify(b"GET", Some("/users/alice"), &[]);
+            assert_eq!(
+                e.handler.map(|h| http.handler_label(h)),
+                Some("/users/{id}")
+            );
+            let e = filter.classify(b"POST", Some("/login"), &[]);
+            assert_eq!(e.handler.map(|h| http.handler_label(h)), Some("/login"));
+            assert_eq!(e.candidates, [0, 1]);
+            let e = filter.classify(b"GET", Some("/secret/token-123"), &[]);
+            assert_eq!(e.handler.map(|h| http.handler_label(h)), Some("none"));
+            assert_eq!(filter.classify(b"GET", Some("/metrics"), &[]).handler, None);
+            assert_eq!(
+                filter
+                    .classify(b"GET", None, &[])
+                    .handler
+                    .map(|h| http.handler_label(h)),
+                Some("none")
+            );
+        }
+    );
+
+    logic_test!(
+        fn disabled_request_metrics() {
+            let config = parse(br#"{"counters": [], "http_metrics": {"enabled": false}}"#).unwrap();
+            let filter = Filter::new(&config);
+            assert!(!filter.observes_requests());
+            assert_eq!(filter.classify(b"GET", Some("/"), &[]).handler, None);
+        }
+    );
+}

@@ -1,0 +1,182 @@
+//! The proxy-wasm host calls we use, declared raw so no host status can panic the VM.
+//!
+//! The SDK's wrappers `panic!` on any status they do not expect (and `get_map_value` unwraps
+//! UTF-8), and a panic kills the VM for every request on the worker. Here every status is a value.
+
+use crate::metrics::{Kind, MetricHost};
+use std::ptr::{null, null_mut};
+
+const OK: u32 = 0;
+pub const NOT_FOUND: u32 = 1;
+pub const CAS_MISMATCH: u32 = 8;
+
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub enum Map {
+    Request = 0,
+    Response = 2,
+    CallResponse = 6,
+}
+
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub enum Buffer {
+    CallResponseBody = 4,
+    PluginConfiguration = 7,
+}
+
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub enum Level {
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+}
+
+/// Takes ownership of memory the host allocated through the SDK's `proxy_on_memory_allocate`
+/// (a `Vec<u8>` with capacity == size).
+unsafe fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if data.is_null() {
+        None
+    } else {
+        Some(Vec::from_raw_parts(data, size, size))
+    }
+}
+
+pub fn log(level: Level, message: &str) {
+    // Nothing sensible to do if logging itself fails.
+    unsafe {
+        proxy_log(level as u32, message.as_ptr(), message.len());
+    }
+}
+
+pub fn now_ns() -> Option<u64> {
+    let mut t = 0u64;
+    (unsafe { proxy_get_current_time_nanoseconds(&mut t) } == OK).then_some(t)
+}
+
+pub fn set_tick_period_ms(ms: u32) -> Result<(), u32> {
+    match unsafe { proxy_set_tick_period_milliseconds(ms) } {
+        OK => Ok(()),
+        status => Err(status),
+    }
+}
+
+/// A header's raw bytes; `Ok(None)` when absent.
+pub fn header(map: Map, name: &str) -> Result<Option<Vec<u8>>, u32> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    match unsafe {
+        proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size)
+    } {
+        OK => Ok(Some(unsafe { owned(data, size) }.unwrap_or_default())),
+        NOT_FOUND => Ok(None),
+        status => Err(status),
+    }
+}
+
+pub fn buffer(buffer: Buffer, start: usize, max_size: usize) -> Result<Option<Vec<u8>>, u32> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    match unsafe { proxy_get_buffer_bytes(buffer as u32, start, max_size, &mut data, &mut size) } {
+        OK => Ok(unsafe { owned(data, size) }),
+        NOT_FOUND => Ok(None),
+        status => Err(status),
+    }
+}
+
+/// The value and its CAS token; `Ok((None, 0))` when the key does not exist.
+pub fn get_shared(key: &str) -> Result<(Option<Vec<u8>>, u32), u32> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    let mut cas = 0u32;
+    match unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) }
+    {
+        OK => Ok((unsafe { owned(data, size) }, cas)),
+        NOT_FOUND => Ok((None, 0)),
+        status => Err(status),
+    }
+}
+
+/// `cas == 0` sets unconditionally; otherwise fails with [`CAS_MISMATCH`] if another VM wrote first.
+pub fn set_shared(key: &str, value: &[u8], cas: u32) -> Result<(), u32> {
+    let value_ptr = if value.is_empty() {
+        null()
+    } else {
+        value.as_ptr()
+    };
+    match unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value_ptr, value.len(), cas) } {
+        OK => Ok(()),
+        status => Err(status),
+    }
+}
+
+/// Envoy's stats through the raw calls.
+pub struct Stats;
+
+impl MetricHost for Stats {
+    fn define(&self, kind: Kind, name: &str) -> Option<u32> {
+        let kind = match kind {
+            Kind::Counter => 0,
+            Kind::Gauge => 1,
+            Kind::Histogram => 2,
+        };
+        let mut id = 0u32;
+        (unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) } == OK)
+            .then_some(id)
+    }
+
+    fn increment(&self, id: u32, by: u64) -> bool {
+        let by = i64::try_from(by).unwrap_or(i64::MAX);
+        unsafe { proxy_increment_metric(id, by) == OK }
+    }
+
+    fn record(&self, id: u32, value: u64) -> bool {
+        unsafe { proxy_record_metric(id, value) == OK }
+    }
+}

@@ -1,0 +1,50 @@
+//! proxy-wasm glue: the only code that talks to the host. Thin on purpose.
+
+mod host;
+mod http;
+mod root;
+
+use host::Level;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+proxy_wasm::main! {{
+    install_logging();
+    proxy_wasm::set_root_context(|_| Box::new(root::Root::default()));
+}}
+
+/// `log` records go to Envoy's log; a panic is logged at critical level before the VM dies.
+fn install_logging() {
+    struct HostLogger;
+    impl log::Log for HostLogger {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.level() <= log::max_level()
+        }
+        fn log(&self, record: &log::Record) {
+            let level = match record.level() {
+                log::Level::Error => Level::Error,
+                log::Level::Warn => Level::Warn,
+                log::Level::Info => Level::Info,
+                _ => Level::Debug,
+            };
+            host::log(level, &format!("app_metrics: {}", record.args()));
+        }
+        fn flush(&self) {}
+    }
+    static LOGGER: HostLogger = HostLogger;
+    // Fails only if a logger is already set, which then keeps working.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+    std::panic::set_hook(Box::new(|info| {
+        host::log(Level::Critical, &format!("app_metrics: panic: {info}"));
+    }));
+}
+
+/// Logs the first few request-time problems, then one in a thousand: a broken host call on every
+/// request must not flood Envoy's log.
+fn warn_limited(message: impl FnOnce() -> String) {
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let n = SEEN.fetch_add(1, Ordering::Relaxed);
+    if n < 10 || n.is_multiple_of(1000) {
+        log::warn!("{} (problem #{})", message(), n + 1);
+    }
+}

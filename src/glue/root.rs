@@ -1,0 +1,217 @@
+//! The root context: configuration, and the samplers' timer and answers.
+
+use super::host::{self, Buffer, Map, Stats, CAS_MISMATCH};
+use super::http::Http;
+use super::warn_limited;
+use crate::config::{self, ValueSource};
+use crate::extract::{sample_value, Answer, Reason};
+use crate::filter::Filter;
+use crate::metrics::Registry;
+use crate::schedule;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// What a VM's HTTP contexts share: the compiled configuration and the cached stat ids.
+pub struct State {
+    pub filter: Filter,
+    pub registry: RefCell<Registry>,
+}
+
+#[derive(Default)]
+pub struct Root {
+    state: Option<Rc<State>>,
+    /// Sampler requests in flight: token → sampler index.
+    pending: HashMap<u32, usize>,
+}
+
+const TICK_MS: u32 = 1000;
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let (Some(index), Some(state)) = (self.pending.remove(&token), self.state.clone()) else {
+            return;
+        };
+        let Some(sampler) = state.filter.samplers.get(index) else {
+            return;
+        };
+        let Some(source) = sampler.value.source() else {
+            return;
+        };
+        let header = |name: &str| host::header(Map::CallResponse, name).ok().flatten();
+        let status = header(":status").and_then(|s| {
+            std::str::from_utf8(&s)
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok())
+        });
+        let value_header = match &source {
+            ValueSource::Header(name) => header(name),
+            _ => None,
+        };
+        // Read one byte past the cap so an oversized body is recognised, never more.
+        let body = match source {
+            ValueSource::Header(_) => None,
+            _ => host::buffer(
+                Buffer::CallResponseBody,
+                0,
+                body_size.min(sampler.max_body_bytes + 1),
+            )
+            .ok()
+            .flatten(),
+        };
+        let answer = Answer {
+            status,
+            from_upstream: header("x-envoy-upstream-service-time").is_some(),
+            header: value_header.as_deref(),
+            body: body.as_deref().unwrap_or_default(),
+            body_size,
+        };
+        let mut registry = match state.registry.try_borrow_mut() {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        match sample_value(&source, &answer, sampler.max_body_bytes) {
+            Ok(value) => {
+                let now_s = host::now_ns().unwrap_or(0) / 1_000_000_000;
+                registry.sample_ok(&state.filter, &Stats, index, value, now_s);
+            }
+            Err(reason) => {
+                warn_limited(|| format!("sampler {}: {}", sampler.name, reason.label()));
+                registry.sample_failed(&state.filter, &Stats, index, reason);
+            }
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = match host::buffer(Buffer::PluginConfiguration, 0, usize::MAX) {
+            Ok(raw) => raw.unwrap_or_default(),
+            Err(status) => {
+                log::error!("cannot read the plugin configuration (host status {status})");
+                return false;
+            }
+        };
+        let config = match config::parse(&raw) {
+            Ok(config) => config,
+            Err(e) => {
+                log::error!("{e}");
+                return false;
+            }
+        };
+        let filter = Filter::new(&config);
+        let registry = RefCell::new(Registry::new(&filter, &Stats));
+        if !filter.samplers.is_empty() {
+            let now_ms = host::now_ns().unwrap_or(0) / 1_000_000;
+            for sampler in &filter.samplers {
+                // Create the deadline once (due now): a CAS on a missing key would always win.
+                let key = schedule::key(&sampler.name);
+                if let Ok((None, _)) = host::get_shared(&key) {
+                    if let Err(status) = host::set_shared(&key, &schedule::encode(now_ms), 0) {
+                        log::error!(
+                            "sampler {}: cannot create its schedule (host status {status})",
+                            sampler.name
+                        );
+                    }
+                }
+            }
+            if let Err(status) = host::set_tick_period_ms(TICK_MS) {
+                log::error!("cannot start the sampler timer (host status {status})");
+                return false;
+            }
+        }
+        log::info!(
+            "configured: {} counters, request metrics {}, {} samplers",
+            filter.rules.rules.len(),
+            if filter.http.is_some() { "on" } else { "off" },
+            filter.samplers.len()
+        );
+        self.state = Some(Rc::new(State { filter, registry }));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let Some(now_ms) = host::now_ns().map(|ns| ns / 1_000_000) else {
+            return;
+        };
+        for (index, sampler) in state.filter.samplers.iter().enumerate() {
+            let key = schedule::key(&sampler.name);
+            let Ok((Some(stored), cas)) = host::get_shared(&key) else {
+                continue;
+            };
+            let Some(deadline) = schedule::decode(&stored) else {
+                continue;
+            };
+            let Some(next) =
+                schedule::next_deadline(now_ms, deadline, sampler.interval_seconds * 1000)
+            else {
+                continue;
+            };
+            match host::set_shared(&key, &schedule::encode(next), cas) {
+                Ok(()) => self.send(&state, index),
+                Err(CAS_MISMATCH) => {} // another VM won this round
+                Err(status) => warn_limited(|| {
+                    format!("sampler {}: shared data status {status}", sampler.name)
+                }),
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Never None: the SDK panics on it.
+        Some(Box::new(Http::new(self.state.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    fn send(&mut self, state: &State, index: usize) {
+        let Some(sampler) = state.filter.samplers.get(index) else {
+            return;
+        };
+        let headers = vec![
+            (":method", "GET"),
+            (":path", sampler.path.as_str()),
+            (":authority", sampler.authority()),
+            ("user-agent", "app-metrics-wasm"),
+        ];
+        let timeout = Duration::from_millis(sampler.timeout_ms);
+        match proxy_wasm::hostcalls::dispatch_http_call(
+            &sampler.cluster,
+            headers,
+            None,
+            vec![],
+            timeout,
+        ) {
+            Ok(token) => {
+                self.pending.insert(token, index);
+            }
+            Err(status) => {
+                warn_limited(|| {
+                    format!(
+                        "sampler {}: cannot call cluster {:?}: {status:?}",
+                        sampler.name, sampler.cluster
+                    )
+                });
+                if let Ok(mut registry) = state.registry.try_borrow_mut() {
+                    registry.sample_failed(&state.filter, &Stats, index, Reason::Dispatch);
+                }
+            }
+        }
+    }
+}

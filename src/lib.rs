@@ -1,0 +1,23 @@
+//! app-metrics-wasm: Prometheus metrics for an application, made by the proxy in front of it.
+//!
+//! Where a request becomes a metric: `glue::http` reads the request → [`filter::Filter::classify`]
+//! → at completion [`metrics::Registry::record`]. Samplers: `glue::root` ticks →
+//! [`schedule`] elects one VM → the answer goes through [`extract::sample_value`].
+//!
+//! Everything but `glue` is pure logic, tested on the host and, compiled to wasm, under
+//! wasm-bindgen-test. `glue` is the only code that talks to proxy-wasm.
+
+pub mod config;
+pub mod extract;
+pub mod filter;
+pub mod labels;
+pub mod metrics;
+pub mod routes;
+pub mod rules;
+pub mod schedule;
+
+#[cfg(not(test))]
+mod glue;
+
+#[cfg(test)]
+mod test_support;

@@ -1,0 +1,110 @@
+//! Route templates (`/users/{user_id}`) matched with `matchit`, the router axum uses.
+
+use matchit::Router;
+
+/// A set of templates; a path resolves to the index of the template it matches.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    router: Router<usize>,
+    templates: Vec<String>,
+}
+
+impl Routes {
+    /// Templates were checked by `config::validate`; one that still fails to insert is skipped.
+    pub fn new(templates: &[String]) -> Self {
+        let mut routes = Routes::default();
+        for template in templates {
+            if routes
+                .router
+                .insert(template.as_str(), routes.templates.len())
+                .is_ok()
+            {
+                routes.templates.push(template.clone());
+            }
+        }
+        routes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    /// Index of the template matching `path` (query string ignored).
+    pub fn find(&self, path: &str) -> Option<usize> {
+        if self.templates.is_empty() {
+            return None;
+        }
+        self.router.at(strip_query(path)).ok().map(|m| *m.value)
+    }
+
+    pub fn template(&self, index: usize) -> Option<&str> {
+        self.templates.get(index).map(String::as_str)
+    }
+}
+
+/// The path without `?query` or `#fragment`.
+pub fn strip_query(path: &str) -> &str {
+    match path.find(['?', '#']) {
+        Some(end) => path.get(..end).unwrap_or(path),
+        None => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::*;
+
+    fn routes() -> Routes {
+        let t: Vec<String> = [
+            "/login",
+            "/users",
+            "/users/count",
+            "/users/{user_id}",
+            "/health",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Routes::new(&t)
+    }
+
+    logic_test!(
+        fn static_beats_parameter() {
+            let r = routes();
+            assert_eq!(
+                r.find("/users/count").and_then(|i| r.template(i)),
+                Some("/users/count")
+            );
+            assert_eq!(
+                r.find("/users/42").and_then(|i| r.template(i)),
+                Some("/users/{user_id}")
+            );
+            assert_eq!(r.find("/users").and_then(|i| r.template(i)), Some("/users"));
+        }
+    );
+
+    logic_test!(
+        fn query_is_ignored_and_unknown_paths_match_nothing() {
+            let r = routes();
+            assert_eq!(
+                r.find("/login?next=/x").and_then(|i| r.template(i)),
+                Some("/login")
+            );
+            assert_eq!(r.find("/users/42/extra"), None);
+            assert_eq!(r.find("/nope"), None);
+            assert_eq!(r.find(""), None);
+            assert_eq!(r.find("?"), None);
+        }
+    );
+
+    logic_test!(
+        fn empty_set_matches_nothing() {
+            assert_eq!(Routes::new(&[]).find("/login"), None);
+        }
+    );
+}

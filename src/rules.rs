@@ -1,0 +1,265 @@
+//! Counter rules compiled from the configuration, and the matching that decides which counters a
+//! response increments. Split in two halves so nothing from the request is kept longer than needed:
+//! [`Rules::candidates`] runs on request headers (method, path, request headers), and
+//! [`Rules::confirm`] on response headers (status, response headers).
+
+use crate::config::{Counter, HeaderMatch, StatusMatch};
+use crate::routes::strip_query;
+use matchit::Router;
+
+#[derive(Debug, Clone)]
+enum PathMatch {
+    Any,
+    Exact(String),
+    Template(Router<()>),
+}
+
+impl PathMatch {
+    fn new(path: Option<&str>) -> Self {
+        match path {
+            None => PathMatch::Any,
+            Some(p) if !p.contains('{') => PathMatch::Exact(p.to_string()),
+            Some(p) => {
+                let mut router = Router::new();
+                // Checked by config::validate; a template that fails here matches nothing.
+                match router.insert(p, ()) {
+                    Ok(()) => PathMatch::Template(router),
+                    Err(_) => PathMatch::Exact(String::new()),
+                }
+            }
+        }
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => p == path,
+            PathMatch::Template(router) => router.at(path).is_ok(),
+        }
+    }
+}
+
+/// One header condition, referring to the header by its index in [`Rules::request_headers`]
+/// or [`Rules::response_headers`].
+#[derive(Debug, Clone)]
+struct HeaderRule {
+    index: usize,
+    expect: HeaderMatch,
+}
+
+impl HeaderRule {
+    fn matches(&self, values: &[Option<Vec<u8>>]) -> bool {
+        let value = values.get(self.index).and_then(Option::as_deref);
+        match (&self.expect, value) {
+            (HeaderMatch::Present(want), v) => *want == v.is_some(),
+            (HeaderMatch::Exact(want), Some(v)) => want.as_bytes() == v,
+            (HeaderMatch::Exact(_), None) => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    method: Option<String>,
+    path: PathMatch,
+    status: Vec<StatusMatch>,
+    request_headers: Vec<HeaderRule>,
+    response_headers: Vec<HeaderRule>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub rules: Vec<Rule>,
+    /// Lower-cased names of the request headers some rule reads; only these are fetched.
+    pub request_headers: Vec<String>,
+    pub response_headers: Vec<String>,
+}
+
+fn header_index(names: &mut Vec<String>, name: &str) -> usize {
+    let name = name.to_ascii_lowercase();
+    match names.iter().position(|n| *n == name) {
+        Some(i) => i,
+        None => {
+            names.push(name);
+            names.len() - 1
+        }
+    }
+}
+
+impl Rules {
+    pub fn new(counters: &[Counter]) -> Self {
+        let mut rules = Rules::default();
+        for counter in counters {
+            let m = &counter.matches;
+            let request_headers = m
+                .request_headers
+                .iter()
+                .map(|(name, expect)| HeaderRule {
+                    index: header_index(&mut rules.request_headers, name),
+                    expect: expect.clone(),
+                })
+                .collect();
+            let response_headers = m
+                .response_headers
+                .iter()
+                .map(|(name, expect)| HeaderRule {
+                    index: header_index(&mut rules.response_headers, name),
+                    expect: expect.clone(),
+                })
+                .collect();
+            rules.rules.push(Rule {
+                name: counter.name.clone(),
+                method: m.method.clone(),
+                path: PathMatch::new(m.path.as_deref()),
+                status: m.status.clone().unwrap_or_default(),
+                request_headers,
+                response_headers,
+            });
+        }
+        rules
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Indices of the rules whose request side matches. `path` may carry a query string;
+    /// `request_headers` holds the values of [`Rules::request_headers`], in order.
+    pub fn candidates(
+        &self,
+        method: &[u8],
+        path: Option<&str>,
+        request_headers: &[Option<Vec<u8>>],
+    ) -> Vec<usize> {
+        let path = path.map(strip_query);
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| {
+                rule.method.as_ref().is_none_or(|m| m.as_bytes() == method)
+                    && match (&rule.path, path) {
+                        (PathMatch::Any, _) => true,
+                        (p, Some(path)) => p.matches(path),
+                        (_, None) => false,
+                    }
+                    && rule
+                        .request_headers
+                        .iter()
+                        .all(|h| h.matches(request_headers))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Whether candidate `index` also matches the response.
+    pub fn confirm(&self, index: usize, status: u16, response_headers: &[Option<Vec<u8>>]) -> bool {
+        self.rules.get(index).is_some_and(|rule| {
+            (rule.status.is_empty() || rule.status.iter().any(|s| s.matches(status)))
+                && rule
+                    .response_headers
+                    .iter()
+                    .all(|h| h.matches(response_headers))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, seed_counters};
+    use crate::test_support::*;
+
+    fn matched(rules: &Rules, method: &str, path: &str, status: u16) -> Vec<String> {
+        rules
+            .candidates(method.as_bytes(), Some(path), &[])
+            .into_iter()
+            .filter(|&i| rules.confirm(i, status, &[]))
+            .map(|i| rules.rules[i].name.clone())
+            .collect()
+    }
+
+    logic_test!(
+        fn seed_login_counters_follow_the_tutorial() {
+            let rules = Rules::new(&seed_counters());
+            assert_eq!(
+                matched(&rules, "POST", "/login", 200),
+                ["successful_login_details_total"]
+            );
+            assert_eq!(
+                matched(&rules, "POST", "/login", 204),
+                ["successful_login_details_total"]
+            );
+            assert_eq!(
+                matched(&rules, "POST", "/login", 400),
+                ["failed_login_details_total"]
+            );
+            assert_eq!(
+                matched(&rules, "POST", "/login", 401),
+                ["failed_login_details_total"]
+            );
+            assert!(matched(&rules, "POST", "/login", 422).is_empty());
+            assert!(matched(&rules, "POST", "/login", 500).is_empty());
+            assert!(matched(&rules, "GET", "/login", 200).is_empty());
+            assert!(matched(&rules, "POST", "/login/x", 200).is_empty());
+            assert_eq!(
+                matched(&rules, "POST", "/login?next=%2F", 200),
+                ["successful_login_details_total"]
+            );
+        }
+    );
+
+    logic_test!(
+        fn templates_and_headers() {
+            let config = parse(br#"{"counters": [
+            {"name": "user_reads_total", "match": {"method": "GET", "path": "/users/{id}", "status": ["2xx"]}},
+            {"name": "api_key_calls_total", "match": {"request_headers": {"X-Api-Key": true}}},
+            {"name": "cache_hits_total", "match": {"response_headers": {"x-cache": "HIT"}, "status": [200]}}
+        ]}"#).unwrap();
+            let rules = Rules::new(&config.counters);
+            assert_eq!(rules.request_headers, ["x-api-key"]);
+            assert_eq!(rules.response_headers, ["x-cache"]);
+            let key = [Some(b"k".to_vec())];
+            let none = [None];
+            assert_eq!(rules.candidates(b"GET", Some("/users/7"), &none), [0, 2]);
+            assert_eq!(rules.candidates(b"GET", Some("/users/7"), &key), [0, 1, 2]);
+            assert_eq!(rules.candidates(b"GET", Some("/users"), &none), [2]);
+            assert!(rules.confirm(2, 200, &[Some(b"HIT".to_vec())]));
+            assert!(!rules.confirm(2, 200, &[Some(b"MISS".to_vec())]));
+            assert!(!rules.confirm(2, 200, &[None]));
+            assert!(!rules.confirm(2, 201, &[Some(b"HIT".to_vec())]));
+            assert!(!rules.confirm(0, 404, &[]));
+            assert!(!rules.confirm(99, 200, &[]));
+        }
+    );
+
+    logic_test!(
+        fn absent_header_rule() {
+            let config = parse(
+                br#"{"counters": [
+            {"name": "anonymous_total", "match": {"request_headers": {"authorization": false}}}
+        ]}"#,
+            )
+            .unwrap();
+            let rules = Rules::new(&config.counters);
+            assert_eq!(rules.candidates(b"GET", Some("/"), &[None]), [0]);
+            assert!(rules
+                .candidates(b"GET", Some("/"), &[Some(b"Bearer x".to_vec())])
+                .is_empty());
+        }
+    );
+
+    logic_test!(
+        fn non_utf8_path_only_matches_pathless_rules() {
+            let config = parse(
+                br#"{"counters": [
+            {"name": "any_total", "match": {}},
+            {"name": "login_total", "match": {"path": "/login"}}
+        ]}"#,
+            )
+            .unwrap();
+            let rules = Rules::new(&config.counters);
+            assert_eq!(rules.candidates(b"GET", None, &[]), [0]);
+        }
+    );
+}

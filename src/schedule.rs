@@ -1,0 +1,56 @@
+//! One sampler request per interval per Envoy, however many VMs (workers) tick.
+//!
+//! Every VM's tick reads the sampler's next deadline from Envoy's shared data; the first VM to
+//! compare-and-set it one interval further wins and sends the request. The key is created at
+//! configure time because a CAS on a missing key always succeeds.
+
+/// Shared-data key holding a sampler's next deadline.
+pub fn key(sampler: &str) -> String {
+    format!("app_metrics.sampler.{sampler}.deadline_ms")
+}
+
+pub fn encode(deadline_ms: u64) -> [u8; 8] {
+    deadline_ms.to_be_bytes()
+}
+
+pub fn decode(bytes: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
+}
+
+/// If the deadline has passed, the deadline to store on winning. It advances by exactly one
+/// interval, so samples keep their rhythm; after a long stall it restarts from `now`.
+pub fn next_deadline(now_ms: u64, deadline_ms: u64, interval_ms: u64) -> Option<u64> {
+    if now_ms < deadline_ms {
+        return None;
+    }
+    let next = deadline_ms.saturating_add(interval_ms);
+    Some(if next <= now_ms {
+        now_ms.saturating_add(interval_ms)
+    } else {
+        next
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::*;
+
+    logic_test!(
+        fn deadline_round_trips() {
+            assert_eq!(decode(&encode(1_700_000_000_123)), Some(1_700_000_000_123));
+            assert_eq!(decode(b"short"), None);
+        }
+    );
+
+    logic_test!(
+        fn advances_by_one_interval() {
+            assert_eq!(next_deadline(999, 1000, 5000), None);
+            assert_eq!(next_deadline(1000, 1000, 5000), Some(6000));
+            assert_eq!(next_deadline(1400, 1000, 5000), Some(6000));
+            // Stalled for more than an interval: start over from now, don't fire a burst.
+            assert_eq!(next_deadline(20_000, 1000, 5000), Some(25_000));
+            assert_eq!(next_deadline(u64::MAX, u64::MAX - 1, 5000), Some(u64::MAX));
+        }
+    );
+}
