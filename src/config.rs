@@ -310,7 +310,10 @@ pub fn parse(input: &[u8]) -> Result<Config, ConfigError> {
     }
     let de = &mut serde_json::Deserializer::from_slice(input);
     let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        let path = match e.path().to_string() {
+            p if p.is_empty() => ".".to_string(),
+            p => p,
+        };
         ConfigError::new(path, strip_position(&e.inner().to_string()))
     })?;
     validate(&config)?;
@@ -363,7 +366,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         let mut router = matchit::Router::new();
         for (i, template) in list.iter().enumerate() {
             let at = format!("http_metrics.{field}[{i}]");
-            check_path(template, &at)?;
+            check_template(template, &at)?;
             if template.contains(';') || template.contains('=') {
                 return Err(ConfigError::new(
                     at,
@@ -394,16 +397,7 @@ fn validate_match(m: &Match, at: &str) -> Result<(), ConfigError> {
         }
     }
     if let Some(path) = &m.path {
-        let field = format!("{at}.path");
-        check_path(path, &field)?;
-        matchit::Router::new()
-            .insert(path.as_str(), ())
-            .map_err(|e| {
-                ConfigError::new(
-                    field,
-                    format!("{path:?} is not a usable route template: {e}"),
-                )
-            })?;
+        check_template(path, &format!("{at}.path"))?;
     }
     if let Some(status) = &m.status {
         if status.is_empty() {
@@ -509,6 +503,35 @@ fn check_pointer(pointer: &str, at: &str) -> Result<(), ConfigError> {
             format!("{pointer:?} is not a JSON pointer (expected \"\" for the root or a path starting with '/')"),
         ))
     }
+}
+
+/// matchit panics past 26 parameters in one route; far fewer is already odd.
+const MAX_TEMPLATE_PARAMS: usize = 8;
+
+/// A path that is also a route template matchit accepts.
+fn check_template(path: &str, at: &str) -> Result<(), ConfigError> {
+    check_path(path, at)?;
+    if !crate::routes::insertable(path) {
+        return Err(ConfigError::new(
+            at,
+            format!("{path:?} has too many parameters (expected at most {MAX_TEMPLATE_PARAMS})"),
+        ));
+    }
+    let mut router = matchit::Router::new();
+    if let Err(e) = router.insert(path, ()) {
+        return Err(ConfigError::new(
+            at,
+            format!("{path:?} is not a usable route template: {e}"),
+        ));
+    }
+    let params = router.at(path).map(|m| m.params.len()).unwrap_or(0);
+    if params > MAX_TEMPLATE_PARAMS {
+        return Err(ConfigError::new(
+            at,
+            format!("{path:?} has too many parameters (expected at most {MAX_TEMPLATE_PARAMS})"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_path(path: &str, at: &str) -> Result<(), ConfigError> {

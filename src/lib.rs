@@ -21,3 +21,6 @@ mod glue;
 
 #[cfg(test)]
 mod test_support;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod proptests;

@@ -13,7 +13,7 @@ impl Routes {
     /// Templates were checked by `config::validate`; one that still fails to insert is skipped.
     pub fn new(templates: &[String]) -> Self {
         let mut routes = Routes::default();
-        for template in templates {
+        for template in templates.iter().filter(|t| insertable(t)) {
             if routes
                 .router
                 .insert(template.as_str(), routes.templates.len())
@@ -44,6 +44,12 @@ impl Routes {
     pub fn template(&self, index: usize) -> Option<&str> {
         self.templates.get(index).map(String::as_str)
     }
+}
+
+/// Whether matchit can take `template` without panicking: it panics past 26 parameters, so a
+/// template with more than 16 braces is refused before it gets there.
+pub fn insertable(template: &str) -> bool {
+    template.matches('{').count() <= 16
 }
 
 /// The path without `?query` or `#fragment`.

@@ -19,6 +19,7 @@ impl PathMatch {
         match path {
             None => PathMatch::Any,
             Some(p) if !p.contains('{') => PathMatch::Exact(p.to_string()),
+            Some(p) if !crate::routes::insertable(p) => PathMatch::Exact(String::new()),
             Some(p) => {
                 let mut router = Router::new();
                 // Checked by config::validate; a template that fails here matches nothing.

@@ -1,0 +1,1020 @@
+//! Property tests (proptest) over the three places hostile input reaches: configuration parsing,
+//! path templating (handlers and counter paths) and sampler value extraction. Host only: proptest
+//! does not build for wasm32-unknown-unknown.
+//!
+//! Strings are built to be hostile on purpose: `{`, `}`, `?`, `#`, `%`, `*`, `;`, `=`, control
+//! characters, any Unicode, `String::from_utf8_lossy` of random bytes, and paths of up to ~60 kB.
+
+use crate::config::{self, Config, ConfigError, Counter, HeaderMatch, Match, ValueSource};
+use crate::extract::{sample_value, Answer, Reason};
+use crate::filter::Filter;
+use crate::labels::{LABEL_NAMES, METHODS, STATUS_CLASSES, UNMATCHED_HANDLER};
+use crate::metrics::{self, Completed, Kind, MetricHost, Registry};
+use crate::routes::Routes;
+use crate::rules::Rules;
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+// ---------------------------------------------------------------------------------------------
+// Strategies
+// ---------------------------------------------------------------------------------------------
+
+/// Short strings that tend to hit edge cases in templates, names and numbers.
+fn nasty_string() -> BoxedStrategy<String> {
+    prop_oneof![
+        "[a-zA-Z0-9_/{}?#%*:;=. -]{0,12}",
+        ".{0,10}",
+        prop::collection::vec(any::<u8>(), 0..16)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        prop::sample::select(vec![
+            "",
+            " ",
+            "/",
+            "//",
+            "/login",
+            "/users/{id}",
+            "/users/{id}/{id}",
+            "/{*rest}",
+            "/{*rest}/x",
+            "/{}",
+            "/{",
+            "/}",
+            "/{{a}}",
+            "/a{x}b{y}",
+            "/{x}{y}",
+            "/a?b",
+            "/a#b",
+            "/a;b",
+            "/a=b",
+            "POST",
+            "post",
+            "2xx",
+            "4XX",
+            "6xx",
+            "401",
+            "99",
+            "600",
+            "x-total-count",
+            ":authority",
+            "http_requests_total",
+            "app_metrics_x",
+            "9abc",
+        ])
+        .prop_map(str::to_string),
+    ]
+    .boxed()
+}
+
+/// Any JSON value (finite numbers only: JSON has no others).
+fn any_json() -> BoxedStrategy<Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-1000i64..1000).prop_map(Value::from),
+        any::<f64>().prop_map(|f| json!(f)),
+        nasty_string().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(nasty_string(), inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+    .boxed()
+}
+
+/// Mostly plausible values for a field, sometimes anything at all.
+fn field(plausible: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
+    prop_oneof![4 => plausible, 1 => any_json()].boxed()
+}
+
+/// An object with some of the given (real) fields and, now and then, an unknown one.
+fn object(fields: Vec<(&'static str, BoxedStrategy<Value>)>) -> BoxedStrategy<Value> {
+    let present: Vec<_> = fields
+        .into_iter()
+        .map(|(name, strategy)| prop::option::weighted(0.7, strategy).prop_map(move |v| (name, v)))
+        .collect();
+    (
+        present,
+        prop::option::weighted(0.1, ("[a-z_]{0,8}", any_json())),
+    )
+        .prop_map(|(fields, extra)| {
+            let mut map = Map::new();
+            for (name, value) in fields {
+                if let Some(value) = value {
+                    map.insert(name.to_string(), value);
+                }
+            }
+            if let Some((name, value)) = extra {
+                map.insert(name, value);
+            }
+            Value::Object(map)
+        })
+        .boxed()
+}
+
+fn string_field() -> BoxedStrategy<Value> {
+    field(nasty_string().prop_map(Value::String).boxed())
+}
+
+fn number_field() -> BoxedStrategy<Value> {
+    field(
+        prop_oneof![
+            prop::sample::select(vec![
+                json!(0),
+                json!(1),
+                json!(30),
+                json!(60_000),
+                json!(60_001),
+                json!(86_400),
+                json!(86_401),
+                json!(16_777_216),
+                json!(16_777_217),
+                json!(u64::MAX),
+                json!(-1),
+                json!(1.5),
+                json!("30"),
+            ]),
+            any::<u64>().prop_map(Value::from),
+        ]
+        .boxed(),
+    )
+}
+
+fn headers_field() -> BoxedStrategy<Value> {
+    field(
+        prop::collection::btree_map(
+            prop_oneof!["[a-zA-Z0-9_:.-]{1,10}", nasty_string()],
+            prop_oneof![
+                any::<bool>().prop_map(Value::from),
+                nasty_string().prop_map(Value::String),
+                any_json(),
+            ],
+            0..3,
+        )
+        .prop_map(|m| Value::Object(m.into_iter().collect()))
+        .boxed(),
+    )
+}
+
+fn status_field() -> BoxedStrategy<Value> {
+    let entry = prop_oneof![
+        (0u64..1000).prop_map(Value::from),
+        prop::sample::select(vec![
+            "1xx", "2xx", "5XX", "0xx", "6xx", "2x", "200", "abc", ""
+        ])
+        .prop_map(Value::from),
+        any_json(),
+    ];
+    field(
+        prop::collection::vec(entry, 0..4)
+            .prop_map(Value::Array)
+            .boxed(),
+    )
+}
+
+fn templates_field() -> BoxedStrategy<Value> {
+    field(
+        prop::collection::vec(nasty_string().prop_map(Value::String), 0..5)
+            .prop_map(Value::Array)
+            .boxed(),
+    )
+}
+
+/// Configurations shaped like the real one (real field names at every level) with random values.
+fn config_shaped_json() -> BoxedStrategy<Value> {
+    let matches = object(vec![
+        ("method", string_field()),
+        ("path", string_field()),
+        ("status", status_field()),
+        ("request_headers", headers_field()),
+        ("response_headers", headers_field()),
+    ]);
+    let counter = object(vec![
+        ("name", string_field()),
+        ("help", string_field()),
+        ("match", field(matches)),
+    ]);
+    let http = object(vec![
+        (
+            "enabled",
+            field(any::<bool>().prop_map(Value::from).boxed()),
+        ),
+        ("handlers", templates_field()),
+        ("excluded_handlers", templates_field()),
+    ]);
+    let value = object(vec![
+        ("json_pointer", string_field()),
+        ("json_array_length", string_field()),
+        ("header", string_field()),
+        ("text", field(any::<bool>().prop_map(Value::from).boxed())),
+    ]);
+    let sampler = object(vec![
+        ("name", string_field()),
+        ("help", string_field()),
+        ("cluster", string_field()),
+        ("authority", string_field()),
+        ("path", string_field()),
+        ("interval_seconds", number_field()),
+        ("timeout_ms", number_field()),
+        ("max_body_bytes", number_field()),
+        ("value", field(value)),
+    ]);
+    object(vec![
+        (
+            "counters",
+            field(
+                prop::collection::vec(field(counter), 0..4)
+                    .prop_map(Value::Array)
+                    .boxed(),
+            ),
+        ),
+        ("http_metrics", field(http)),
+        (
+            "samplers",
+            field(
+                prop::collection::vec(field(sampler), 0..3)
+                    .prop_map(Value::Array)
+                    .boxed(),
+            ),
+        ),
+    ])
+}
+
+/// A path segment a template parameter must match: non-empty, no '/', and no '?' or '#' (those
+/// start the query or fragment, which matching ignores).
+fn segment() -> BoxedStrategy<String> {
+    prop_oneof![
+        "[^/?#]{1,12}",
+        "[{}%*;=.a-z0-9]{1,12}",
+        prop::collection::vec(any::<u8>(), 1..16).prop_filter_map("empty or has / ? #", |b| {
+            let s = String::from_utf8_lossy(&b).into_owned();
+            (!s.contains(['/', '?', '#'])).then_some(s)
+        }),
+        (1usize..2000).prop_map(|n| "x{}%*".repeat(n)),
+    ]
+    .boxed()
+}
+
+/// Paths as a client could send them, and worse.
+fn hostile_path() -> BoxedStrategy<String> {
+    prop_oneof![
+        "(/[a-z0-9{}?#%*.]{0,6}){0,6}",
+        "[/{}?#%*a-z0-9.]{0,40}",
+        ".{0,40}",
+        prop::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        (
+            prop::sample::select(vec![
+                "/", "{", "}", "?", "%", "*", "/{id}", "/a", "\u{fffd}"
+            ]),
+            1usize..60_000
+        )
+            .prop_map(|(s, n)| s.repeat(n)),
+        (segment(), "[?#]?.{0,8}").prop_map(|(s, q)| format!("/users/{s}{q}")),
+        prop::sample::select(vec![
+            "",
+            "/",
+            "/users",
+            "/users/",
+            "/users/count",
+            "/login?x",
+            "?",
+            "#"
+        ])
+        .prop_map(str::to_string),
+    ]
+    .boxed()
+}
+
+/// A static template segment.
+fn static_segment() -> impl Strategy<Value = String> {
+    "[a-z0-9_.-]{1,6}"
+}
+
+/// `/h{i}` + optional `/{id}` + optional static suffix, or `/h{i}/{*rest}`: distinct first
+/// segments, so no two templates conflict.
+fn handler_templates(prefix: &'static str) -> BoxedStrategy<Vec<String>> {
+    prop::collection::vec((0u8..4, prop::option::of(static_segment())), 0..5)
+        .prop_map(move |shapes| {
+            shapes
+                .into_iter()
+                .enumerate()
+                .map(|(i, (shape, suffix))| {
+                    let suffix = suffix.map(|s| format!("/{s}")).unwrap_or_default();
+                    match shape {
+                        0 => format!("/{prefix}{i}{suffix}"),
+                        1 => format!("/{prefix}{i}/{{id}}{suffix}"),
+                        2 => format!("/{prefix}{i}/{{*rest}}"),
+                        _ => format!("/{prefix}{i}/v{{n}}.json"),
+                    }
+                })
+                .collect()
+        })
+        .boxed()
+}
+
+/// A concrete path for a template from [`handler_templates`].
+fn instantiate(template: &str, value: &str) -> String {
+    template
+        .replace("{id}", value)
+        .replace("{*rest}", value)
+        .replace("{n}", value)
+}
+
+#[derive(Debug, Clone)]
+struct ValidCounter {
+    name: String,
+    help: String,
+    method: Option<String>,
+    path: Option<String>,
+    /// (JSON form, expected status that must match).
+    status: Option<Vec<(Value, u16)>>,
+    request_headers: BTreeMap<String, HeaderMatch>,
+    response_headers: BTreeMap<String, HeaderMatch>,
+}
+
+#[derive(Debug, Clone)]
+struct ValidSampler {
+    name: String,
+    cluster: String,
+    authority: Option<String>,
+    path: String,
+    interval: u64,
+    timeout: u64,
+    max_body: usize,
+    source: ValueSource,
+}
+
+#[derive(Debug, Clone)]
+struct ValidConfig {
+    counters: Vec<ValidCounter>,
+    enabled: bool,
+    handlers: Vec<String>,
+    excluded: Vec<String>,
+    samplers: Vec<ValidSampler>,
+}
+
+fn header_matches() -> impl Strategy<Value = BTreeMap<String, HeaderMatch>> {
+    prop::collection::btree_map(
+        "[a-z][a-z0-9_.-]{0,8}|:[a-z]{1,8}",
+        prop_oneof![
+            any::<bool>().prop_map(HeaderMatch::Present),
+            ".{0,8}".prop_map(HeaderMatch::Exact),
+        ],
+        0..3,
+    )
+}
+
+fn status_entry() -> impl Strategy<Value = (Value, u16)> {
+    prop_oneof![
+        (100u16..600).prop_map(|c| (json!(c), c)),
+        (100u16..600).prop_map(|c| (json!(c.to_string()), c)),
+        (1u16..6, any::<bool>(), 0u16..100).prop_map(|(class, upper, rest)| {
+            let text = if upper {
+                format!("{class}XX")
+            } else {
+                format!("{class}xx")
+            };
+            (json!(text), class * 100 + rest)
+        }),
+    ]
+}
+
+fn valid_counter(i: usize) -> impl Strategy<Value = ValidCounter> {
+    (
+        "[a-z0-9_:]{0,10}",
+        ".{0,12}",
+        prop::option::of("[A-Z]{1,7}"),
+        prop::option::of(prop_oneof![
+            "(/[a-z0-9_.-]{1,6}){1,3}".boxed(),
+            handler_templates("p")
+                .prop_filter_map("no template", |t| t.into_iter().next())
+                .boxed(),
+        ]),
+        prop::option::of(prop::collection::vec(status_entry(), 1..4)),
+        header_matches(),
+        header_matches(),
+    )
+        .prop_map(
+            move |(suffix, help, method, path, status, request_headers, response_headers)| {
+                ValidCounter {
+                    name: format!("c{i}_{suffix}"),
+                    help,
+                    method,
+                    path,
+                    status,
+                    request_headers,
+                    response_headers,
+                }
+            },
+        )
+}
+
+fn valid_sampler(i: usize) -> impl Strategy<Value = ValidSampler> {
+    let source = prop_oneof![
+        "|(/[a-z0-9~]{0,4}){1,3}".prop_map(ValueSource::JsonPointer),
+        "|(/[a-z0-9~]{0,4}){1,3}".prop_map(ValueSource::JsonArrayLength),
+        "[a-zA-Z][a-zA-Z0-9-]{0,10}".prop_map(ValueSource::Header),
+        Just(ValueSource::Text),
+    ];
+    (
+        "[a-z0-9_]{0,8}",
+        "[a-z][a-z0-9_.-]{0,10}",
+        prop::option::of("[a-z][a-z0-9.:-]{0,10}"),
+        "(/[a-z0-9_.{}-]{1,6}){1,3}",
+        1u64..=86_400,
+        1u64..=60_000,
+        1usize..=16 * 1024 * 1024,
+        source,
+    )
+        .prop_map(
+            move |(suffix, cluster, authority, path, interval, timeout, max_body, source)| {
+                ValidSampler {
+                    name: format!("s{i}_{suffix}"),
+                    cluster,
+                    authority,
+                    path,
+                    interval,
+                    timeout,
+                    max_body,
+                    source,
+                }
+            },
+        )
+}
+
+fn valid_config() -> impl Strategy<Value = ValidConfig> {
+    (
+        (0usize..4).prop_flat_map(|n| (0..n).map(valid_counter).collect::<Vec<_>>()),
+        any::<bool>(),
+        handler_templates("h"),
+        handler_templates("x"),
+        (0usize..3).prop_flat_map(|n| (0..n).map(valid_sampler).collect::<Vec<_>>()),
+    )
+        .prop_map(
+            |(counters, enabled, handlers, excluded, samplers)| ValidConfig {
+                counters,
+                enabled,
+                handlers,
+                excluded,
+                samplers,
+            },
+        )
+}
+
+fn header_json(headers: &BTreeMap<String, HeaderMatch>) -> Value {
+    Value::Object(
+        headers
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    HeaderMatch::Exact(s) => json!(s),
+                    HeaderMatch::Present(b) => json!(b),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+    )
+}
+
+fn to_json(c: &ValidConfig) -> Value {
+    let counters: Vec<Value> = c
+        .counters
+        .iter()
+        .map(|k| {
+            let mut m = Map::new();
+            if let Some(method) = &k.method {
+                m.insert("method".into(), json!(method));
+            }
+            if let Some(path) = &k.path {
+                m.insert("path".into(), json!(path));
+            }
+            if let Some(status) = &k.status {
+                m.insert(
+                    "status".into(),
+                    Value::Array(status.iter().map(|(v, _)| v.clone()).collect()),
+                );
+            }
+            m.insert("request_headers".into(), header_json(&k.request_headers));
+            m.insert("response_headers".into(), header_json(&k.response_headers));
+            json!({"name": k.name, "help": k.help, "match": m})
+        })
+        .collect();
+    let samplers: Vec<Value> = c
+        .samplers
+        .iter()
+        .map(|s| {
+            let value = match &s.source {
+                ValueSource::JsonPointer(p) => json!({"json_pointer": p}),
+                ValueSource::JsonArrayLength(p) => json!({"json_array_length": p}),
+                ValueSource::Header(h) => json!({"header": h}),
+                ValueSource::Text => json!({"text": true}),
+            };
+            let mut o = json!({
+                "name": s.name, "cluster": s.cluster, "path": s.path,
+                "interval_seconds": s.interval, "timeout_ms": s.timeout,
+                "max_body_bytes": s.max_body, "value": value,
+            });
+            if let (Some(a), Some(obj)) = (&s.authority, o.as_object_mut()) {
+                obj.insert("authority".into(), json!(a));
+            }
+            o
+        })
+        .collect();
+    json!({
+        "counters": counters,
+        "http_metrics": {"enabled": c.enabled, "handlers": c.handlers, "excluded_handlers": c.excluded},
+        "samplers": samplers,
+    })
+}
+
+/// Records every stat name the registry defines.
+#[derive(Default)]
+struct NameHost {
+    names: RefCell<Vec<(Kind, String)>>,
+}
+
+impl MetricHost for NameHost {
+    fn define(&self, kind: Kind, name: &str) -> Option<u32> {
+        let mut names = self.names.borrow_mut();
+        names.push((kind, name.to_string()));
+        u32::try_from(names.len() - 1).ok()
+    }
+    fn increment(&self, _: u32, _: u64) -> bool {
+        true
+    }
+    fn record(&self, _: u32, _: u64) -> bool {
+        true
+    }
+}
+
+fn config_error_is_described(e: &ConfigError) -> Result<(), TestCaseError> {
+    prop_assert!(!e.path.is_empty(), "empty path in {:?}", e);
+    prop_assert!(!e.message.trim().is_empty(), "empty message in {:?}", e);
+    Ok(())
+}
+
+/// What a successful parse must also satisfy: it validates again, and every validated handler
+/// template is kept by the router (none silently dropped).
+fn accepted_config_is_usable(config: &Config) -> Result<(), TestCaseError> {
+    prop_assert_eq!(config::validate(config), Ok(()));
+    let handlers = Routes::new(&config.http_metrics.handlers);
+    prop_assert_eq!(handlers.len(), config.http_metrics.handlers.len());
+    let excluded = Routes::new(&config.http_metrics.excluded_handlers);
+    prop_assert_eq!(excluded.len(), config.http_metrics.excluded_handlers.len());
+    let filter = Filter::new(config);
+    let _ = filter.classify(b"GET", Some("/"), &[]);
+    Ok(())
+}
+
+/// Independent check of an `Ok(v)` from [`sample_value`]: the raw value is a non-negative integer
+/// equal to `v`.
+fn number_text_is(raw: &[u8], v: u64) -> Result<(), TestCaseError> {
+    let text = std::str::from_utf8(raw);
+    prop_assert!(text.is_ok(), "Ok({}) from non-UTF-8 {:?}", v, raw);
+    let text = text.unwrap_or_default().trim();
+    let f: Result<f64, _> = text.parse();
+    prop_assert!(f.is_ok(), "Ok({}) from non-number {:?}", v, text);
+    let f = f.unwrap_or(f64::NAN);
+    prop_assert!(
+        f.is_finite() && f >= 0.0 && f.fract() == 0.0 && v as f64 == f,
+        "Ok({}) from {:?}",
+        v,
+        text
+    );
+    Ok(())
+}
+
+fn json_number_is(value: &Value, v: u64) -> Result<(), TestCaseError> {
+    prop_assert!(value.is_number(), "Ok({}) from non-number {}", v, value);
+    let exact = value.as_u64() == Some(v);
+    let integral = value
+        .as_f64()
+        .is_some_and(|f| f >= 0.0 && f.fract() == 0.0 && v as f64 == f);
+    prop_assert!(exact || integral, "Ok({}) from {}", v, value);
+    Ok(())
+}
+
+fn pointer() -> BoxedStrategy<String> {
+    prop_oneof!["|(/[ab0~1]{0,2}){1,3}", nasty_string(),].boxed()
+}
+
+fn body() -> BoxedStrategy<Vec<u8>> {
+    let number_text = prop_oneof![
+        any::<u64>().prop_map(|n| n.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|f| f.to_string()),
+        any::<f64>().prop_map(|f| format!("{f:e}")),
+        prop::sample::select(vec![
+            "0",
+            "-0",
+            "+5",
+            "1e3",
+            "1E19",
+            "1e20",
+            "0x10",
+            "1_000",
+            "inf",
+            "-inf",
+            "NaN",
+            "infinity",
+            "42.0",
+            "42.5",
+            "-1",
+            "18446744073709551615",
+            "18446744073709551616",
+            "18446744073709551615.0",
+            "9007199254740993",
+            "1.8446744073709552e19",
+            " ",
+            "",
+            "\u{a0}7",
+        ])
+        .prop_map(str::to_string),
+    ];
+    let doc_keys = prop::collection::btree_map("[ab0~]{1,2}", any_json(), 0..3)
+        .prop_map(|m| Value::Object(m.into_iter().collect()));
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64),
+        ("[ \t\r\n]{0,2}", number_text, "[ \t\r\n]{0,2}")
+            .prop_map(|(a, n, b)| format!("{a}{n}{b}").into_bytes()),
+        any_json().prop_map(|v| v.to_string().into_bytes()),
+        doc_keys.prop_map(|v| v.to_string().into_bytes()),
+        (1usize..100_000).prop_map(|n| "[".repeat(n).into_bytes()),
+    ]
+    .boxed()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes: never a panic, and every refusal names a field path and a reason.
+    #[test]
+    fn parse_never_panics_on_bytes(
+        bytes in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..256),
+            prop::collection::vec(any::<u8>(), 0..256).prop_map(|mut b| { b.insert(0, b'{'); b }),
+            ".{0,64}".prop_map(|s| format!("{{{s}").into_bytes()),
+        ]
+    ) {
+        match config::parse(&bytes) {
+            Ok(config) => accepted_config_is_usable(&config)?,
+            Err(e) => config_error_is_described(&e)?,
+        }
+    }
+
+    /// Arbitrary JSON values, and objects with the real field names at every level holding
+    /// random values: same as above.
+    #[test]
+    fn parse_never_panics_on_json(
+        value in prop_oneof![1 => any_json(), 4 => config_shaped_json()],
+        pretty in any::<bool>(),
+    ) {
+        let text = if pretty {
+            serde_json::to_vec_pretty(&value)
+        } else {
+            serde_json::to_vec(&value)
+        };
+        let text = text.unwrap_or_default();
+        match config::parse(&text) {
+            Ok(config) => accepted_config_is_usable(&config)?,
+            Err(e) => config_error_is_described(&e)?,
+        }
+    }
+
+    /// A valid configuration always parses, keeps what it said, and its handlers classify their
+    /// own paths.
+    #[test]
+    fn valid_config_parses_and_round_trips(valid in valid_config(), value in segment()) {
+        let text = to_json(&valid).to_string();
+        let parsed = config::parse(text.as_bytes());
+        prop_assert!(parsed.is_ok(), "refused {}: {:?}", text, parsed);
+        let config = parsed.unwrap_or_default();
+
+        prop_assert_eq!(config.counters.len(), valid.counters.len());
+        for (got, want) in config.counters.iter().zip(&valid.counters) {
+            prop_assert_eq!(&got.name, &want.name);
+            prop_assert_eq!(&got.help, &want.help);
+            prop_assert_eq!(&got.matches.method, &want.method);
+            prop_assert_eq!(&got.matches.path, &want.path);
+            prop_assert_eq!(&got.matches.request_headers, &want.request_headers);
+            prop_assert_eq!(&got.matches.response_headers, &want.response_headers);
+            match (&got.matches.status, &want.status) {
+                (None, None) => {}
+                (Some(got), Some(want)) => {
+                    prop_assert_eq!(got.len(), want.len());
+                    for (g, (_, status)) in got.iter().zip(want) {
+                        prop_assert!(g.matches(*status), "{:?} does not match {}", g, status);
+                    }
+                }
+                (got, want) => prop_assert!(false, "status {:?} vs {:?}", got, want),
+            }
+        }
+        prop_assert_eq!(config.http_metrics.enabled, valid.enabled);
+        prop_assert_eq!(&config.http_metrics.handlers, &valid.handlers);
+        prop_assert_eq!(&config.http_metrics.excluded_handlers, &valid.excluded);
+        prop_assert_eq!(config.samplers.len(), valid.samplers.len());
+        for (got, want) in config.samplers.iter().zip(&valid.samplers) {
+            prop_assert_eq!(&got.name, &want.name);
+            prop_assert_eq!(&got.cluster, &want.cluster);
+            prop_assert_eq!(got.authority(), want.authority.as_deref().unwrap_or(&want.cluster));
+            prop_assert_eq!(&got.path, &want.path);
+            prop_assert_eq!(got.interval_seconds, want.interval);
+            prop_assert_eq!(got.timeout_ms, want.timeout);
+            prop_assert_eq!(got.max_body_bytes, want.max_body);
+            let want_source = match &want.source {
+                ValueSource::Header(h) => ValueSource::Header(h.to_ascii_lowercase()),
+                other => other.clone(),
+            };
+            prop_assert_eq!(got.value.source(), Some(want_source));
+        }
+
+        // Each handler template classifies its own instances; excluded ones are not counted.
+        let filter = Filter::new(&config);
+        prop_assert_eq!(filter.rules.rules.len(), valid.counters.len());
+        if let Some(http) = &filter.http {
+            for template in &valid.handlers {
+                let path = instantiate(template, &value);
+                let e = filter.classify(b"GET", Some(&path), &[]);
+                let label = e.handler.map(|h| http.handler_label(h));
+                prop_assert_eq!(label, Some(template.as_str()), "path {:?}", path);
+            }
+            for template in &valid.excluded {
+                let path = instantiate(template, &value);
+                prop_assert_eq!(filter.classify(b"GET", Some(&path), &[]).handler, None);
+            }
+        } else {
+            prop_assert!(!valid.enabled);
+        }
+        // Counter paths match their own instances.
+        for (i, counter) in valid.counters.iter().enumerate() {
+            if let Some(template) = &counter.path {
+                let path = instantiate(template, &value);
+                let method = counter.method.clone().unwrap_or_else(|| "GET".into());
+                let headers: Vec<Option<Vec<u8>>> = filter
+                    .rules
+                    .request_headers
+                    .iter()
+                    .map(|name| {
+                        counter
+                            .request_headers
+                            .iter()
+                            .find(|(k, _)| k.to_ascii_lowercase() == *name)
+                            .and_then(|(_, m)| match m {
+                                HeaderMatch::Exact(v) => Some(v.clone().into_bytes()),
+                                HeaderMatch::Present(true) => Some(b"x".to_vec()),
+                                HeaderMatch::Present(false) => None,
+                            })
+                    })
+                    .collect();
+                let candidates = filter.rules.candidates(method.as_bytes(), Some(&path), &headers);
+                prop_assert!(candidates.contains(&i), "{:?} {:?} -> {:?}", counter, path, candidates);
+            }
+        }
+    }
+
+    /// Routes::find never panics, and only ever returns a configured template.
+    #[test]
+    fn routes_find_never_panics(
+        templates in prop_oneof![
+            prop::collection::vec(nasty_string(), 0..6),
+            handler_templates("h"),
+        ],
+        paths in prop::collection::vec(hostile_path(), 1..4),
+    ) {
+        let routes = Routes::new(&templates);
+        prop_assert!(routes.len() <= templates.len());
+        for path in &paths {
+            if let Some(i) = routes.find(path) {
+                let template = routes.template(i);
+                prop_assert!(template.is_some_and(|t| templates.iter().any(|c| c == t)));
+            }
+        }
+    }
+
+    /// Rules::new / candidates / confirm never panic, even on templates that skipped validation.
+    #[test]
+    fn rules_never_panic(
+        rules in prop::collection::vec(
+            (
+                prop::option::of(nasty_string()),
+                prop::option::of(prop_oneof![nasty_string(), hostile_path()]),
+                prop::collection::btree_map(nasty_string(), prop_oneof![
+                    any::<bool>().prop_map(HeaderMatch::Present),
+                    nasty_string().prop_map(HeaderMatch::Exact),
+                ], 0..3),
+            ),
+            0..4,
+        ),
+        method in prop::collection::vec(any::<u8>(), 0..12),
+        path in prop::option::of(hostile_path()),
+        headers in prop::collection::vec(prop::option::of(prop::collection::vec(any::<u8>(), 0..8)), 0..4),
+        status in any::<u16>(),
+    ) {
+        let counters: Vec<Counter> = rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, (method, path, request_headers))| Counter {
+                name: format!("c{i}"),
+                help: String::new(),
+                matches: Match {
+                    method,
+                    path,
+                    status: None,
+                    response_headers: request_headers.clone(),
+                    request_headers,
+                },
+            })
+            .collect();
+        let rules = Rules::new(&counters);
+        let candidates = rules.candidates(&method, path.as_deref(), &headers);
+        prop_assert!(candidates.windows(2).all(|w| w.first() < w.get(1)));
+        prop_assert!(candidates.iter().all(|&i| i < counters.len()));
+        for i in candidates.into_iter().chain([counters.len(), usize::MAX]) {
+            let _ = rules.confirm(i, status, &headers);
+        }
+    }
+
+    /// A template with `{x}` matches every path that puts a non-empty segment without '/' in its
+    /// place (a query or fragment after it is ignored), in handlers and in counter paths alike.
+    #[test]
+    fn parameter_matches_any_segment(
+        before in prop::collection::vec(static_segment(), 0..3),
+        name in "[a-z_][a-z0-9_]{0,5}",
+        after in prop::collection::vec(static_segment(), 0..3),
+        value in segment(),
+        query in prop::option::of("[?#].{0,10}"),
+    ) {
+        let mut template = String::new();
+        let mut path = String::new();
+        for s in &before {
+            template += &format!("/{s}");
+            path += &format!("/{s}");
+        }
+        template += &format!("/{{{name}}}");
+        path += &format!("/{value}");
+        for s in &after {
+            template += &format!("/{s}");
+            path += &format!("/{s}");
+        }
+        path += query.as_deref().unwrap_or("");
+
+        let routes = Routes::new(std::slice::from_ref(&template));
+        prop_assert_eq!(routes.len(), 1);
+        prop_assert_eq!(routes.find(&path), Some(0), "template {:?} path {:?}", template, path);
+
+        let config = json!({"counters": [{"name": "c", "match": {"path": template}}],
+                            "http_metrics": {"handlers": [template]}});
+        let parsed = config::parse(config.to_string().as_bytes());
+        prop_assert!(parsed.is_ok(), "{:?}", parsed);
+        let filter = Filter::new(&parsed.unwrap_or_default());
+        let e = filter.classify(b"GET", Some(&path), &[]);
+        prop_assert_eq!(e.candidates, vec![0]);
+        let label = e.handler.and_then(|h| filter.http.as_ref().map(|http| http.handler_label(h)));
+        prop_assert_eq!(label, Some(template.as_str()));
+    }
+
+    /// No request data becomes a label: whatever the request, the handler is a configured
+    /// template or "none", and every stat the registry defines has only label values from fixed
+    /// sets or the configuration.
+    #[test]
+    fn no_request_data_in_labels(
+        config in prop_oneof![
+            valid_config().prop_map(|v| to_json(&v)),
+            config_shaped_json(),
+        ],
+        requests in prop::collection::vec(
+            (
+                prop_oneof![
+                    prop::sample::select(METHODS.to_vec()).prop_map(|m| m.as_bytes().to_vec()),
+                    prop::collection::vec(any::<u8>(), 0..10),
+                ],
+                prop::option::of(hostile_path()),
+                prop::option::of(any::<u16>()),
+                prop::option::of(any::<u64>()),
+            ),
+            1..6,
+        ),
+    ) {
+        let Ok(config) = config::parse(config.to_string().as_bytes()) else {
+            return Ok(());
+        };
+        let filter = Filter::new(&config);
+        let host = NameHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        let handlers = &config.http_metrics.handlers;
+        for (method, path, status, duration) in &requests {
+            let headers = vec![Some(b"v".to_vec()); filter.rules.request_headers.len()];
+            let e = filter.classify(method, path.as_deref(), &headers);
+            if let (Some(http), Some(h)) = (&filter.http, e.handler) {
+                prop_assert!(h < http.handler_count());
+                let label = http.handler_label(h);
+                prop_assert!(label == UNMATCHED_HANDLER || handlers.iter().any(|t| t == label));
+            }
+            prop_assert!(e.candidates.iter().all(|&i| i < config.counters.len()));
+            let response_headers = vec![None; filter.rules.response_headers.len()];
+            let done = Completed {
+                exchange: &e,
+                status: *status,
+                response_headers: &response_headers,
+                duration_ms: *duration,
+                request_bytes: 1,
+                response_bytes: 2,
+            };
+            registry.record(&filter, &host, &done);
+        }
+        let own = [metrics::REQUESTS_TOTAL, metrics::DURATION, metrics::REQUEST_SIZE, metrics::RESPONSE_SIZE];
+        for (_, name) in host.names.borrow().iter() {
+            let mut parts: Vec<&str> = name.split(";.;").collect();
+            let metric = parts.pop().unwrap_or_default();
+            if parts.is_empty() {
+                prop_assert!(config.counters.iter().any(|c| c.name == metric)
+                    || config.samplers.iter().any(|s| s.name == metric), "stat {:?}", name);
+                continue;
+            }
+            prop_assert!(own.contains(&metric), "stat {:?}", name);
+            for part in parts {
+                let (key, value) = part.split_once("=.=").unwrap_or_default();
+                prop_assert!(LABEL_NAMES.contains(&key), "label {:?} in {:?}", key, name);
+                let allowed = match key {
+                    "handler" => value == UNMATCHED_HANDLER || handlers.iter().any(|t| t == value),
+                    "method" => value == "other" || METHODS.contains(&value),
+                    "status" => value == "other" || STATUS_CLASSES.contains(&value),
+                    _ => false,
+                };
+                prop_assert!(allowed, "label {}={:?} in {:?}", key, value, name);
+            }
+        }
+    }
+
+    /// sample_value never panics, and an Ok is always a non-negative integer really present in
+    /// the answer.
+    #[test]
+    fn sample_value_never_panics(
+        source in prop_oneof![
+            pointer().prop_map(ValueSource::JsonPointer),
+            pointer().prop_map(ValueSource::JsonArrayLength),
+            nasty_string().prop_map(ValueSource::Header),
+            Just(ValueSource::Text),
+        ],
+        status in prop_oneof![
+            Just(None),
+            any::<u16>().prop_map(Some),
+            (200u16..300).prop_map(Some),
+            (200u16..300).prop_map(Some),
+            prop::sample::select(vec![503u16, 504]).prop_map(Some),
+        ],
+        from_upstream in any::<bool>(),
+        header in prop::option::of(body()),
+        body in body(),
+        size in prop_oneof![Just(None), any::<usize>().prop_map(Some)],
+        max_body in prop_oneof![any::<usize>(), 0usize..200, Just(usize::MAX)],
+    ) {
+        let answer = Answer {
+            status,
+            from_upstream,
+            header: header.as_deref(),
+            body: &body,
+            body_size: size.unwrap_or(body.len()),
+        };
+        let result = sample_value(&source, &answer, max_body);
+        let two_xx = status.is_some_and(|s| (200..300).contains(&s));
+        if !two_xx {
+            prop_assert!(matches!(result, Err(Reason::Status | Reason::Timeout | Reason::Unreachable)), "{:?}", result);
+        }
+        let Ok(v) = result else {
+            return Ok(());
+        };
+        prop_assert!(two_xx);
+        if !matches!(source, ValueSource::Header(_)) {
+            prop_assert!(answer.body_size <= max_body && body.len() <= max_body);
+        }
+        match &source {
+            ValueSource::Header(_) => number_text_is(header.as_deref().unwrap_or_default(), v)?,
+            ValueSource::Text => number_text_is(&body, v)?,
+            ValueSource::JsonPointer(p) => {
+                let doc: Result<Value, _> = serde_json::from_slice(&body);
+                prop_assert!(doc.is_ok());
+                let doc = doc.unwrap_or_default();
+                let value = doc.pointer(p);
+                prop_assert!(value.is_some());
+                json_number_is(value.unwrap_or(&Value::Null), v)?;
+            }
+            ValueSource::JsonArrayLength(p) => {
+                let doc: Result<Value, _> = serde_json::from_slice(&body);
+                let len = doc.ok().and_then(|d| d.pointer(p).and_then(Value::as_array).map(Vec::len));
+                prop_assert_eq!(len.map(|l| l as u64), Some(v));
+            }
+        }
+    }
+}
