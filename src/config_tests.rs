@@ -127,7 +127,7 @@ logic_test!(
         (r#"{"counters": [{"name": "a", "match": {"request_headers": {"x y": true}}}]}"#.into(),
          r#"counters[0].match.request_headers.x y: "x y" is not a header name"#),
         (r#"{"counters": [{"name": "a", "match": {"response_headers": {"x": 3}}}]}"#.into(),
-         "counters[0].match.response_headers.x: invalid value (expected a string for an exact value, or true/false for presence)"),
+         "counters[0].match.response_headers.x: invalid type: integer `3`, expected a string for an exact value, or true/false for presence"),
         (r#"{"http_metrics": {"handlers": ["/a", "nope"]}}"#.into(), r#"http_metrics.handlers[1]: "nope" is not a path"#),
         (r#"{"http_metrics": {"handlers": ["/u/{id}", "/u/{name}"]}}"#.into(), r#"http_metrics.handlers[1]: "/u/{name}" is not a usable route template"#),
         (r#"{"http_metrics": {"handlers": ["/a;b"]}}"#.into(), r#"http_metrics.handlers[0]: "/a;b" contains ';' or '='"#),

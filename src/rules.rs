@@ -11,7 +11,8 @@ use matchit::Router;
 enum PathMatch {
     Any,
     Exact(String),
-    Template(Router<()>),
+    // Router<usize> like routes.rs: one matchit instantiation in the .wasm, not two.
+    Template(Router<usize>),
 }
 
 impl PathMatch {
@@ -23,7 +24,7 @@ impl PathMatch {
             Some(p) => {
                 let mut router = Router::new();
                 // Checked by config::validate; a template that fails here matches nothing.
-                match router.insert(p, ()) {
+                match router.insert(p, 0) {
                     Ok(()) => PathMatch::Template(router),
                     Err(_) => PathMatch::Exact(String::new()),
                 }

@@ -319,7 +319,7 @@ fn request_metrics_use_templates_classes_and_nothing_else() {
 
 fn sampler(name: &str, path: &str, value: &str, interval: u32) -> String {
     format!(
-        r#"{{"name": "{name}", "cluster": "app", "path": "{path}", "interval_seconds": {interval}, "timeout_ms": 500, "value": {value}}}"#
+        r#"{{"name": "{name}", "cluster": "app", "path": "{path}", "interval_seconds": {interval}, "timeout_ms": 3000, "value": {value}}}"#
     )
 }
 

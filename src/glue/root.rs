@@ -11,7 +11,6 @@ use crate::schedule;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -24,8 +23,9 @@ pub struct State {
 #[derive(Default)]
 pub struct Root {
     state: Option<Rc<State>>,
-    /// Sampler requests in flight: token → sampler index.
-    pending: HashMap<u32, usize>,
+    /// Sampler requests in flight: (token, sampler index). A few at most; a Vec keeps
+    /// HashMap's hashing machinery out of the .wasm.
+    pending: Vec<(u32, usize)>,
 }
 
 const TICK_MS: u32 = 1000;
@@ -38,7 +38,7 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
-        let (Some(index), Some(state)) = (self.pending.remove(&token), self.state.clone()) else {
+        let (Some(index), Some(state)) = (self.take_pending(token), self.state.clone()) else {
             return;
         };
         let Some(sampler) = state.filter.samplers.get(index) else {
@@ -180,6 +180,11 @@ impl RootContext for Root {
 }
 
 impl Root {
+    fn take_pending(&mut self, token: u32) -> Option<usize> {
+        let at = self.pending.iter().position(|(t, _)| *t == token)?;
+        Some(self.pending.swap_remove(at).1)
+    }
+
     fn send(&mut self, state: &State, index: usize) {
         let Some(sampler) = state.filter.samplers.get(index) else {
             return;
@@ -199,7 +204,7 @@ impl Root {
             timeout,
         ) {
             Ok(token) => {
-                self.pending.insert(token, index);
+                self.pending.push((token, index));
             }
             Err(status) => {
                 warn_limited(|| {
