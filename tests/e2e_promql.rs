@@ -1,0 +1,153 @@
+//! Every PromQL expression the kit ships (Grafana dashboard, PrometheusRule) evaluated by a real
+//! Prometheus scraping an Envoy with the filter under test traffic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+#[path = "common/prometheus.rs"]
+mod prometheus;
+
+use common::*;
+use prometheus::Prometheus;
+use serde::Deserialize;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// (where, expression) for every dashboard target and every alert rule.
+fn shipped_expressions() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("k8s/grafana/dashboards/app-metrics.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                // Grafana's variables, as Grafana would fill them in for a short range.
+                let expr = expr
+                    .replace("$__rate_interval", "1m")
+                    .replace("$__interval", "1m")
+                    .replace("$__range", "1h");
+                out.push((
+                    format!(
+                        "dashboard panel {:?}",
+                        panel["title"].as_str().unwrap_or("")
+                    ),
+                    expr,
+                ));
+            }
+        }
+    }
+    let text =
+        std::fs::read_to_string(repo_root().join("k8s/monitoring/prometheusrule.yaml")).unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let rule: serde_json::Value =
+            serde_json::to_value(serde_yaml::Value::deserialize(doc).unwrap()).unwrap();
+        for group in rule["spec"]["groups"].as_array().into_iter().flatten() {
+            for r in group["rules"].as_array().into_iter().flatten() {
+                let name = r["alert"]
+                    .as_str()
+                    .or(r["record"].as_str())
+                    .unwrap_or("")
+                    .to_string();
+                out.push((
+                    format!("rule {name}"),
+                    r["expr"].as_str().unwrap().trim().to_string(),
+                ));
+            }
+        }
+    }
+    assert!(
+        out.len() >= 10,
+        "expected the dashboard and rules, found {out:?}"
+    );
+    out
+}
+
+/// `expr > 90` → `expr`: an alert is silent on a healthy system, its measurement must not be.
+fn measurement(expr: &str) -> Option<&str> {
+    let (lhs, rhs) = expr.rsplit_once('>')?;
+    rhs.trim().parse::<f64>().ok()?;
+    (!lhs.contains(" and") && !lhs.contains("unless")).then_some(lhs.trim())
+}
+
+#[test]
+fn every_shipped_expression_evaluates_with_data() {
+    let upstream = Upstream::start(|method, url| match (method, url) {
+        ("POST", "/login?ok") => Reply::new(200, "{}"),
+        ("POST", "/login?bad") => Reply::new(400, "{}"),
+        (_, "/users/count") => Reply::new(200, r#"{"count": 9}"#),
+        (_, "/boom") => Reply::new(500, ""),
+        _ => Reply::new(200, "{}"),
+    });
+    // The reference config, plus a sampler that fails so the error panels and alerts have data.
+    let config = r#"{
+      "http_metrics": {"handlers": ["/login", "/users", "/users/count", "/users/{user_id}", "/health", "/boom"]},
+      "samplers": [
+        {"name": "total_users", "cluster": "app", "path": "/users/count", "interval_seconds": 1, "value": {"json_pointer": "/count"}},
+        {"name": "broken_gauge", "cluster": "app", "path": "/boom", "interval_seconds": 1, "value": {"text": true}}
+      ]}"#;
+    let envoy = Envoy::start(EnvoyOptions::new(config, upstream.port));
+    let prometheus = Prometheus::start(&format!("127.0.0.1:{}", envoy.admin_port));
+    let agent = agent();
+    // Mostly failed logins (the failure-ratio alert fires), some 5xx, for longer than a few scrapes.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        send(&agent, "POST", &envoy.url("/login?ok"), "");
+        for _ in 0..3 {
+            send(&agent, "POST", &envoy.url("/login?bad"), "");
+        }
+        send(&agent, "GET", &envoy.url("/users/7"), "");
+        send(&agent, "GET", &envoy.url("/boom"), "");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let expressions = shipped_expressions();
+    let mut empty = Vec::new();
+    for (source, expr) in &expressions {
+        let result = prometheus
+            .query_all(expr)
+            .unwrap_or_else(|e| panic!("{source}: {e}"));
+        if !result.is_empty() {
+            continue;
+        }
+        match measurement(expr) {
+            Some(lhs) => {
+                let measured = prometheus
+                    .query_all(lhs)
+                    .unwrap_or_else(|e| panic!("{source}: {e}"));
+                if measured.is_empty() {
+                    empty.push(format!("{source}: {lhs}"));
+                }
+            }
+            None if source.contains("Silent") => {
+                // Fires when requests reach the pod but not the filter: silent here by design.
+                // Its first operand (the requests reaching Envoy) must have data.
+                let lhs = "sum by (namespace, pod) (rate(envoy_http_app_downstream_rq_total[10m]))";
+                assert!(expr.contains(lhs), "{source} changed: update this test");
+                assert!(
+                    !prometheus.query_all(lhs).unwrap().is_empty(),
+                    "{source}: {lhs}"
+                );
+            }
+            None => empty.push(format!("{source}: {expr}")),
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "expressions without data:\n{}",
+        empty.join("\n")
+    );
+    // The seed panels' numbers are the real ones.
+    assert_eq!(prometheus.query("max(total_users)"), Some(9.0));
+    assert!(
+        prometheus
+            .query("sum(rate(failed_login_details_total[1m]))")
+            .unwrap()
+            > 0.0
+    );
+}
