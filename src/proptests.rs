@@ -655,8 +655,19 @@ fn body() -> BoxedStrategy<Vec<u8>> {
 // Properties
 // ---------------------------------------------------------------------------------------------
 
+/// 512 cases each (about 3 s for all of them in a debug build on 2 cores); `PROPTEST_CASES`
+/// overrides.
+fn config() -> ProptestConfig {
+    let default = ProptestConfig::default();
+    let cases = match std::env::var("PROPTEST_CASES") {
+        Ok(_) => default.cases,
+        Err(_) => 512,
+    };
+    ProptestConfig { cases, ..default }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     /// Arbitrary bytes: never a panic, and every refusal names a field path and a reason.
     #[test]

@@ -47,9 +47,9 @@ impl Routes {
 }
 
 /// Whether matchit can take `template` without panicking: it panics past 26 parameters, so a
-/// template with more than 16 braces is refused before it gets there.
+/// template with more than 16 parameter braces (escaped `{{` aside) is refused before it gets there.
 pub fn insertable(template: &str) -> bool {
-    template.matches('{').count() <= 16
+    template.replace("{{", "").matches('{').count() <= 16
 }
 
 /// The path without `?query` or `#fragment`.

@@ -1,4 +1,5 @@
 //! A real Prometheus server on loopback scraping one target every second.
+#![allow(dead_code)] // each test binary uses part of it
 
 use crate::common::*;
 use std::process::{Child, Command};
