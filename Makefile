@@ -14,6 +14,7 @@ WASM_BINDGEN_VERSION = $(shell grep -A1 '^name = "wasm-bindgen"$$' Cargo.lock | 
 
 ## build: the filter, release and size-optimised, at target/wasm32-wasip1/release/app_metrics.wasm
 build:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	cargo build --release --target wasm32-wasip1
 	@# wasm-opt (Debian binaryen) shrinks the module ~20%; the tests run against the optimised file.
 	@if command -v wasm-opt >/dev/null; then \
@@ -43,6 +44,7 @@ unit:
 
 ## wasm-unit: the same logic tests compiled to wasm, run by wasm-bindgen-test in Node
 wasm-unit:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	@command -v wasm-bindgen-test-runner >/dev/null && wasm-bindgen-test-runner --version | grep -q "$(WASM_BINDGEN_VERSION)" \
 	  || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
