@@ -511,7 +511,9 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start(route: impl Fn(&str, &str) -> Reply + Send + Sync + 'static) -> Upstream {
-        Upstream::start_with_threads(4, route)
+        // tiny_http serves a request per thread at a time; plenty of threads keeps a burst of new
+        // connections from waiting behind slow ones.
+        Upstream::start_with_threads(16, route)
     }
 
     pub fn start_with_threads(
@@ -629,4 +631,226 @@ pub fn raw_request(port: u16, request: &[u8]) -> Option<u16> {
     let _ = stream.read_to_end(&mut response);
     let head = String::from_utf8_lossy(response.get(..response.len().min(64))?);
     head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+// ---- File-based dynamic listeners (LDS), for hot-reload tests ----
+
+/// The listener of [`bootstrap`] (same HTTP filters, route and plugin configuration) as an LDS
+/// resource file, the content of `lds.yaml`.
+pub fn lds_resources(opts: &EnvoyOptions, listen_port: u16) -> String {
+    format!(
+        r#"resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: app
+  address:
+    socket_address: {{ address: 127.0.0.1, port_value: {listen_port} }}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: app
+        route_config:
+          virtual_hosts:
+          - name: app
+            domains: ["*"]
+            routes:
+            - match: {{ prefix: "/" }}
+              route: {{ cluster: app, timeout: 10s }}
+        http_filters:
+        - name: envoy.filters.http.wasm
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+            config:
+              name: app_metrics
+              root_id: app_metrics
+              failure_policy: FAIL_OPEN
+              configuration:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: |
+{config}              vm_config:
+                vm_id: app_metrics
+                runtime: envoy.wasm.runtime.v8
+                code:
+                  local: {{ filename: "{wasm}" }}
+        - name: envoy.filters.http.router
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#,
+        config = indent(
+            if opts.plugin_config.is_empty() {
+                ""
+            } else {
+                &opts.plugin_config
+            },
+            18
+        ),
+        wasm = wasm_path(),
+    )
+}
+
+/// A bootstrap like [`bootstrap`] whose listeners come from `<lds_dir>/lds.yaml`, watched for
+/// atomic moves into `lds_dir` (write with [`push_lds`]).
+pub fn lds_bootstrap(opts: &EnvoyOptions, admin_port: u16, lds_dir: &std::path::Path) -> String {
+    let mut clusters = cluster_yaml("app", opts.upstream_port);
+    for c in &opts.extra_clusters {
+        clusters.push_str(&cluster_yaml(&c.name, c.port));
+    }
+    format!(
+        r#"node: {{ id: app-metrics-e2e, cluster: app-metrics-e2e }}
+admin:
+  address:
+    socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
+stats_flush_interval: 1s
+stats_config:
+  use_all_default_tags: false
+  stats_tags:
+  - {{ tag_name: handler, regex: "(handler=\\.=(.*?);\\.;)" }}
+  - {{ tag_name: method,  regex: "(method=\\.=(.*?);\\.;)" }}
+  - {{ tag_name: status,  regex: "(status=\\.=(.*?);\\.;)" }}
+  - {{ tag_name: sampler, regex: "(sampler=\\.=(.*?);\\.;)" }}
+  - {{ tag_name: reason,  regex: "(reason=\\.=(.*?);\\.;)" }}
+dynamic_resources:
+  lds_config:
+    resource_api_version: V3
+    path_config_source:
+      path: "{dir}/lds.yaml"
+      watched_directory: {{ path: "{dir}" }}
+static_resources:
+  clusters:
+{clusters}"#,
+        dir = lds_dir.display(),
+    )
+}
+
+/// Replaces `<lds_dir>/lds.yaml` atomically (write a temporary file, then rename it over), the
+/// move Envoy's directory watch reacts to.
+pub fn push_lds(lds_dir: &std::path::Path, resources: &str) {
+    let tmp = lds_dir.join(".lds.yaml.tmp");
+    std::fs::write(&tmp, resources).unwrap();
+    std::fs::rename(&tmp, lds_dir.join("lds.yaml")).unwrap();
+}
+
+/// Starts Envoy on file-based LDS: the listener of `opts` in `<lds_dir>/lds.yaml`, with extra
+/// command-line arguments (e.g. `["--drain-time-s", "1"]`). Its `listen_port` is the listener's.
+pub fn start_lds(
+    opts: &EnvoyOptions,
+    lds_dir: &std::path::Path,
+    extra_args: &[&str],
+) -> Result<Envoy, String> {
+    let (listen_port, admin_port) = (free_port(), free_port());
+    push_lds(lds_dir, &lds_resources(opts, listen_port));
+    let config = lds_bootstrap(opts, admin_port, lds_dir);
+    start_with_config_args(
+        &config,
+        opts.concurrency,
+        listen_port,
+        admin_port,
+        extra_args,
+    )
+}
+
+/// [`Envoy::start_with_config`] with extra command-line arguments.
+pub fn start_with_config_args(
+    config: &str,
+    concurrency: u32,
+    listen_port: u16,
+    admin_port: u16,
+    extra_args: &[&str],
+) -> Result<Envoy, String> {
+    let dir = temp_dir("envoy");
+    let config_path = dir.join("envoy.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
+    let child = Command::new(envoy_bin())
+        .arg("-c")
+        .arg(&config_path)
+        .args(["--concurrency", &concurrency.to_string()])
+        .args(["--base-id", &next_base_id().to_string()])
+        .args(["--log-level", "info"])
+        .args(extra_args)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn envoy");
+    let mut envoy = Envoy {
+        child,
+        listen_port,
+        admin_port,
+        dir,
+    };
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = envoy.child.try_wait() {
+            return Err(format!("envoy exited with {status}\n{}", envoy.log()));
+        }
+        if let Ok(mut resp) = agent().get(&envoy.admin_url("/ready")).call() {
+            if resp.status() == 200
+                && resp.body_mut().read_to_string().unwrap_or_default().trim() == "LIVE"
+            {
+                return Ok(envoy);
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err(format!("not ready after 30 s\n{}", envoy.log()));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A counter or gauge from the admin API's `/stats` text (e.g. `listener_manager.lds.update_rejected`).
+pub fn admin_stat(envoy: &Envoy, name: &str) -> Option<u64> {
+    let text = agent()
+        .get(&envoy.admin_url(&format!("/stats?filter=^{name}$")))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(name)?
+            .strip_prefix(": ")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Gives the tiny_http upstream `n` idle threads for a burst of new connections. tiny_http serves
+/// each connection on a pooled thread, and when connections arrive together while fewer threads
+/// are idle than connections, the extra ones wait in a queue until some connection closes; Envoy
+/// keeps its upstream connections open, so such a request waits for Envoy's 10 s route timeout
+/// and becomes Envoy's own 504. Here: `n` keep-alive connections opened one after the other (each
+/// served before the next, so each gets a thread of its own), then all closed: `n` threads are
+/// idle for the next 5 s (then tiny_http retires them). The requests are not tallied.
+pub fn prewarm_upstream(upstream: &Upstream, n: usize) {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", upstream.port)) else {
+            break;
+        };
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        if c.write_all(b"GET /warm HTTP/1.1\r\nhost: app\r\n\r\n")
+            .is_err()
+        {
+            break;
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+            }
+        }
+        conns.push(c);
+    }
+    let opened = conns.len() as u64;
+    drop(conns);
+    eventually(Duration::from_secs(5), "warm-up tallied", || {
+        (upstream.hits("/warm") >= opened).then_some(())
+    });
+    upstream.answered.lock().unwrap().clear();
 }

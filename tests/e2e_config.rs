@@ -1,0 +1,311 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+//! Bad configuration in a real Envoy: each invalid plugin configuration is refused at start with
+//! a message naming the field path; and, on file-based LDS, a bad configuration pushed by hot
+//! reload is refused while the old one keeps serving, and a good one keeps the counters' values
+//! and applies its new rules.
+
+mod common;
+
+use common::*;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn sampler(extra: &str) -> String {
+    format!(
+        r#"{{"samplers": [{{"name": "s", "cluster": "app", "path": "/p", "value": {{"text": true}}{extra}}}]}}"#
+    )
+}
+
+fn sampler_value(value: &str) -> String {
+    format!(
+        r#"{{"samplers": [{{"name": "s", "cluster": "app", "path": "/p", "value": {value}}}]}}"#
+    )
+}
+
+/// (invalid plugin configuration, the exact error Envoy's log must show after `app_metrics: `).
+fn cases() -> Vec<(String, String)> {
+    let c = |config: &str, message: &str| (config.to_string(), message.to_string());
+    vec![
+        c("[1, 2]", r#".: is not a JSON object (expected {"counters": …, "http_metrics": …, "samplers": …})"#),
+        c(r#"{"countres": []}"#, "countres: unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`"),
+        c("{\"counters\": [", "counters: EOF while parsing a list"),
+        c(r#"{"counters": [{"name": "logins-total", "match": {}}]}"#,
+          r#"counters[0].name: "logins-total" is not a Prometheus metric name (expected [a-zA-Z_:][a-zA-Z0-9_:]*)"#),
+        c(r#"{"counters": [{"name": "http_requests_total", "match": {}}]}"#,
+          r#"counters[0].name: "http_requests_total" is reserved by the filter (expected a name that is not an http_* request metric and does not start with app_metrics_)"#),
+        c(r#"{"counters": [{"name": "a_total", "match": {}}], "samplers": [{"name": "a_total", "cluster": "app", "path": "/p", "value": {"text": true}}]}"#,
+          r#"samplers[0].name: "a_total" is already used by counters[0] (expected a unique metric name)"#),
+        c(r#"{"counters": [{"name": "a_total", "match": {"method": "post"}}]}"#,
+          r#"counters[0].match.method: "post" is not an HTTP method (expected upper-case letters, e.g. "POST")"#),
+        c(r#"{"counters": [{"name": "a_total", "match": {"path": "/login?next=1"}}]}"#,
+          r#"counters[0].match.path: "/login?next=1" is not a path (expected it to start with '/', without query, fragment or spaces)"#),
+        c(r#"{"counters": [{"name": "a_total", "match": {"status": [200, 600]}}]}"#,
+          "counters[0].match.status[1]: 600 is not a status code or class (expected 100-599 or 1xx-5xx)"),
+        c(r#"{"counters": [{"name": "a_total", "match": {"status": []}}]}"#,
+          "counters[0].match.status: is empty (expected at least one status code or class, or leave it out to match any)"),
+        c(r#"{"counters": [{"name": "a_total", "match": {"request_headers": {"x role": "admin"}}}]}"#,
+          r#"counters[0].match.request_headers.x role: "x role" is not a header name (expected letters, digits, '-', '_', '.' or a leading ':')"#),
+        c(r#"{"counters": [{"name": "a_total", "match": {"response_headers": {"x-cache": 1}}}]}"#,
+          "counters[0].match.response_headers.x-cache: invalid type: integer `1`, expected a string for an exact value, or true/false for presence"),
+        c(r#"{"http_metrics": {"enabled": "yes"}}"#,
+          r#"http_metrics.enabled: invalid type: string "yes", expected a boolean"#),
+        c(r#"{"http_metrics": {"handlers": ["/users/{id}", "/users/{name}"]}}"#,
+          r#"http_metrics.handlers[1]: "/users/{name}" is not a usable route template: "#),
+        c(r#"{"http_metrics": {"handlers": ["/a", "/b=c"]}}"#,
+          r#"http_metrics.handlers[1]: "/b=c" contains ';' or '=' (expected a path template without them: they delimit labels in stat names)"#),
+        c(r#"{"http_metrics": {"handlers": ["/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}"]}}"#,
+          r#"http_metrics.handlers[0]: "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}" has too many parameters (expected at most 8)"#),
+        c(r#"{"http_metrics": {"excluded_handlers": ["metrics"]}}"#,
+          r#"http_metrics.excluded_handlers[0]: "metrics" is not a path (expected it to start with '/', without query, fragment or spaces)"#),
+        c(r#"{"samplers": [{"name": "s", "path": "/p", "value": {"text": true}}]}"#,
+          "samplers[0]: missing field `cluster`"),
+        c(&sampler(r#", "cluster": "again""#), "samplers[0]: duplicate field `cluster`"),
+        c(r#"{"samplers": [{"name": "s", "cluster": "  ", "path": "/p", "value": {"text": true}}]}"#,
+          "samplers[0].cluster: is empty (expected the name of an Envoy cluster)"),
+        c(&sampler(r#", "authority": """#),
+          "samplers[0].authority: is empty (expected a host name, or leave it out to use the cluster name)"),
+        c(&sampler(r#", "interval_seconds": 0"#), "samplers[0].interval_seconds: 0 is out of range (expected 1-86400)"),
+        c(&sampler(r#", "interval_seconds": -5"#), "samplers[0].interval_seconds: invalid value: integer `-5`, expected u64"),
+        c(&sampler(r#", "timeout_ms": 60001"#), "samplers[0].timeout_ms: 60001 is out of range (expected 1-60000)"),
+        c(&sampler(r#", "max_body_bytes": 16777217"#), "samplers[0].max_body_bytes: 16777217 is out of range (expected 1-16777216)"),
+        c(&sampler_value(r#"{"json_pointer": "/count", "header": "x-total-count"}"#),
+          "samplers[0].value: must set exactly one of json_pointer, json_array_length, header, text"),
+        c(&sampler_value(r#"{"text": false}"#), "samplers[0].value.text: is false (expected true, or leave it out)"),
+        c(&sampler_value(r#"{"json_pointer": "count"}"#),
+          r#"samplers[0].value.json_pointer: "count" is not a JSON pointer (expected "" for the root or a path starting with '/')"#),
+        c(&sampler_value(r#"{"header": " "}"#),
+          r#"samplers[0].value.header: is empty (expected a header name such as "x-total-count")"#),
+        c(&sampler_value(r#"{"jsonpointer": "/count"}"#),
+          "samplers[0].value.jsonpointer: unknown field `jsonpointer`, expected one of `json_pointer`, `json_array_length`, `header`, `text`"),
+    ]
+}
+
+/// Envoys refusing at once; each takes about a second of CPU to load the filter and refuse.
+const PARALLEL: usize = 3;
+
+#[test]
+fn invalid_configurations_are_refused_naming_the_field() {
+    let started = Instant::now();
+    let cases = cases();
+    let queue = Arc::new(Mutex::new(cases.clone().into_iter().enumerate()));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let workers: Vec<_> = (0..PARALLEL)
+        .map(|_| {
+            let (queue, failures) = (queue.clone(), failures.clone());
+            thread::spawn(move || loop {
+                let Some((i, (config, want))) = queue.lock().unwrap().next() else {
+                    return;
+                };
+                // A port picked free may be taken by another process before Envoy binds it:
+                // that failure is the harness's, not the configuration's; try again.
+                let mut attempt = 0;
+                let outcome = loop {
+                    let mut opts = EnvoyOptions::new(&config, free_port());
+                    opts.concurrency = 1;
+                    match Envoy::try_start(opts) {
+                        Err(log) if log.contains("Address already in use") && attempt < 3 => {
+                            attempt += 1;
+                        }
+                        outcome => break outcome,
+                    }
+                };
+                let problem = match outcome {
+                    Ok(envoy) => Some(format!("accepted:\n{}", envoy.log())),
+                    Err(log) => {
+                        let want_line = format!("app_metrics: {want}");
+                        if !log.contains(&want_line) {
+                            Some(format!("no {want_line:?} in the log:\n{log}"))
+                        } else if !log.contains("Unable to create Wasm plugin app_metrics") {
+                            Some(format!("not refused as a plugin:\n{log}"))
+                        } else {
+                            None
+                        }
+                    }
+                };
+                if let Some(problem) = problem {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("case {i}: {config}\n{problem}"));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    eprintln!(
+        "config: {} invalid configurations, {} refused by Envoy with the field path, in {:.1} s",
+        cases.len(),
+        cases.len() - failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(cases.len() >= 15);
+}
+
+/// Removes a directory when dropped.
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+const SEED_WITH_HANDLERS: &str = r#"{"http_metrics": {"handlers": ["/login", "/orders"]}}"#;
+
+/// The same, plus a counter the first configuration did not have.
+const WITH_ORDERS: &str = r#"{
+  "counters": [
+    {"name": "successful_login_details_total", "match": {"method": "POST", "path": "/login", "status": ["2xx"]}},
+    {"name": "failed_login_details_total", "match": {"method": "POST", "path": "/login", "status": [400, 401]}},
+    {"name": "orders_placed_total", "match": {"method": "POST", "path": "/orders", "status": [201]}}
+  ],
+  "http_metrics": {"handlers": ["/login", "/orders"]}
+}"#;
+
+const BAD: &str = r#"{"counters": [{"name": "orders_placed_total", "match": {"method": "post"}}]}"#;
+
+fn shop() -> Upstream {
+    Upstream::start(|method, url| match (method, url) {
+        ("POST", "/login?ok") => Reply::new(200, "{}"),
+        ("POST", "/login?bad") => Reply::new(401, ""),
+        ("POST", "/orders") => Reply::new(201, "{}"),
+        _ => Reply::new(200, "ok"),
+    })
+}
+
+/// Sends `good` good logins, `bad` bad ones and `orders` orders, each on a new connection (a
+/// listener update drains the old connections' filter chains; new ones get the new one).
+fn traffic(envoy: &Envoy, good: u32, bad: u32, orders: u32) {
+    for (path, n, status) in [
+        ("/login?ok", good, 200),
+        ("/login?bad", bad, 401),
+        ("/orders", orders, 201),
+    ] {
+        for _ in 0..n {
+            assert_eq!(send(&agent(), "POST", &envoy.url(path), "x"), status);
+        }
+    }
+}
+
+#[test]
+fn hot_reload_refuses_a_bad_config_and_keeps_counters_across_a_good_one() {
+    let started = Instant::now();
+    let upstream = shop();
+    let dir = TempDir(temp_dir("lds"));
+    let opts = EnvoyOptions::new(SEED_WITH_HANDLERS, upstream.port);
+    // Old filter chains drain for 1 s (600 s by default), so the checks after the good push below
+    // run once the old configuration is gone, not while it still holds the stats.
+    let envoy =
+        start_lds(&opts, &dir.0, &["--drain-time-s", "1"]).unwrap_or_else(|log| panic!("{log}"));
+    let post = |handler: &str, status: &str| {
+        vec![
+            ("handler", handler.to_string()),
+            ("method", "POST".to_string()),
+            ("status", status.to_string()),
+        ]
+    };
+    let value = |m: &Metrics, labels: Vec<(&str, String)>| {
+        let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        m.value("http_requests_total", &labels)
+    };
+
+    traffic(&envoy, 5, 3, 2);
+    let m = wait_value(&envoy, "successful_login_details_total", &[], 5.0);
+    assert_eq!(m.value("failed_login_details_total", &[]), Some(3.0));
+    assert_eq!(value(&m, post("/orders", "2xx")), Some(2.0));
+    assert_eq!(m.value("orders_placed_total", &[]), None);
+
+    // (a) A bad plugin configuration, pushed: refused, the old one keeps serving and counting.
+    let rejected_before = admin_stat(&envoy, "listener_manager.lds.update_rejected").unwrap_or(0);
+    let mut bad = EnvoyOptions::new(BAD, upstream.port);
+    bad.concurrency = opts.concurrency;
+    push_lds(&dir.0, &lds_resources(&bad, envoy.listen_port));
+    let want = r#"app_metrics: counters[0].match.method: "post" is not an HTTP method (expected upper-case letters, e.g. "POST")"#;
+    eventually(Duration::from_secs(20), "the bad config refused", || {
+        (envoy.log().contains(want)
+            && admin_stat(&envoy, "listener_manager.lds.update_rejected")
+                .is_some_and(|n| n > rejected_before))
+        .then_some(())
+    });
+    traffic(&envoy, 2, 1, 1);
+    let m = wait_value(&envoy, "successful_login_details_total", &[], 7.0);
+    assert_eq!(m.value("failed_login_details_total", &[]), Some(4.0));
+    assert_eq!(value(&m, post("/orders", "2xx")), Some(3.0));
+    assert_eq!(
+        m.value("orders_placed_total", &[]),
+        None,
+        "the bad config never applied"
+    );
+    eprintln!(
+        "config: hot reload: bad config refused (update_rejected {} -> {}), old config kept counting",
+        rejected_before,
+        admin_stat(&envoy, "listener_manager.lds.update_rejected").unwrap_or(0)
+    );
+
+    // (b) A good configuration with a new rule: the counters keep their values, the rule counts.
+    let success_before = admin_stat(&envoy, "listener_manager.lds.update_success").unwrap_or(0);
+    let mut good = EnvoyOptions::new(WITH_ORDERS, upstream.port);
+    good.concurrency = opts.concurrency;
+    push_lds(&dir.0, &lds_resources(&good, envoy.listen_port));
+    let m = eventually(Duration::from_secs(20), "the new config applied", || {
+        let m = envoy.scrape();
+        (admin_stat(&envoy, "listener_manager.lds.update_success")
+            .is_some_and(|n| n > success_before)
+            && m.value("orders_placed_total", &[]).is_some())
+        .then_some(m)
+    });
+    assert_eq!(m.value("successful_login_details_total", &[]), Some(7.0));
+    assert_eq!(m.value("orders_placed_total", &[]), Some(0.0));
+    // The old filter chain (and the plugin instance that defined the stats) drains away; the
+    // values must outlive it.
+    eventually(
+        Duration::from_secs(20),
+        "the old filter chain drained",
+        || {
+            (admin_stat(&envoy, "listener_manager.total_filter_chains_draining") == Some(0))
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        admin_stat(&envoy, "listener_manager.listener_in_place_updated"),
+        Some(1),
+        "the good config replaced the listener's filter chain"
+    );
+    let m = envoy.scrape();
+    assert_eq!(
+        m.value("successful_login_details_total", &[]),
+        Some(7.0),
+        "no reset to 0"
+    );
+    assert_eq!(
+        m.value("failed_login_details_total", &[]),
+        Some(4.0),
+        "no reset to 0"
+    );
+    assert_eq!(
+        value(&m, post("/orders", "2xx")),
+        Some(3.0),
+        "no reset to 0"
+    );
+    assert_eq!(value(&m, post("/login", "2xx")), Some(7.0), "no reset to 0");
+    traffic(&envoy, 1, 2, 4);
+    let m = wait_value(&envoy, "orders_placed_total", &[], 4.0);
+    assert_eq!(m.value("successful_login_details_total", &[]), Some(8.0));
+    assert_eq!(m.value("failed_login_details_total", &[]), Some(6.0));
+    assert_eq!(value(&m, post("/orders", "2xx")), Some(7.0));
+    eprintln!(
+        "config: hot reload: good config applied, counters kept (logins 7 -> 8, failed 4 -> 6), new rule counted 4; {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
