@@ -63,6 +63,15 @@ impl Filter {
         self.http.is_some() || !self.rules.is_empty()
     }
 
+    /// Whether a request with `method` needs its path read at all: with no templates and no rule
+    /// for this method looking at paths, it does not (one host call saved per request).
+    pub fn need_path(&self, method: &[u8]) -> bool {
+        self.http
+            .as_ref()
+            .is_some_and(|h| !h.handlers.is_empty() || !h.excluded.is_empty())
+            || self.rules.need_path(method)
+    }
+
     /// `path` is `None` when it is not UTF-8 (it then matches no template).
     pub fn classify(
         &self,
@@ -124,6 +133,31 @@ mod tests {
             let filter = Filter::new(&config);
             assert!(!filter.observes_requests());
             assert_eq!(filter.classify(b"GET", Some("/"), &[]).handler, None);
+        }
+    );
+
+    logic_test!(
+        fn the_path_is_read_only_when_something_looks_at_it() {
+            let seed = Filter::new(&parse(b"").unwrap());
+            assert!(seed.need_path(b"POST"));
+            assert!(!seed.need_path(b"GET"));
+            let templated =
+                Filter::new(&parse(br#"{"http_metrics": {"handlers": ["/users/{id}"]}}"#).unwrap());
+            assert!(templated.need_path(b"GET"));
+            let excluding = Filter::new(
+                &parse(br#"{"counters": [], "http_metrics": {"excluded_handlers": ["/metrics"]}}"#)
+                    .unwrap(),
+            );
+            assert!(excluding.need_path(b"GET"));
+            let pathless = Filter::new(
+                &parse(br#"{"counters": [{"name": "all_total", "match": {}}]}"#).unwrap(),
+            );
+            assert!(!pathless.need_path(b"GET"));
+            // Skipping the path changes nothing: unmatched paths are `none` and match no path rule.
+            let http = seed.http.as_ref().unwrap();
+            let e = seed.classify(b"GET", None, &[]);
+            assert_eq!(e.handler.map(|h| http.handler_label(h)), Some("none"));
+            assert!(e.candidates.is_empty());
         }
     );
 }

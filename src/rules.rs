@@ -126,6 +126,14 @@ impl Rules {
         self.rules.is_empty()
     }
 
+    /// Whether some rule that `method` can match looks at the path.
+    pub fn need_path(&self, method: &[u8]) -> bool {
+        self.rules.iter().any(|rule| {
+            !matches!(rule.path, PathMatch::Any)
+                && rule.method.as_ref().is_none_or(|m| m.as_bytes() == method)
+        })
+    }
+
     /// Indices of the rules whose request side matches. `path` may carry a query string;
     /// `request_headers` holds the values of [`Rules::request_headers`], in order.
     pub fn candidates(

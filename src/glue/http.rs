@@ -54,7 +54,11 @@ impl HttpContext for Http {
             return Action::Continue;
         }
         let method = read(Map::Request, ":method").unwrap_or_default();
-        let path = read(Map::Request, ":path").and_then(|p| String::from_utf8(p).ok());
+        let path = if filter.need_path(&method) {
+            read(Map::Request, ":path").and_then(|p| String::from_utf8(p).ok())
+        } else {
+            None
+        };
         let request_headers: Vec<Option<Vec<u8>>> = filter
             .rules
             .request_headers
