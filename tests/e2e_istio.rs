@@ -41,11 +41,7 @@ fn istio_like_bootstrap(
         .collect();
     let clusters: String = clusters
         .iter()
-        .map(|(name, port)| {
-            format!(
-                "  - name: \"{name}\"\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: \"{name}\"\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {port} }}\n"
-            )
-        })
+        .map(|(name, port)| cluster_yaml(name, *port))
         .collect();
     let config_json = plugin_config;
     format!(

@@ -123,7 +123,7 @@ fn indent(text: &str, spaces: usize) -> String {
     text.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
-fn cluster_yaml(name: &str, port: u16) -> String {
+pub fn cluster_yaml(name: &str, port: u16) -> String {
     format!(
         r#"  - name: "{name}"
     type: STATIC
@@ -142,6 +142,7 @@ fn cluster_yaml(name: &str, port: u16) -> String {
 /// The test bootstrap: the same filter and stats tags as envoy/envoy.yaml, stats flushed every
 /// second so histograms show quickly.
 pub fn bootstrap(opts: &EnvoyOptions, listen_port: u16, admin_port: u16) -> String {
+    let listener = list_item(&listener_yaml(opts, listen_port), 2);
     let mut clusters = cluster_yaml("app", opts.upstream_port);
     for c in &opts.extra_clusters {
         clusters.push_str(&cluster_yaml(&c.name, c.port));
@@ -161,53 +162,69 @@ stats_config:
   - {{ tag_name: reason,  regex: "(reason=\\.=(.*?);\\.;)" }}
 static_resources:
   listeners:
-  - name: app
-    address:
-      socket_address: {{ address: 127.0.0.1, port_value: {listen_port} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
+{listener}  clusters:
+{clusters}"#
+    )
+}
+
+/// The app listener (filter under test, then the router to cluster `app`) as a YAML mapping,
+/// shared by the static bootstrap and the LDS resource file.
+fn listener_yaml(opts: &EnvoyOptions, listen_port: u16) -> String {
+    format!(
+        r#"name: app
+address:
+  socket_address: {{ address: 127.0.0.1, port_value: {listen_port} }}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: app
+      route_config:
+        virtual_hosts:
+        - name: app
+          domains: ["*"]
+          routes:
+          - match: {{ prefix: "/" }}
+            route: {{ cluster: app, timeout: 10s }}
+      http_filters:
+      - name: envoy.filters.http.wasm
         typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: app
-          route_config:
-            virtual_hosts:
-            - name: app
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: app, timeout: 10s }}
-          http_filters:
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: app_metrics
-                root_id: app_metrics
-                failure_policy: FAIL_OPEN
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: |
-{config}                vm_config:
-                  vm_id: app_metrics
-                  runtime: envoy.wasm.runtime.v8
-                  code:
-                    local: {{ filename: "{wasm}" }}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-{clusters}"#,
-        config = indent(
-            if opts.plugin_config.is_empty() {
-                ""
-            } else {
-                &opts.plugin_config
-            },
-            20
-        ),
+          "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+          config:
+            name: app_metrics
+            root_id: app_metrics
+            failure_policy: FAIL_OPEN
+            configuration:
+              "@type": type.googleapis.com/google.protobuf.StringValue
+              value: |
+{config}            vm_config:
+              vm_id: app_metrics
+              runtime: envoy.wasm.runtime.v8
+              code:
+                local: {{ filename: "{wasm}" }}
+      - name: envoy.filters.http.router
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#,
+        config = indent(&opts.plugin_config, 16),
         wasm = wasm_path(),
     )
+}
+
+/// `yaml` as an item of a YAML list indented by `spaces`.
+fn list_item(yaml: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    yaml.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("{pad}- {l}\n")
+            } else {
+                format!("{pad}  {l}\n")
+            }
+        })
+        .collect()
 }
 
 impl Envoy {
@@ -639,53 +656,8 @@ pub fn raw_request(port: u16, request: &[u8]) -> Option<u16> {
 /// resource file, the content of `lds.yaml`.
 pub fn lds_resources(opts: &EnvoyOptions, listen_port: u16) -> String {
     format!(
-        r#"resources:
-- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
-  name: app
-  address:
-    socket_address: {{ address: 127.0.0.1, port_value: {listen_port} }}
-  filter_chains:
-  - filters:
-    - name: envoy.filters.network.http_connection_manager
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-        stat_prefix: app
-        route_config:
-          virtual_hosts:
-          - name: app
-            domains: ["*"]
-            routes:
-            - match: {{ prefix: "/" }}
-              route: {{ cluster: app, timeout: 10s }}
-        http_filters:
-        - name: envoy.filters.http.wasm
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-            config:
-              name: app_metrics
-              root_id: app_metrics
-              failure_policy: FAIL_OPEN
-              configuration:
-                "@type": type.googleapis.com/google.protobuf.StringValue
-                value: |
-{config}              vm_config:
-                vm_id: app_metrics
-                runtime: envoy.wasm.runtime.v8
-                code:
-                  local: {{ filename: "{wasm}" }}
-        - name: envoy.filters.http.router
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#,
-        config = indent(
-            if opts.plugin_config.is_empty() {
-                ""
-            } else {
-                &opts.plugin_config
-            },
-            18
-        ),
-        wasm = wasm_path(),
+        "resources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n{}",
+        indent(&listener_yaml(opts, listen_port), 2)
     )
 }
 
