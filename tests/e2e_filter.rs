@@ -359,27 +359,19 @@ fn samplers_read_pointer_array_length_header_and_text() {
     );
     let envoy = Envoy::start(EnvoyOptions::new(&config, upstream.port));
     // Gauges read 0 until the first sample, which comes one tick after start.
-    let m = wait_value(&envoy, "total_users", &[], 42.0);
-    let m = if m.value("text_value", &[]) == Some(17.0) {
-        m
-    } else {
-        wait_value(&envoy, "text_value", &[], 17.0)
-    };
-    let m = if m.value("header_users", &[]) == Some(3.0) {
-        m
-    } else {
-        wait_value(&envoy, "header_users", &[], 3.0)
-    };
-    let m = if m.value("nested_items", &[]) == Some(5.0) {
-        m
-    } else {
-        wait_value(&envoy, "nested_items", &[], 5.0)
-    };
-    let m = if m.value("listed_users", &[]) == Some(3.0) {
-        m
-    } else {
-        wait_value(&envoy, "listed_users", &[], 3.0)
-    };
+    let want = [
+        ("total_users", 42.0),
+        ("text_value", 17.0),
+        ("header_users", 3.0),
+        ("nested_items", 5.0),
+        ("listed_users", 3.0),
+    ];
+    let m = eventually(Duration::from_secs(15), "every sampler's value", || {
+        let m = envoy.scrape();
+        want.iter()
+            .all(|(name, v)| m.value(name, &[]) == Some(*v))
+            .then_some(m)
+    });
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

@@ -250,45 +250,7 @@ impl Envoy {
         listen_port: u16,
         admin_port: u16,
     ) -> Result<Envoy, String> {
-        let dir = temp_dir("envoy");
-        let config_path = dir.join("envoy.yaml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
-        let child = Command::new(envoy_bin())
-            .arg("-c")
-            .arg(&config_path)
-            .args(["--concurrency", &concurrency.to_string()])
-            .args(["--base-id", &next_base_id().to_string()])
-            .args(["--log-level", "info"])
-            .current_dir(repo_root())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn envoy");
-        let mut envoy = Envoy {
-            child,
-            listen_port,
-            admin_port,
-            dir,
-        };
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = envoy.child.try_wait() {
-                return Err(format!("envoy exited with {status}\n{}", envoy.log()));
-            }
-            if let Ok(mut resp) = agent().get(&envoy.admin_url("/ready")).call() {
-                if resp.status() == 200
-                    && resp.body_mut().read_to_string().unwrap_or_default().trim() == "LIVE"
-                {
-                    return Ok(envoy);
-                }
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                return Err(format!("not ready after 30 s\n{}", envoy.log()));
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+        start_with_config_args(config, concurrency, listen_port, admin_port, &[])
     }
 
     pub fn url(&self, path: &str) -> String {
