@@ -585,5 +585,5 @@ fn check_metric_name(name: &str, at: &str) -> Result<(), ConfigError> {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
+#[path = "../tests/unit/config.rs"]
 mod tests;

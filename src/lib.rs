@@ -5,7 +5,8 @@
 //! [`schedule`] elects one VM → the answer goes through [`extract::sample_value`].
 //!
 //! Everything but `glue` is pure logic, tested on the host and, compiled to wasm, under
-//! wasm-bindgen-test. `glue` is the only code that talks to proxy-wasm.
+//! wasm-bindgen-test. The unit tests live in tests/unit/ (one file per module, compiled into the
+//! library's test build), so nothing under src/ may panic. `glue` is the only code that talks to proxy-wasm.
 
 pub mod config;
 pub mod extract;
@@ -23,4 +24,5 @@ mod glue;
 mod test_support;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
+#[path = "../tests/unit/proptests.rs"]
 mod proptests;

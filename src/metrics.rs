@@ -216,5 +216,5 @@ impl Registry {
 }
 
 #[cfg(test)]
-#[path = "metrics_tests.rs"]
+#[path = "../tests/unit/metrics.rs"]
 mod tests;
