@@ -121,24 +121,6 @@ type Key = Vec<(String, String)>;
 /// (method, path, status, whether the upstream made the answer).
 type Answer = (String, String, u16, bool);
 
-/// One request through Envoy: the status, and whether the upstream made the answer (Envoy adds
-/// `x-envoy-upstream-service-time` to those only).
-fn exchange(agent: &ureq::Agent, method: &str, url: &str, body: &str) -> (u16, bool) {
-    let request = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(body.to_string())
-        .unwrap();
-    match agent.run(request) {
-        Ok(mut resp) => {
-            let _ = resp.body_mut().read_to_vec();
-            let from_upstream = resp.headers().contains_key("x-envoy-upstream-service-time");
-            (resp.status().as_u16(), from_upstream)
-        }
-        Err(e) => panic!("{method} {url}: {e}"),
-    }
-}
-
 fn series_key(handler: &str, method: &str, status: &str) -> Key {
     vec![
         ("handler".to_string(), handler.to_string()),

@@ -139,14 +139,18 @@ pub fn cluster_yaml(name: &str, port: u16) -> String {
     )
 }
 
-/// The test bootstrap: the same filter and stats tags as envoy/envoy.yaml, stats flushed every
-/// second so histograms show quickly.
-pub fn bootstrap(opts: &EnvoyOptions, listen_port: u16, admin_port: u16) -> String {
-    let listener = list_item(&listener_yaml(opts, listen_port), 2);
+/// Cluster `app` (the upstream) and the options' extra clusters.
+fn clusters_yaml(opts: &EnvoyOptions) -> String {
     let mut clusters = cluster_yaml("app", opts.upstream_port);
     for c in &opts.extra_clusters {
         clusters.push_str(&cluster_yaml(&c.name, c.port));
     }
+    clusters
+}
+
+/// Admin on loopback, stats flushed every second (histograms show quickly), and the stats tags
+/// of envoy/envoy.yaml: the head of every test bootstrap.
+fn admin_and_stats(admin_port: u16) -> String {
     format!(
         r#"admin:
   address:
@@ -160,7 +164,18 @@ stats_config:
   - {{ tag_name: status,  regex: "(status=\\.=(.*?);\\.;)" }}
   - {{ tag_name: sampler, regex: "(sampler=\\.=(.*?);\\.;)" }}
   - {{ tag_name: reason,  regex: "(reason=\\.=(.*?);\\.;)" }}
-static_resources:
+"#
+    )
+}
+
+/// The test bootstrap: the same filter and stats tags as envoy/envoy.yaml, stats flushed every
+/// second so histograms show quickly.
+pub fn bootstrap(opts: &EnvoyOptions, listen_port: u16, admin_port: u16) -> String {
+    let listener = list_item(&listener_yaml(opts, listen_port), 2);
+    let admin_and_stats = admin_and_stats(admin_port);
+    let clusters = clusters_yaml(opts);
+    format!(
+        r#"{admin_and_stats}static_resources:
   listeners:
 {listener}  clusters:
 {clusters}"#
@@ -582,8 +597,9 @@ impl Drop for Upstream {
     }
 }
 
-/// Sends one request through Envoy and returns the status.
-pub fn send(agent: &ureq::Agent, method: &str, url: &str, body: &str) -> u16 {
+/// Sends one request through Envoy: the status, and whether the upstream made the answer (Envoy
+/// adds `x-envoy-upstream-service-time` to those only; its own 503/504s lack it).
+pub fn exchange(agent: &ureq::Agent, method: &str, url: &str, body: &str) -> (u16, bool) {
     let request = ureq::http::Request::builder()
         .method(method)
         .uri(url)
@@ -592,10 +608,16 @@ pub fn send(agent: &ureq::Agent, method: &str, url: &str, body: &str) -> u16 {
     match agent.run(request) {
         Ok(mut resp) => {
             let _ = resp.body_mut().read_to_vec();
-            resp.status().as_u16()
+            let from_upstream = resp.headers().contains_key("x-envoy-upstream-service-time");
+            (resp.status().as_u16(), from_upstream)
         }
         Err(e) => panic!("{method} {url}: {e}"),
     }
+}
+
+/// Sends one request through Envoy and returns the status.
+pub fn send(agent: &ureq::Agent, method: &str, url: &str, body: &str) -> u16 {
+    exchange(agent, method, url, body).0
 }
 
 /// Writes raw HTTP/1.1 bytes (for what clients refuse to send: odd methods, non-UTF-8 paths)
@@ -626,25 +648,11 @@ pub fn lds_resources(opts: &EnvoyOptions, listen_port: u16) -> String {
 /// A bootstrap like [`bootstrap`] whose listeners come from `<lds_dir>/lds.yaml`, watched for
 /// atomic moves into `lds_dir` (write with [`push_lds`]).
 pub fn lds_bootstrap(opts: &EnvoyOptions, admin_port: u16, lds_dir: &std::path::Path) -> String {
-    let mut clusters = cluster_yaml("app", opts.upstream_port);
-    for c in &opts.extra_clusters {
-        clusters.push_str(&cluster_yaml(&c.name, c.port));
-    }
+    let clusters = clusters_yaml(opts);
+    let admin_and_stats = admin_and_stats(admin_port);
     format!(
         r#"node: {{ id: app-metrics-e2e, cluster: app-metrics-e2e }}
-admin:
-  address:
-    socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
-stats_flush_interval: 1s
-stats_config:
-  use_all_default_tags: false
-  stats_tags:
-  - {{ tag_name: handler, regex: "(handler=\\.=(.*?);\\.;)" }}
-  - {{ tag_name: method,  regex: "(method=\\.=(.*?);\\.;)" }}
-  - {{ tag_name: status,  regex: "(status=\\.=(.*?);\\.;)" }}
-  - {{ tag_name: sampler, regex: "(sampler=\\.=(.*?);\\.;)" }}
-  - {{ tag_name: reason,  regex: "(reason=\\.=(.*?);\\.;)" }}
-dynamic_resources:
+{admin_and_stats}dynamic_resources:
   lds_config:
     resource_api_version: V3
     path_config_source:
