@@ -77,9 +77,11 @@ DIAGNOSTIC = [
     ("counters", '{"http_metrics": {"enabled": false}}', "app-metrics, seed counters only"),
     ("requests", '{"counters": []}', "app-metrics, request metrics only"),
     ("default-raw", None, "app-metrics, default config, module not wasm-opt'd"),
-    ("probe-2", "req::method req::path", "probe: 2 request header reads"),
-    ("probe-default", "req::method req::path resp::status time counter histogram histogram "
-                      "histogram", "probe: the default config's host calls"),
+    ("probe-none", "", "probe: entered twice per request, no host call"),
+    ("probe-2", "req::method resp::status",
+     "probe: read :method and :status (what any request metric needs)"),
+    ("probe-default", "req-map resp-map time counter histogram histogram histogram",
+     "probe: the default config's host calls"),
 ]
 LABEL = {k: label for k, _, label in VARIANTS + DIAGNOSTIC}
 
@@ -970,8 +972,8 @@ def main():
     started = time.monotonic()
     keys = [k for k, _, _ in VARIANTS]
     if args.diagnose:
-        keys = ["none", "empty", "lua", "probe-2", "probe-default", "off", "counters", "requests",
-                "default", "default-raw", "full"]
+        keys = ["none", "empty", "lua", "probe-none", "probe-2", "probe-default", "off",
+                "counters", "requests", "default", "default-raw", "full"]
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(), "envoy": envoy_version(binary), "upstream": args.upstream,

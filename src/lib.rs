@@ -13,6 +13,7 @@ pub mod extract;
 pub mod filter;
 pub mod labels;
 pub mod metrics;
+pub mod pairs;
 pub mod routes;
 pub mod rules;
 pub mod schedule;

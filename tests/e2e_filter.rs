@@ -486,3 +486,71 @@ fn bad_configuration_is_refused_naming_the_field() {
         "log:\n{log}"
     );
 }
+
+/// Sizes are the Content-Length headers (as the instrumentator measures them) and the duration
+/// spans the whole exchange: both read when the request has ended, not as it passes.
+#[test]
+fn sizes_are_content_lengths_and_durations_span_the_upstream() {
+    let upstream = Upstream::start(|_, url| match url {
+        "/upload" => Reply::new(201, "ok"),
+        "/big" => Reply::new(200, vec![b'x'; 3000]),
+        "/slow" => Reply::new(200, "late").delay(Duration::from_millis(60)),
+        _ => Reply::new(404, ""),
+    });
+    let config = r#"{"counters": [], "http_metrics": {"handlers": ["/upload", "/big", "/slow"]}}"#;
+    let envoy = Envoy::start(EnvoyOptions::new(config, upstream.port));
+    let agent = agent();
+    let body = "b".repeat(700);
+    for _ in 0..2 {
+        send(&agent, "POST", &envoy.url("/upload"), &body);
+        send(&agent, "GET", &envoy.url("/big"), "");
+    }
+    send(&agent, "GET", &envoy.url("/slow"), "");
+    let m = eventually(Duration::from_secs(15), "histogram flush", || {
+        let m = envoy.scrape();
+        (m.histogram_count(
+            "http_request_duration_milliseconds",
+            &[("handler", "/slow"), ("method", "GET")],
+        ) == Some(1.0))
+        .then_some(m)
+    });
+    let upload = [("handler", "/upload")];
+    let big = [("handler", "/big")];
+    // 700-byte request bodies: none at or below 500, both at or below 1000.
+    assert_eq!(
+        m.histogram_bucket("http_request_size_bytes", &upload, 500.0),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.histogram_bucket("http_request_size_bytes", &upload, 1000.0),
+        Some(2.0)
+    );
+    // GETs carry no Content-Length: size 0.
+    assert_eq!(
+        m.histogram_bucket("http_request_size_bytes", &big, 0.5),
+        Some(2.0)
+    );
+    // 3000-byte responses.
+    assert_eq!(
+        m.histogram_bucket("http_response_size_bytes", &big, 2500.0),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.histogram_bucket("http_response_size_bytes", &big, 5000.0),
+        Some(2.0)
+    );
+    assert_eq!(
+        m.histogram_bucket("http_response_size_bytes", &upload, 5.0),
+        Some(2.0)
+    );
+    // The upstream took 60 ms: the duration cannot be under 50 ms, however slow the machine.
+    let slow = [("handler", "/slow"), ("method", "GET")];
+    assert_eq!(
+        m.histogram_bucket("http_request_duration_milliseconds", &slow, 50.0),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.histogram_count("http_request_duration_milliseconds", &slow),
+        Some(1.0)
+    );
+}

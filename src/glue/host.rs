@@ -47,6 +47,23 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        return_token: *mut u32,
+    ) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -116,6 +133,41 @@ pub fn header(map: Map, name: &str) -> Result<Option<Vec<u8>>, u32> {
     } {
         OK => Ok(Some(unsafe { owned(data, size) }.unwrap_or_default())),
         NOT_FOUND => Ok(None),
+        status => Err(status),
+    }
+}
+
+/// A whole header map, serialized (see `crate::pairs`); `Ok(None)` when the host has none.
+pub fn header_pairs(map: Map) -> Result<Option<Vec<u8>>, u32> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    match unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) } {
+        OK => Ok(unsafe { owned(data, size) }),
+        NOT_FOUND => Ok(None),
+        status => Err(status),
+    }
+}
+
+/// Sends a request to `cluster`; the answer comes to the root context's
+/// `proxy_on_http_call_response` with the returned token.
+pub fn http_call(cluster: &str, headers: &[(&str, &str)], timeout_ms: u32) -> Result<u32, u32> {
+    let headers = crate::pairs::serialize(headers);
+    let mut token = 0u32;
+    match unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            null(),
+            0,
+            null(),
+            0,
+            timeout_ms,
+            &mut token,
+        )
+    } {
+        OK => Ok(token),
         status => Err(status),
     }
 }

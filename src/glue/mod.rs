@@ -1,16 +1,15 @@
 //! proxy-wasm glue: the only code that talks to the host. Thin on purpose.
+//!
+//! `abi` is what the host calls, `host` what we call; `http` turns a finished request into
+//! metric updates, `root` holds a configuration and runs the samplers.
 
+mod abi;
 mod host;
 mod http;
 mod root;
 
 use host::Level;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-proxy_wasm::main! {{
-    install_logging();
-    proxy_wasm::set_root_context(|_| Box::new(root::Root::default()));
-}}
 
 /// `log` records go to Envoy's log; a panic is logged at critical level before the VM dies.
 fn install_logging() {

@@ -1,28 +1,22 @@
 //! The root context: configuration, and the samplers' timer and answers.
 
 use super::host::{self, Buffer, Map, Stats, CAS_MISMATCH};
-use super::http::Http;
 use super::warn_limited;
 use crate::config::{self, ValueSource};
 use crate::extract::{sample_value, Answer, Reason};
 use crate::filter::Filter;
 use crate::metrics::Registry;
 use crate::schedule;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
-use std::cell::RefCell;
-use std::rc::Rc;
-use std::time::Duration;
 
-/// What a VM's HTTP contexts share: the compiled configuration and the cached stat ids.
+/// One plugin configuration, compiled, and its cached stat ids.
 pub struct State {
     pub filter: Filter,
-    pub registry: RefCell<Registry>,
+    pub registry: Registry,
 }
 
 #[derive(Default)]
 pub struct Root {
-    state: Option<Rc<State>>,
+    state: Option<State>,
     /// Sampler requests in flight: (token, sampler index). A few at most; a Vec keeps
     /// HashMap's hashing machinery out of the .wasm.
     pending: Vec<(u32, usize)>,
@@ -30,15 +24,21 @@ pub struct Root {
 
 const TICK_MS: u32 = 1000;
 
-impl Context for Root {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        let (Some(index), Some(state)) = (self.take_pending(token), self.state.clone()) else {
+impl Root {
+    pub fn state(&mut self) -> Option<&mut State> {
+        self.state.as_mut()
+    }
+
+    /// Whether requests need a start time (for the duration histogram).
+    pub fn times_requests(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.filter.http.is_some())
+    }
+
+    pub fn http_call_response(&mut self, token: u32, body_size: usize) {
+        let Some(index) = self.take_pending(token) else {
+            return;
+        };
+        let Some(state) = self.state.as_mut() else {
             return;
         };
         let Some(sampler) = state.filter.samplers.get(index) else {
@@ -75,10 +75,7 @@ impl Context for Root {
             body: body.as_deref().unwrap_or_default(),
             body_size,
         };
-        let mut registry = match state.registry.try_borrow_mut() {
-            Ok(r) => r,
-            Err(_) => return,
-        };
+        let registry = &mut state.registry;
         match sample_value(&source, &answer, sampler.max_body_bytes) {
             Ok(value) => {
                 let now_s = host::now_ns().unwrap_or(0) / 1_000_000_000;
@@ -90,10 +87,8 @@ impl Context for Root {
             }
         }
     }
-}
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
+    pub fn configure(&mut self) -> bool {
         let raw = match host::buffer(Buffer::PluginConfiguration, 0, usize::MAX) {
             Ok(raw) => raw.unwrap_or_default(),
             Err(status) => {
@@ -109,7 +104,7 @@ impl RootContext for Root {
             }
         };
         let filter = Filter::new(&config);
-        let registry = RefCell::new(Registry::new(&filter, &Stats));
+        let registry = Registry::new(&filter, &Stats);
         if !filter.samplers.is_empty() {
             let now_ms = host::now_ns().unwrap_or(0) / 1_000_000;
             for sampler in &filter.samplers {
@@ -135,17 +130,18 @@ impl RootContext for Root {
             if filter.http.is_some() { "on" } else { "off" },
             filter.samplers.len()
         );
-        self.state = Some(Rc::new(State { filter, registry }));
+        self.state = Some(State { filter, registry });
         true
     }
 
-    fn on_tick(&mut self) {
-        let Some(state) = self.state.clone() else {
+    pub fn tick(&mut self) {
+        let Some(state) = self.state.as_mut() else {
             return;
         };
         let Some(now_ms) = host::now_ns().map(|ns| ns / 1_000_000) else {
             return;
         };
+        let mut due = Vec::new();
         for (index, sampler) in state.filter.samplers.iter().enumerate() {
             let key = schedule::key(&sampler.name);
             let Ok((Some(stored), cas)) = host::get_shared(&key) else {
@@ -160,63 +156,48 @@ impl RootContext for Root {
                 continue;
             };
             match host::set_shared(&key, &schedule::encode(next), cas) {
-                Ok(()) => self.send(&state, index),
+                Ok(()) => due.push(index),
                 Err(CAS_MISMATCH) => {} // another VM won this round
                 Err(status) => warn_limited(|| {
                     format!("sampler {}: shared data status {status}", sampler.name)
                 }),
             }
         }
+        for index in due {
+            send(state, &mut self.pending, index);
+        }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // Never None: the SDK panics on it.
-        Some(Box::new(Http::new(self.state.clone())))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
-impl Root {
     fn take_pending(&mut self, token: u32) -> Option<usize> {
         let at = self.pending.iter().position(|(t, _)| *t == token)?;
         Some(self.pending.swap_remove(at).1)
     }
+}
 
-    fn send(&mut self, state: &State, index: usize) {
-        let Some(sampler) = state.filter.samplers.get(index) else {
-            return;
-        };
-        let headers = vec![
-            (":method", "GET"),
-            (":path", sampler.path.as_str()),
-            (":authority", sampler.authority()),
-            ("user-agent", "app-metrics-wasm"),
-        ];
-        let timeout = Duration::from_millis(sampler.timeout_ms);
-        match proxy_wasm::hostcalls::dispatch_http_call(
-            &sampler.cluster,
-            headers,
-            None,
-            vec![],
-            timeout,
-        ) {
-            Ok(token) => {
-                self.pending.push((token, index));
-            }
-            Err(status) => {
-                warn_limited(|| {
-                    format!(
-                        "sampler {}: cannot call cluster {:?}: {status:?}",
-                        sampler.name, sampler.cluster
-                    )
-                });
-                if let Ok(mut registry) = state.registry.try_borrow_mut() {
-                    registry.sample_failed(&state.filter, &Stats, index, Reason::Dispatch);
-                }
-            }
+/// Asks the application for one sampler's value; the answer comes to `http_call_response`.
+fn send(state: &mut State, pending: &mut Vec<(u32, usize)>, index: usize) {
+    let Some(sampler) = state.filter.samplers.get(index) else {
+        return;
+    };
+    let headers = [
+        (":method", "GET"),
+        (":path", sampler.path.as_str()),
+        (":authority", sampler.authority()),
+        ("user-agent", "app-metrics-wasm"),
+    ];
+    let timeout_ms = u32::try_from(sampler.timeout_ms).unwrap_or(u32::MAX);
+    match host::http_call(&sampler.cluster, &headers, timeout_ms) {
+        Ok(token) => pending.push((token, index)),
+        Err(status) => {
+            warn_limited(|| {
+                format!(
+                    "sampler {}: cannot call cluster {:?} (host status {status})",
+                    sampler.name, sampler.cluster
+                )
+            });
+            state
+                .registry
+                .sample_failed(&state.filter, &Stats, index, Reason::Dispatch);
         }
     }
 }

@@ -398,6 +398,20 @@ impl Metrics {
     }
 
     /// The observation count of histogram `name` with exactly `labels` (its +Inf bucket).
+    /// Observations at or below `le` (a cumulative bucket) of one histogram series.
+    pub fn histogram_bucket(&self, name: &str, labels: &[(&str, &str)], le: f64) -> Option<f64> {
+        self.scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels_match(s, labels))
+            .and_then(|s| match &s.value {
+                Value::Histogram(buckets) => {
+                    buckets.iter().find(|b| b.less_than == le).map(|b| b.count)
+                }
+                _ => None,
+            })
+    }
+
     pub fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.scrape
             .samples

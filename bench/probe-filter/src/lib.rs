@@ -1,130 +1,150 @@
 //! Host-call probe for `bench/run.py --diagnose`. The plugin configuration is a list of
-//! whitespace-separated steps, each done once per request:
+//! whitespace-separated steps, each done once per request when it has ended (`proxy_on_log`):
 //!
-//! - `req:<name>`   read request header `<name>` (on request headers)
-//! - `resp:<name>`  read response header `<name>` (on response headers)
-//! - `time`         read the clock on request headers and again at the end of the stream
-//! - `counter`      increment a counter (at the end of the stream)
-//! - `histogram`    record a value in a histogram (at the end of the stream; each one its own)
+//! - `req:<name>` / `resp:<name>`  read one request / response header
+//! - `req-map` / `resp-map`        read the whole request / response header map (one call)
+//! - `time`                        read the clock when the request starts and again at its end
+//! - `counter`                     increment a counter (each one its own)
+//! - `histogram`                   record a value in a histogram (each one its own)
 //!
-//! No configuration: no host call at all per request (then it is the empty filter plus a
-//! configuration read at start-up).
+//! No configuration: no host call at all; Envoy still enters the module twice per request.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::ptr::null_mut;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| Box::new(Root { plan: Rc::new(Plan::default()) }));
-}}
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_value(map: u32, key: *const u8, key_len: usize, data: *mut *mut u8, len: *mut usize) -> u32;
+    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, len: *mut usize) -> u32;
+    fn proxy_get_buffer_bytes(buffer: u32, start: usize, max: usize, data: *mut *mut u8, len: *mut usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, by: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
+}
+
+enum Step {
+    Header(u32, String),
+    Map(u32),
+    Counter(u32),
+    Histogram(u32),
+}
 
 #[derive(Default)]
 struct Plan {
-    request_headers: Vec<String>,
-    response_headers: Vec<String>,
+    steps: Vec<Step>,
     time: bool,
-    counters: Vec<u32>,
-    histograms: Vec<u32>,
+    start: u64,
 }
 
-struct Root {
-    plan: Rc<Plan>,
+thread_local! {
+    static PLAN: RefCell<Plan> = RefCell::new(Plan::default());
 }
 
-impl Context for Root {}
+/// Takes (and frees) what the host allocated through `proxy_on_memory_allocate`.
+unsafe fn take(data: *mut u8, len: usize) -> usize {
+    if !data.is_null() {
+        drop(Vec::from_raw_parts(data, len, len));
+    }
+    len
+}
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let config = self
-            .get_plugin_configuration()
-            .and_then(|c| String::from_utf8(c).ok())
-            .unwrap_or_default();
-        let mut plan = Plan::default();
-        for step in config.split_whitespace() {
-            if let Some(name) = step.strip_prefix("req:") {
-                plan.request_headers.push(name.to_string());
-            } else if let Some(name) = step.strip_prefix("resp:") {
-                plan.response_headers.push(name.to_string());
-            } else if step == "time" {
+fn now() -> u64 {
+    let mut t = 0;
+    unsafe { proxy_get_current_time_nanoseconds(&mut t) };
+    t
+}
+
+fn define(kind: u32, name: &str) -> u32 {
+    let mut id = 0;
+    unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) };
+    id
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    let mut buffer: Vec<u8> = Vec::with_capacity(size);
+    let pointer = buffer.as_mut_ptr();
+    std::mem::forget(buffer);
+    pointer
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_vm_start(_: u32, _: usize) -> u32 {
+    1
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(_: u32, size: usize) -> u32 {
+    let (mut data, mut len) = (null_mut(), 0);
+    let config = unsafe {
+        if proxy_get_buffer_bytes(7, 0, size, &mut data, &mut len) == 0 && !data.is_null() {
+            Vec::from_raw_parts(data, len, len)
+        } else {
+            Vec::new()
+        }
+    };
+    let config = String::from_utf8(config).unwrap_or_default();
+    let mut plan = Plan::default();
+    for step in config.split_whitespace() {
+        let n = plan.steps.len();
+        plan.steps.push(match step {
+            "req-map" => Step::Map(0),
+            "resp-map" => Step::Map(2),
+            "counter" => Step::Counter(define(0, &format!("probe_{n}_total"))),
+            "histogram" => Step::Histogram(define(2, &format!("probe_{n}"))),
+            "time" => {
                 plan.time = true;
-            } else if step == "counter" {
-                let name = format!("probe_counter_{}_total", plan.counters.len());
-                match hostcalls::define_metric(MetricType::Counter, &name) {
-                    Ok(id) => plan.counters.push(id),
-                    Err(_) => return false,
-                }
-            } else if step == "histogram" {
-                let name = format!("probe_histogram_{}", plan.histograms.len());
-                match hostcalls::define_metric(MetricType::Histogram, &name) {
-                    Ok(id) => plan.histograms.push(id),
-                    Err(_) => return false,
-                }
-            } else {
-                return false;
+                continue;
             }
-        }
-        self.plan = Rc::new(plan);
-        true
+            _ => match step.split_once(':') {
+                Some(("req", name)) => Step::Header(0, name.to_string()),
+                Some(("resp", name)) => Step::Header(2, name.to_string()),
+                _ => return 0,
+            },
+        });
     }
+    PLAN.with(|p| *p.borrow_mut() = plan);
+    1
+}
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Probe {
-            plan: self.plan.clone(),
-            seen: 0,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(_: u32, parent: u32) {
+    if parent != 0 {
+        PLAN.with(|p| {
+            let mut plan = p.borrow_mut();
+            if plan.time {
+                plan.start = now();
+            }
+        });
     }
 }
 
-struct Probe {
-    plan: Rc<Plan>,
-    /// Keeps the reads from being optimised away.
-    seen: usize,
-}
-
-impl Context for Probe {}
-
-impl HttpContext for Probe {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        for name in &self.plan.request_headers {
-            if let Ok(Some(v)) = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name) {
-                self.seen += v.len();
-            }
+#[no_mangle]
+pub extern "C" fn proxy_on_log(_: u32) {
+    PLAN.with(|p| {
+        let plan = p.borrow();
+        let mut seen = 0usize;
+        for step in &plan.steps {
+            let (mut data, mut len) = (null_mut(), 0);
+            seen += match step {
+                Step::Header(map, name) => unsafe {
+                    proxy_get_header_map_value(*map, name.as_ptr(), name.len(), &mut data, &mut len);
+                    take(data, len)
+                },
+                Step::Map(map) => unsafe {
+                    proxy_get_header_map_pairs(*map, &mut data, &mut len);
+                    take(data, len)
+                },
+                Step::Counter(id) => unsafe { proxy_increment_metric(*id, 1) as usize },
+                Step::Histogram(id) => unsafe { proxy_record_metric(*id, seen as u64 & 7) as usize },
+            };
         }
-        if self.plan.time {
-            if let Ok(t) = hostcalls::get_current_time() {
-                self.seen += t
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos() as usize & 1);
-            }
+        if plan.time {
+            let _ = now().saturating_sub(plan.start);
         }
-        Action::Continue
-    }
-
-    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
-        for name in &self.plan.response_headers {
-            if let Ok(Some(v)) = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
-            {
-                self.seen += v.len();
-            }
-        }
-        Action::Continue
-    }
-
-    fn on_log(&mut self) {
-        if self.plan.time {
-            let _ = hostcalls::get_current_time();
-        }
-        for &id in &self.plan.counters {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
-        for &id in &self.plan.histograms {
-            let _ = hostcalls::record_metric(id, self.seen as u64);
-        }
-    }
+    });
 }

@@ -1,0 +1,76 @@
+//! proxy-wasm's serialized header map ("pairs"), both ways.
+//!
+//! One `proxy_get_header_map_pairs` call returns a whole header map, so the filter reads the
+//! request (and the response) with one host call however many headers it needs: every host call
+//! that returns data also calls back into the VM to allocate, which is most of what a filter pays
+//! per request. Layout: `count: u32 LE`, then `count × (name_len: u32 LE, value_len: u32 LE)`,
+//! then each name and each value followed by a NUL byte.
+
+/// The value of header `name` (lower case, as Envoy keeps them) in a serialized map; the first
+/// one when repeated. `None` when absent or when `map` is malformed.
+pub fn get<'a>(map: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    iter(map)?
+        .find(|(n, _)| *n == name.as_bytes())
+        .map(|(_, v)| v)
+}
+
+/// The (name, value) pairs of a serialized map; `None` when its header is malformed. A map that
+/// is cut short ends the iteration early instead of failing.
+pub fn iter(map: &[u8]) -> Option<impl Iterator<Item = (&[u8], &[u8])>> {
+    let (count, rest) = read_u32(map)?;
+    let sizes_len = count.checked_mul(8)?;
+    let (sizes, mut data) = rest.split_at_checked(sizes_len)?;
+    let mut sizes = sizes.chunks_exact(8);
+    Some(std::iter::from_fn(move || {
+        let entry = sizes.next()?;
+        let (name_len, entry) = read_u32(entry)?;
+        let (value_len, _) = read_u32(entry)?;
+        let (name, rest) = data.split_at_checked(name_len)?;
+        let rest = rest.strip_prefix(b"\0")?;
+        let (value, rest) = rest.split_at_checked(value_len)?;
+        data = rest.strip_prefix(b"\0")?;
+        Some((name, value))
+    }))
+}
+
+/// Serializes `pairs` for the host (e.g. a sampler request's headers).
+pub fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let data_len: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+    let mut out = Vec::with_capacity(4 + pairs.len() * 8 + data_len);
+    out.extend_from_slice(&u32_le(pairs.len()));
+    for (name, value) in pairs {
+        out.extend_from_slice(&u32_le(name.len()));
+        out.extend_from_slice(&u32_le(value.len()));
+    }
+    for (name, value) in pairs {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// A decimal header value such as `:status` or `content-length`; `None` unless it is all digits
+/// and fits.
+pub fn decimal(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+fn read_u32(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let (head, rest) = bytes.split_first_chunk::<4>()?;
+    Some((usize::try_from(u32::from_le_bytes(*head)).ok()?, rest))
+}
+
+fn u32_le(n: usize) -> [u8; 4] {
+    u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes()
+}
+
+#[cfg(test)]
+#[path = "../tests/unit/pairs.rs"]
+mod tests;
