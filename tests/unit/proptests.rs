@@ -1029,3 +1029,35 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Header maps as the host serializes them (every request's two reads)
+// ---------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any map round-trips, the first of repeated names wins, and arbitrary bytes (a host bug,
+    /// a truncated copy) never panic: they yield nothing or fewer pairs.
+    #[test]
+    fn header_maps_round_trip_and_garbage_never_panics(
+        entries in prop::collection::vec((".{0,12}", ".{0,40}"), 0..12),
+        junk in prop::collection::vec(any::<u8>(), 0..256),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let borrowed: Vec<(&str, &str)> = entries.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let map = crate::pairs::serialize(&borrowed);
+        let back: Vec<(&[u8], &[u8])> = crate::pairs::iter(&map).map(|i| i.collect()).unwrap_or_default();
+        let want: Vec<(&[u8], &[u8])> = borrowed.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
+        prop_assert_eq!(back, want);
+        for (name, _) in &borrowed {
+            let first = borrowed.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_bytes());
+            prop_assert_eq!(crate::pairs::get(&map, name), first);
+        }
+        let truncated = map.get(..cut.index(map.len() + 1)).unwrap_or_default();
+        let n = crate::pairs::iter(truncated).map(|i| i.count()).unwrap_or(0);
+        prop_assert!(n <= entries.len());
+        let _ = crate::pairs::iter(&junk).map(|i| i.count());
+        let _ = crate::pairs::get(&junk, ":status").and_then(crate::pairs::decimal);
+    }
+}
