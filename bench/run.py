@@ -1,22 +1,25 @@
 #!/usr/bin/env python3
 """`make bench`: what app-metrics-wasm costs per request, measured side by side in one run.
 
-Five Envoy variants, each started fresh, measured interleaved in rounds (the variant order rotates
-every round) so the machine's noise hits all of them alike:
+Six Envoy variants, all started at once and measured in short bursts taken in turn, cycle after
+cycle (the order rotates every cycle), so this shared machine's slow minutes hit all of them alike:
 
   none     no filter (the router only)
-  empty    the empty proxy-wasm filter of bench/empty-filter: the floor of any wasm filter
+  empty    the empty proxy-wasm filter of bench/empty-filter (Rust SDK): the issue's floor
+  bare     bench/probe-filter with nothing to do: a module entered only twice per request, the
+           floor of the way app-metrics-wasm is built (no SDK)
   lua      Envoy's Lua filter counting the seed's logins with its stats API (bench/login_counters.lua)
   default  app-metrics-wasm, default (seed) configuration: no plugin configuration at all
   full     app-metrics-wasm, the full configuration of envoy/envoy.yaml
 
-Per run: Envoy at --concurrency 1 (pinned to one CPU, wrk to the other, when there are two), a
-warm-up, then `wrk -t1 -c16 --latency` (saturating: requests/s, p50/p99 under load, Envoy CPU per
-request), then `wrk -t1 -c1 --latency` (one request at a time: the latency a request pays), then
-VmRSS from /proc/PID/status. After the rounds, VmRSS again at --concurrency 2. Medians of rounds
-with min-max spread; ratios are paired within a round, then the median taken. A run during which
-other processes took more than --max-foreign % of the machine is measured again (--retries, within
---budget), and medians use the clean runs when there are at least 2.
+Every Envoy at --concurrency 1 (all pinned to one CPU, wrk to the other, when there are two), a
+warm-up each, then per cycle and variant a burst of `wrk -t1 -c16 --latency` (saturating:
+requests/s, p50/p99 under load, Envoy CPU per request) and one of `wrk -t1 -c1 --latency` (one
+request at a time: the latency a request pays), then VmRSS from /proc/PID/status. After the
+cycles, VmRSS again at --concurrency 2, each variant started fresh. Medians of cycles with min-max
+spread; ratios are paired within a cycle, then the median taken. Bursts during which other
+processes took more than --max-foreign % of the machine are left out of the medians when a
+variant has at least 2 clean ones.
 
 A benchmark report, not a test: it prints PASS/MISS against the targets of issue 6 and exits 0.
 The results go to BENCHMARKS.md (between the bench:results markers), raw data to
@@ -63,6 +66,7 @@ REPORT = ROOT / "BENCHMARKS.md"
 VARIANTS = [
     ("none", "1-none.yaml", "no filter"),
     ("empty", "2-empty-wasm.yaml", "empty wasm filter (floor)"),
+    ("bare", None, "bare module, entered twice per request"),
     ("lua", "3-lua.yaml", "Lua filter, login counters"),
     ("default", "4-default.yaml", "app-metrics, default config"),
     ("full", "5-full.yaml", "app-metrics, full config"),
@@ -77,7 +81,6 @@ DIAGNOSTIC = [
     ("counters", '{"http_metrics": {"enabled": false}}', "app-metrics, seed counters only"),
     ("requests", '{"counters": []}', "app-metrics, request metrics only"),
     ("default-raw", None, "app-metrics, default config, module not wasm-opt'd"),
-    ("probe-none", "", "probe: entered twice per request, no host call"),
     ("probe-2", "req::method resp::status",
      "probe: read :method and :status (what any request metric needs)"),
     ("probe-default", "req-map resp-map time counter histogram histogram histogram",
@@ -108,16 +111,17 @@ def build(args):
     if not args.no_build:
         if not args.no_make_build:
             run_checked(["make", "--no-print-directory", "build"])
-        for crate in [EMPTY_DIR] + ([PROBE_DIR] if args.diagnose else []):
+        for crate in (EMPTY_DIR, PROBE_DIR):
             env = dict(os.environ, CARGO_TARGET_DIR=str(crate / "target"))
             run_checked(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1"],
                         cwd=crate, env=env)
-    for path in (APP_WASM, EMPTY_WASM) + ((PROBE_WASM,) if args.diagnose else ()):
+    for path in (APP_WASM, EMPTY_WASM, PROBE_WASM):
         if not path.is_file():
             sys.exit(f"missing {path}: build first (make build; cargo build in bench/empty-filter)")
     raw = RAW_WASM if RAW_WASM.is_file() else APP_WASM
     sizes = {"app": APP_WASM.stat().st_size, "raw": raw.stat().st_size,
-             "empty": EMPTY_WASM.stat().st_size, "opt": None, "wasm_opt": None}
+             "empty": EMPTY_WASM.stat().st_size, "bare": PROBE_WASM.stat().st_size,
+             "opt": None, "wasm_opt": None}
     wasm_opt = shutil.which("wasm-opt")
     if wasm_opt:
         OUT.mkdir(parents=True, exist_ok=True)
@@ -204,8 +208,10 @@ def variant_config(key, ports, upstream, plugin_config, filters_override=None,
     wasm_app = APP_WASM
     if key == "default-raw":
         snippet_file, wasm_app = "4-default.yaml", RAW_WASM
-    elif key.startswith("probe"):
-        snippet_file, wasm_app, plugin_config = "5-full.yaml", PROBE_WASM, diagnostic[key]
+    elif key.startswith("probe") or key == "bare":
+        # bench/probe-filter; `bare` is it with nothing to do.
+        snippet_file, wasm_app = "5-full.yaml", PROBE_WASM
+        plugin_config = diagnostic.get(key, "")
     elif key in diagnostic:
         snippet_file, plugin_config = "5-full.yaml", diagnostic[key]
     else:
@@ -227,7 +233,7 @@ def variant_config(key, ports, upstream, plugin_config, filters_override=None,
         "WASM_APP": str(wasm_app),
         "LUA_SCRIPT": str(BENCH / "login_counters.lua"),
         # The plugin's JSON, compacted, as one YAML (JSON-compatible) string scalar.
-        "PLUGIN_CONFIG": json.dumps(plugin_config if key.startswith("probe") else
+        "PLUGIN_CONFIG": json.dumps(plugin_config if key.startswith("probe") or key == "bare" else
                                     json.dumps(json.loads(plugin_config), separators=(",", ":"))),
     }
     blocks = {"HTTP_FILTERS": subst(filters, values), "FRONT_ROUTE": front_route,
@@ -455,6 +461,73 @@ def measure(args, binary, key, plugin_config, concurrency, tag, full_run=True):
         envoy.stop()
 
 
+def measure_interleaved(args, binary, keys, plugin_config):
+    """All variants' Envoys run at once (idle but for the one under load), and each cycle sends
+    every one of them a short burst in turn, so a slow minute of this shared machine hits all
+    variants alike. One result per (cycle, variant), tagged with the cycle like a round."""
+    envoys = {}
+    script = BENCH / "traffic.lua"
+    runs = []
+    try:
+        for key in keys:
+            ports = {"admin": free_port(), "front": free_port(), "app": free_port()}
+            envoys[key] = (Envoy(binary, variant_config(key, ports, args.upstream, plugin_config),
+                                 f"{key}-c1", 1, args.envoy_cpus), ports)
+        for key, (envoy, ports) in envoys.items():
+            envoy.wait_ready(ports["admin"], ports["front"])
+            wrk(args, ports["front"], args.connections, args.warmup, script)
+        for cycle in range(args.rounds):
+            shift = cycle % len(keys)
+            for key in keys[shift:] + keys[:shift]:
+                envoy, ports = envoys[key]
+                logins0 = login_counts(ports["admin"])
+                w = Window(envoy)
+                load = wrk(args, ports["front"], args.connections, args.duration, script)
+                cpu = w.close()
+                r = {"variant": key, "concurrency": 1, "tag": f"r{cycle}",
+                     "rps": load["rps"], "p50_us": load["p50_us"], "p99_us": load["p99_us"],
+                     "requests": load["requests"], "non_2xx": load["non_2xx"],
+                     "socket_errors": load["socket_errors"],
+                     "cpu_us_per_req": cpu["envoy_cpu_s"] * 1e6 / max(load["requests"], 1),
+                     "envoy_cpu_pct": cpu["envoy_cpu_pct"],
+                     "foreign_cpu_pct": cpu["foreign_cpu_pct"], "steal_pct": cpu["steal_pct"],
+                     "attempts": 1}
+                logins1 = login_counts(ports["admin"])
+                r["logins"] = (logins1[0] - logins0[0], logins1[1] - logins0[1])
+                if args.latency_duration > 0:
+                    w = Window(envoy)
+                    lat = wrk(args, ports["front"], 1, args.latency_duration, script)
+                    c1 = w.close()
+                    r.update({"c1_rps": lat["rps"], "c1_p50_us": lat["p50_us"],
+                              "c1_p99_us": lat["p99_us"],
+                              "c1_foreign_cpu_pct": c1["foreign_cpu_pct"]})
+                r["rss_kib"] = envoy.rss_kib()
+                try:
+                    mem = json.loads(http_get(ports["admin"], "/memory"))
+                    r["heap_allocated_kib"] = int(mem["allocated"]) // KIB
+                    r["heap_size_kib"] = int(mem["heap_size"]) // KIB
+                except (OSError, ValueError, KeyError):
+                    pass
+                if key == "full":
+                    prom = http_get(ports["admin"], "/stats/prometheus")
+                    m = re.search(r"^total_users\{\} (\d+)", prom, re.M)
+                    r["sampled_total_users"] = int(m.group(1)) if m else None
+                runs.append(r)
+                log(f"cycle {cycle + 1}/{args.rounds} {key:13} {r['rps']:>8,.0f} req/s  p99 "
+                    f"{r['p99_us']:>5.0f} µs  c1 p50 {r.get('c1_p50_us') or 0:>4.0f} p99 "
+                    f"{r.get('c1_p99_us') or 0:>5.0f} µs  cpu {r['cpu_us_per_req']:5.1f} µs/req  "
+                    f"RSS {r['rss_kib'] / KIB:5.1f} MiB  logins {r['logins']}  others' CPU "
+                    f"{r['foreign_cpu_pct']:.0f}%/{r.get('c1_foreign_cpu_pct') or 0:.0f}%")
+        for key, (envoy, _) in envoys.items():
+            tail = envoy.log_tail(200)
+            if "panic" in tail or "Plugin" in tail and "failed" in tail:
+                log(f"WARNING: {key}: trouble in the Envoy log:\n{envoy.log_tail(5)}")
+        return runs
+    finally:
+        for envoy, _ in envoys.values():
+            envoy.stop()
+
+
 COUNTS_LOGINS = ("lua", "default", "full", "counters", "default-raw")
 
 
@@ -546,6 +619,8 @@ def summarize(keys, runs, rss2, sizes, max_foreign):
                                      (k, "empty"))
         row["cpu_over_empty"] = paired(
             lambda rr, k=k: rr[k]["cpu_us_per_req"] - rr["empty"]["cpu_us_per_req"], (k, "empty"))
+        row["cpu_over_bare"] = paired(
+            lambda rr, k=k: rr[k]["cpu_us_per_req"] - rr["bare"]["cpu_us_per_req"], (k, "bare"))
         row["c1_p99_over_empty"] = paired(
             lambda rr, k=k: rr[k]["c1_p99_us"] - rr["empty"]["c1_p99_us"], (k, "empty"))
         row["c1_p50_over_empty"] = paired(
@@ -553,7 +628,8 @@ def summarize(keys, runs, rss2, sizes, max_foreign):
         row["p99_over_empty"] = paired(
             lambda rr, k=k: rr[k]["p99_us"] - rr["empty"]["p99_us"], (k, "empty"))
         s["variants"][k] = row
-    for a, b in (("default", "empty"), ("full", "empty"), ("default", "lua"), ("full", "lua")):
+    for a, b in (("default", "empty"), ("full", "empty"), ("default", "lua"), ("full", "lua"),
+                 ("default", "bare"), ("full", "bare"), ("bare", "empty")):
         if a in keys and b in keys:
             s["ratios"][f"{a}_vs_{b}"] = paired(
                 lambda rr, a=a, b=b: rr[a]["rps"] / rr[b]["rps"], (a, b))
@@ -637,10 +713,11 @@ def run_line(meta):
     return (f"Run of {meta['date']}: {meta['machine']['nproc']} × {meta['machine']['cpu']} "
             f"({meta['machine']['mem']}, Linux {meta['machine']['kernel']}), a shared VM; Envoy "
             f"{meta['envoy']} (V8), proxy-wasm 0.2.5; upstream: {meta['upstream_text']}; "
-            f"{meta['rounds']} rounds × {len(meta['keys'])} variants, each a fresh Envoy at "
-            f"`--concurrency 1`: {meta['warmup']} s warm-up, `wrk -t1 -c{meta['connections']} "
+            f"{len(meta['keys'])} variants' Envoys at `--concurrency 1` running side by side, "
+            f"{meta['warmup']} s warm-up each, then {meta['rounds']} cycles of one burst per "
+            f"variant (order rotated each cycle): `wrk -t1 -c{meta['connections']} "
             f"-d{meta['duration']}s --latency`, `wrk -t1 -c1 -d{meta['latency_duration']}s "
-            f"--latency`; Envoy pinned to CPU {meta['envoy_cpus'] or '(not pinned)'}, wrk to CPU "
+            f"--latency`; Envoys pinned to CPU {meta['envoy_cpus'] or '(not pinned)'}, wrk to CPU "
             f"{meta['wrk_cpus'] or '(not pinned)'}; {meta['rss_rounds']} more rounds at "
             f"`--concurrency 2` for RSS; {meta['elapsed_s']:.0f} s in all.")
 
@@ -655,10 +732,9 @@ def noise_line(meta, runs):
             f"{meta['machine']['nproc']} CPUs")
     if c1f:
         text += f", during the c1 runs {fmt(med(c1f))} % ({fmt(min(c1f))}…{fmt(max(c1f))} %)"
-    if "retried" in meta:
-        text += (f". {meta['retried']} runs were measured again because other processes took "
-                 f"more than {meta['max_foreign']:.0f} % of the machine; {meta['still_noisy']} of "
-                 f"the {len(runs)} runs kept are above that")
+    if "still_noisy" in meta:
+        text += (f"; {meta['still_noisy']} of the {len(runs)} bursts are above "
+                 f"{meta['max_foreign']:.0f} %")
     text += (f"; steal {fmt(med(steal), 1)} % median (max {fmt(max(steal), 1)} %); Envoy itself "
              f"used {fmt(med(busy))} % of a CPU (median) in the c16 runs; load average "
              f"{meta['loadavg_start']} at start, {meta['loadavg_end']} at end.")
@@ -703,7 +779,8 @@ def results_markdown(s, tgts, meta, runs):
     lines.append(f"**.wasm**: `make build`'s app_metrics.wasm (the one measured above) {sz['app']:,} "
                  f"bytes ({sz['app'] / KIB:.1f} KiB); rustc's output {sz['raw']:,} bytes "
                  f"({sz['raw'] / KIB:.1f} KiB), {opt}; the empty filter {sz['empty']:,} bytes "
-                 f"({sz['empty'] / KIB:.1f} KiB).")
+                 f"({sz['empty'] / KIB:.1f} KiB); the bare module {sz['bare']:,} bytes "
+                 f"({sz['bare'] / KIB:.1f} KiB).")
     lines.append("")
     rt = s["ratios"]
     lines.append("Throughput ratios, paired per round: default/empty "
@@ -712,7 +789,12 @@ def results_markdown(s, tgts, meta, runs):
                  "CPU per request over the empty filter: default "
                  f"{cell(v['default']['cpu_over_empty'], 1, sign=True)} µs, full "
                  f"{cell(v['full']['cpu_over_empty'], 1, sign=True)} µs, Lua "
-                 f"{cell(v['lua']['cpu_over_empty'], 1, sign=True)} µs.")
+                 f"{cell(v['lua']['cpu_over_empty'], 1, sign=True)} µs. Against the bare module "
+                 "(a module entered only twice per request, as app-metrics-wasm is, doing "
+                 f"nothing): bare/empty {cell(rt['bare_vs_empty'], 3)}, default/bare "
+                 f"{cell(rt['default_vs_bare'], 3)}, full/bare {cell(rt['full_vs_bare'], 3)}; CPU "
+                 f"per request over it: default {cell(v['default']['cpu_over_bare'], 1, sign=True)}"
+                 f" µs, full {cell(v['full']['cpu_over_bare'], 1, sign=True)} µs.")
     lines.append("")
     lines.append("Latency over the empty filter, paired per round, c1 (one request at a time): "
                  f"p50 default {cell(v['default']['c1_p50_over_empty'], 0, sign=True)} µs, full "
@@ -915,9 +997,10 @@ def scale_markdown(sc, meta):
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--duration", type=int, default=8, help="seconds of wrk -c16 per run")
-    p.add_argument("--latency-duration", type=int, default=3,
+    p.add_argument("--rounds", type=int, default=15,
+                   help="cycles: each sends every variant one burst of each kind")
+    p.add_argument("--duration", type=int, default=2, help="seconds of wrk -c16 per burst")
+    p.add_argument("--latency-duration", type=int, default=1,
                    help="seconds of wrk -c1 per run (0: skip)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--connections", type=int, default=16)
@@ -930,9 +1013,6 @@ def main():
     p.add_argument("--max-foreign", type=float, default=10.0,
                    help="%% of the machine's CPU other processes may take during a run before it "
                         "is measured again")
-    p.add_argument("--retries", type=int, default=2, help="re-measurements per noisy run")
-    p.add_argument("--budget", type=float, default=480,
-                   help="seconds after the start past which noisy runs are no longer repeated")
     p.add_argument("--no-build", action="store_true", help="build nothing, measure what is there")
     p.add_argument("--no-make-build", action="store_true",
                    help="do not run `make build` (`make bench` has just done it); the empty "
@@ -948,7 +1028,7 @@ def main():
     p.add_argument("--scale-duration", type=int, default=3)
     args = p.parse_args()
     if args.quick:
-        args.rounds, args.duration, args.latency_duration = 1, 3, 2
+        args.rounds, args.duration, args.latency_duration = 2, 1, 1
         args.rss_rounds, args.rss_duration = 1, 2
 
     for tool in ("wrk",) + (() if args.no_pin else ("taskset",)):
@@ -972,7 +1052,7 @@ def main():
     started = time.monotonic()
     keys = [k for k, _, _ in VARIANTS]
     if args.diagnose:
-        keys = ["none", "empty", "lua", "probe-none", "probe-2", "probe-default", "off",
+        keys = ["none", "empty", "bare", "lua", "probe-2", "probe-default", "off",
                 "counters", "requests", "default", "default-raw", "full"]
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -999,33 +1079,11 @@ def main():
         return
 
     plugin_config = reference_plugin_config()
-    runs = []
-    retried = []
-    for rnd in range(args.rounds):
-        shift = rnd % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            # A run during which other processes took more than --max-foreign % of the machine
-            # is measured again (at most --retries times, and only within --budget).
-            for attempt in range(args.retries + 1):
-                r = measure(args, binary, key, plugin_config, 1, f"r{rnd}")
-                others = max(r["foreign_cpu_pct"], r.get("c1_foreign_cpu_pct") or 0)
-                if (others <= args.max_foreign or attempt == args.retries
-                        or time.monotonic() - started > args.budget):
-                    break
-                log(f"  {key}: other processes took {others:.0f} % of the machine: again")
-                retried.append(key)
-                time.sleep(2)
-            r["attempts"] = attempt + 1
-            for note in sanity(r):
-                meta["warnings"].append(f"{key} round {rnd + 1}: {note}")
-                log(f"WARNING: {key} round {rnd + 1}: {note}")
-            runs.append(r)
-            log(f"round {rnd + 1}/{args.rounds} {key:8} {r['rps']:>8,.0f} req/s  p50 "
-                f"{r['p50_us']:>5.0f} p99 {r['p99_us']:>5.0f} µs  c1 p50 "
-                f"{r.get('c1_p50_us') or 0:>4.0f} p99 {r.get('c1_p99_us') or 0:>5.0f} µs  "
-                f"cpu {r['cpu_us_per_req']:5.1f} µs/req  RSS {r['rss_kib'] / KIB:5.1f} MiB  "
-                f"heap {r.get('heap_allocated_kib', 0) / KIB:4.1f} MiB  logins {r['logins']}  "
-                f"others' CPU {r['foreign_cpu_pct']:.0f}%/{r.get('c1_foreign_cpu_pct') or 0:.0f}%")
+    runs = measure_interleaved(args, binary, keys, plugin_config)
+    for r in runs:
+        for note in sanity(r):
+            meta["warnings"].append(f"{r['variant']} cycle {int(r['tag'][1:]) + 1}: {note}")
+            log(f"WARNING: {r['variant']} cycle {int(r['tag'][1:]) + 1}: {note}")
     rss2 = []
     for rnd in range(args.rss_rounds):
         for key in keys:
@@ -1034,7 +1092,6 @@ def main():
             log(f"RSS at 2 workers, {key:8} {r['rss_kib'] / KIB:5.1f} MiB  heap "
                 f"{r.get('heap_allocated_kib', 0) / KIB:4.1f} MiB  logins {r['logins']}")
     meta["elapsed_s"] = time.monotonic() - started
-    meta["retried"] = len(retried)
     meta["still_noisy"] = sum(1 for r in runs if max(r["foreign_cpu_pct"], r.get(
         "c1_foreign_cpu_pct") or 0) > args.max_foreign)
     meta["max_foreign"] = args.max_foreign
