@@ -744,10 +744,10 @@ def noise_line(meta, runs):
 def results_markdown(s, tgts, meta, runs):
     v = s["variants"]
     lines = [run_line(meta), ""]
-    lines.append(f"Medians of rounds, (min…max) over rounds; **runs** = the runs used: those during "
-                 f"which other processes took ≤ {s['max_foreign']:.0f} % of the machine (all runs of "
-                 "the variant if fewer than 2 were). *Added* is paired within each round (rounds in "
-                 "which both sides were clean, if at least 2) "
+    lines.append(f"Medians of cycles, (min…max) over cycles; **runs** = the bursts used: those "
+                 f"during which other processes took ≤ {s['max_foreign']:.0f} % of the machine (all "
+                 "of the variant's if fewer than 2 were). *Added* is paired within each cycle "
+                 "(cycles in which both sides were clean, if at least 2) "
                  "against no filter: **µs added / req** = 1/(req/s) − 1/(req/s of no filter), the "
                  "time per request of the saturated worker; **CPU µs / req** = Envoy's CPU time "
                  "(all threads, /proc/PID/stat) over requests served, less sensitive to other "
@@ -783,7 +783,7 @@ def results_markdown(s, tgts, meta, runs):
                  f"({sz['bare'] / KIB:.1f} KiB).")
     lines.append("")
     rt = s["ratios"]
-    lines.append("Throughput ratios, paired per round: default/empty "
+    lines.append("Throughput ratios, paired per cycle: default/empty "
                  f"{cell(rt['default_vs_empty'], 3)}, default/Lua {cell(rt['default_vs_lua'], 3)}, "
                  f"full/empty {cell(rt['full_vs_empty'], 3)}, full/Lua {cell(rt['full_vs_lua'], 3)}. "
                  "CPU per request over the empty filter: default "
@@ -796,7 +796,7 @@ def results_markdown(s, tgts, meta, runs):
                  f"per request over it: default {cell(v['default']['cpu_over_bare'], 1, sign=True)}"
                  f" µs, full {cell(v['full']['cpu_over_bare'], 1, sign=True)} µs.")
     lines.append("")
-    lines.append("Latency over the empty filter, paired per round, c1 (one request at a time): "
+    lines.append("Latency over the empty filter, paired per cycle, c1 (one request at a time): "
                  f"p50 default {cell(v['default']['c1_p50_over_empty'], 0, sign=True)} µs, full "
                  f"{cell(v['full']['c1_p50_over_empty'], 0, sign=True)} µs; p99 default "
                  f"{cell(v['default']['c1_p99_over_empty'], 0, sign=True)} µs, full "
@@ -821,11 +821,12 @@ def diagnosis_markdown(s, meta, runs):
     v = s["variants"]
     lines = [run_line(meta), ""]
     lines.append("| variant | plugin configuration | runs | req/s (c16) | × empty | CPU µs / req | "
-                 "CPU µs / req over empty | c1 p50 µs | RSS MiB | heap live / held MiB |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+                 "CPU µs / req over empty | over bare | c1 p50 µs | RSS MiB | heap live / held MiB |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     conf = {k: c for k, c, _ in DIAGNOSTIC}
     conf.update({"default": "(none: the seed defaults)", "full": "envoy/envoy.yaml's",
-                 "default-raw": "(none), rustc's .wasm without wasm-opt"})
+                 "default-raw": "(none), rustc's .wasm without wasm-opt",
+                 "bare": "bench/probe-filter: (nothing)"})
     for k, c, _ in DIAGNOSTIC:
         if k.startswith("probe"):
             conf[k] = f"bench/probe-filter: {c}"
@@ -836,6 +837,7 @@ def diagnosis_markdown(s, meta, runs):
                      f"| {cell(r['rps'])} | {cell(r['vs_empty_rps'], 3)} | "
                      f"{cell(r['cpu_us_per_req'], 1)} | "
                      f"{'—' if k in ('none', 'empty') else cell(r['cpu_over_empty'], 1, sign=True)} | "
+                     f"{'—' if k in ('none', 'empty', 'bare') else cell(r['cpu_over_bare'], 1, sign=True)} | "
                      f"{fmt(r['c1_p50_us']['median'])} | {cell(r['rss_kib'], 1, 1 / KIB)} | "
                      f"{fmt((r['heap_allocated_kib']['median'] or 0) / KIB, 1)} / "
                      f"{fmt((r['heap_size_kib']['median'] or 0) / KIB, 1)} |")
