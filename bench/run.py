@@ -411,54 +411,69 @@ class Window:
         }
 
 
-def measure(args, binary, key, plugin_config, concurrency, tag, full_run=True):
+def memory_of(envoy, ports):
+    """VmRSS, and tcmalloc's live and held heap from the admin /memory endpoint."""
+    out = {"rss_kib": envoy.rss_kib()}
+    try:
+        mem = json.loads(http_get(ports["admin"], "/memory"))
+        out["heap_allocated_kib"] = int(mem["allocated"]) // KIB
+        out["heap_size_kib"] = int(mem["heap_size"]) // KIB
+    except (OSError, ValueError, KeyError):
+        pass
+    return out
+
+
+def check_log(key, envoy):
+    tail = envoy.log_tail(200)
+    if "panic" in tail or "Plugin" in tail and "failed" in tail:
+        log(f"WARNING: {key}: trouble in the Envoy log:\n{envoy.log_tail(5)}")
+
+
+def measure_rss(args, binary, key, plugin_config, concurrency, tag):
+    """A fresh Envoy at `concurrency` workers under load for --rss-duration: its memory."""
     ports = {"admin": free_port(), "front": free_port(), "app": free_port()}
     config = variant_config(key, ports, args.upstream, plugin_config)
     envoy = Envoy(binary, config, f"{key}-c{concurrency}-{tag}", concurrency, args.envoy_cpus)
     try:
         envoy.wait_ready(ports["admin"], ports["front"])
         script = BENCH / "traffic.lua"
-        wrk(args, ports["front"], args.connections, args.warmup, script)
-        result = {"variant": key, "concurrency": concurrency, "tag": tag}
-        if full_run:
-            w = Window(envoy)
-            load = wrk(args, ports["front"], args.connections, args.duration, script)
-            cpu = w.close()
-            result.update({
-                "rps": load["rps"], "p50_us": load["p50_us"], "p99_us": load["p99_us"],
-                "requests": load["requests"], "non_2xx": load["non_2xx"],
-                "socket_errors": load["socket_errors"],
-                "cpu_us_per_req": cpu["envoy_cpu_s"] * 1e6 / max(load["requests"], 1),
-                "envoy_cpu_pct": cpu["envoy_cpu_pct"], "foreign_cpu_pct": cpu["foreign_cpu_pct"],
-                "steal_pct": cpu["steal_pct"],
-            })
-            if args.latency_duration > 0:
-                w = Window(envoy)
-                lat = wrk(args, ports["front"], 1, args.latency_duration, script)
-                cpu = w.close()
-                result.update({"c1_rps": lat["rps"], "c1_p50_us": lat["p50_us"],
-                               "c1_p99_us": lat["p99_us"],
-                               "c1_foreign_cpu_pct": cpu["foreign_cpu_pct"]})
-        else:
-            wrk(args, ports["front"], args.connections, args.rss_duration, script)
-        result["rss_kib"] = envoy.rss_kib()
-        try:
-            mem = json.loads(http_get(ports["admin"], "/memory"))
-            result["heap_allocated_kib"] = int(mem["allocated"]) // KIB
-            result["heap_size_kib"] = int(mem["heap_size"]) // KIB
-        except (OSError, ValueError, KeyError):
-            pass
-        result["logins"] = login_counts(ports["admin"])
-        if key == "full":
-            prom = http_get(ports["admin"], "/stats/prometheus")
-            m = re.search(r"^total_users\{\} (\d+)", prom, re.M)
-            result["sampled_total_users"] = int(m.group(1)) if m else None
-        tail = envoy.log_tail(200)
-        if "panic" in tail or "Plugin" in tail and "failed" in tail:
-            log(f"WARNING: {key}: trouble in the Envoy log:\n{envoy.log_tail(5)}")
+        wrk(args, ports["front"], args.connections, args.warmup + args.rss_duration, script)
+        result = {"variant": key, "concurrency": concurrency, "tag": tag,
+                  **memory_of(envoy, ports), "logins": login_counts(ports["admin"])}
+        check_log(key, envoy)
         return result
     finally:
         envoy.stop()
+
+
+def burst(args, key, envoy, ports, tag):
+    """One cycle's measurement of one variant: a saturating burst, then one request at a time."""
+    script = BENCH / "traffic.lua"
+    logins0 = login_counts(ports["admin"])
+    w = Window(envoy)
+    load = wrk(args, ports["front"], args.connections, args.duration, script)
+    cpu = w.close()
+    r = {"variant": key, "concurrency": 1, "tag": tag,
+         "rps": load["rps"], "p50_us": load["p50_us"], "p99_us": load["p99_us"],
+         "requests": load["requests"], "non_2xx": load["non_2xx"],
+         "socket_errors": load["socket_errors"],
+         "cpu_us_per_req": cpu["envoy_cpu_s"] * 1e6 / max(load["requests"], 1),
+         "envoy_cpu_pct": cpu["envoy_cpu_pct"], "foreign_cpu_pct": cpu["foreign_cpu_pct"],
+         "steal_pct": cpu["steal_pct"]}
+    logins1 = login_counts(ports["admin"])
+    r["logins"] = (logins1[0] - logins0[0], logins1[1] - logins0[1])
+    if args.latency_duration > 0:
+        w = Window(envoy)
+        lat = wrk(args, ports["front"], 1, args.latency_duration, script)
+        c1 = w.close()
+        r.update({"c1_rps": lat["rps"], "c1_p50_us": lat["p50_us"], "c1_p99_us": lat["p99_us"],
+                  "c1_foreign_cpu_pct": c1["foreign_cpu_pct"]})
+    r.update(memory_of(envoy, ports))
+    if key == "full":
+        prom = http_get(ports["admin"], "/stats/prometheus")
+        m = re.search(r"^total_users\{\} (\d+)", prom, re.M)
+        r["sampled_total_users"] = int(m.group(1)) if m else None
+    return r
 
 
 def measure_interleaved(args, binary, keys, plugin_config):
@@ -466,7 +481,6 @@ def measure_interleaved(args, binary, keys, plugin_config):
     every one of them a short burst in turn, so a slow minute of this shared machine hits all
     variants alike. One result per (cycle, variant), tagged with the cycle like a round."""
     envoys = {}
-    script = BENCH / "traffic.lua"
     runs = []
     try:
         for key in keys:
@@ -475,43 +489,12 @@ def measure_interleaved(args, binary, keys, plugin_config):
                                  f"{key}-c1", 1, args.envoy_cpus), ports)
         for key, (envoy, ports) in envoys.items():
             envoy.wait_ready(ports["admin"], ports["front"])
-            wrk(args, ports["front"], args.connections, args.warmup, script)
+            wrk(args, ports["front"], args.connections, args.warmup, BENCH / "traffic.lua")
         for cycle in range(args.rounds):
             shift = cycle % len(keys)
             for key in keys[shift:] + keys[:shift]:
                 envoy, ports = envoys[key]
-                logins0 = login_counts(ports["admin"])
-                w = Window(envoy)
-                load = wrk(args, ports["front"], args.connections, args.duration, script)
-                cpu = w.close()
-                r = {"variant": key, "concurrency": 1, "tag": f"r{cycle}",
-                     "rps": load["rps"], "p50_us": load["p50_us"], "p99_us": load["p99_us"],
-                     "requests": load["requests"], "non_2xx": load["non_2xx"],
-                     "socket_errors": load["socket_errors"],
-                     "cpu_us_per_req": cpu["envoy_cpu_s"] * 1e6 / max(load["requests"], 1),
-                     "envoy_cpu_pct": cpu["envoy_cpu_pct"],
-                     "foreign_cpu_pct": cpu["foreign_cpu_pct"], "steal_pct": cpu["steal_pct"],
-                     "attempts": 1}
-                logins1 = login_counts(ports["admin"])
-                r["logins"] = (logins1[0] - logins0[0], logins1[1] - logins0[1])
-                if args.latency_duration > 0:
-                    w = Window(envoy)
-                    lat = wrk(args, ports["front"], 1, args.latency_duration, script)
-                    c1 = w.close()
-                    r.update({"c1_rps": lat["rps"], "c1_p50_us": lat["p50_us"],
-                              "c1_p99_us": lat["p99_us"],
-                              "c1_foreign_cpu_pct": c1["foreign_cpu_pct"]})
-                r["rss_kib"] = envoy.rss_kib()
-                try:
-                    mem = json.loads(http_get(ports["admin"], "/memory"))
-                    r["heap_allocated_kib"] = int(mem["allocated"]) // KIB
-                    r["heap_size_kib"] = int(mem["heap_size"]) // KIB
-                except (OSError, ValueError, KeyError):
-                    pass
-                if key == "full":
-                    prom = http_get(ports["admin"], "/stats/prometheus")
-                    m = re.search(r"^total_users\{\} (\d+)", prom, re.M)
-                    r["sampled_total_users"] = int(m.group(1)) if m else None
+                r = burst(args, key, envoy, ports, f"r{cycle}")
                 runs.append(r)
                 log(f"cycle {cycle + 1}/{args.rounds} {key:13} {r['rps']:>8,.0f} req/s  p99 "
                     f"{r['p99_us']:>5.0f} µs  c1 p50 {r.get('c1_p50_us') or 0:>4.0f} p99 "
@@ -519,9 +502,7 @@ def measure_interleaved(args, binary, keys, plugin_config):
                     f"RSS {r['rss_kib'] / KIB:5.1f} MiB  logins {r['logins']}  others' CPU "
                     f"{r['foreign_cpu_pct']:.0f}%/{r.get('c1_foreign_cpu_pct') or 0:.0f}%")
         for key, (envoy, _) in envoys.items():
-            tail = envoy.log_tail(200)
-            if "panic" in tail or "Plugin" in tail and "failed" in tail:
-                log(f"WARNING: {key}: trouble in the Envoy log:\n{envoy.log_tail(5)}")
+            check_log(key, envoy)
         return runs
     finally:
         for envoy, _ in envoys.values():
@@ -1089,7 +1070,7 @@ def main():
     rss2 = []
     for rnd in range(args.rss_rounds):
         for key in keys:
-            r = measure(args, binary, key, plugin_config, 2, f"rss{rnd}", full_run=False)
+            r = measure_rss(args, binary, key, plugin_config, 2, f"rss{rnd}")
             rss2.append(r)
             log(f"RSS at 2 workers, {key:8} {r['rss_kib'] / KIB:5.1f} MiB  heap "
                 f"{r.get('heap_allocated_kib', 0) / KIB:4.1f} MiB  logins {r['logins']}")

@@ -23,8 +23,9 @@ struct Vm {
     streams: HashMap<u32, (u32, Option<u64>), BuildHasherDefault<IdHasher>>,
 }
 
-/// In-flight requests one worker tracks at most. Beyond it (which would mean the host stopped
-/// calling `proxy_on_log`) a request is still counted, only without its duration.
+/// In-flight requests one worker tracks at most (≈ 1.5 MB). Beyond it (which would mean the host
+/// stopped calling `proxy_on_log`) a request is still counted when the VM serves one plugin
+/// configuration, only without its duration.
 const MAX_STREAMS: usize = 1 << 16;
 
 thread_local! {
@@ -93,7 +94,13 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
 #[no_mangle]
 pub extern "C" fn proxy_on_log(context_id: u32) {
     with_vm(|vm| {
-        let Some((root_id, start)) = vm.streams.remove(&context_id) else {
+        // Not found only past MAX_STREAMS: still counted, under the only plugin if there is one.
+        let found = vm.streams.remove(&context_id);
+        let fallback = match vm.roots.as_slice() {
+            [(only, _)] => Some((*only, None)),
+            _ => None,
+        };
+        let Some((root_id, start)) = found.or(fallback) else {
             return;
         };
         if let Some(state) = vm.root(root_id).and_then(|root| root.state()) {
