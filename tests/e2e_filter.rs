@@ -10,6 +10,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -553,4 +554,49 @@ fn sizes_are_content_lengths_and_durations_span_the_upstream() {
         m.histogram_count("http_request_duration_milliseconds", &slow),
         Some(1.0)
     );
+}
+
+/// A client that leaves before the answer has no status: nothing is counted for it, and the
+/// requests around it are counted exactly (the filter reads everything once the request has
+/// ended, so an abandoned one must not confuse it).
+#[test]
+fn abandoned_requests_are_not_counted_and_lose_nothing_else() {
+    let upstream = Upstream::start(|_, url| match url {
+        "/slow" => Reply::new(200, "late").delay(Duration::from_millis(800)),
+        _ => Reply::new(200, "ok"),
+    });
+    let config = r#"{"counters": [], "http_metrics": {"handlers": ["/slow", "/fast"]}}"#;
+    let envoy = Envoy::start(EnvoyOptions::new(config, upstream.port));
+    let agent = agent();
+    for i in 0..40 {
+        if i % 2 == 0 {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", envoy.listen_port)).unwrap();
+            s.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            drop(s); // gone before the upstream answers
+        } else {
+            send(&agent, "GET", &envoy.url("/fast"), "");
+        }
+    }
+    let fast = [("handler", "/fast"), ("method", "GET"), ("status", "2xx")];
+    let m = wait_value(&envoy, "http_requests_total", &fast, 20.0);
+    std::thread::sleep(Duration::from_millis(1500)); // past every /slow answer
+    let m2 = envoy.scrape();
+    // The abandoned requests did reach the application (so the filter saw them start).
+    assert!(
+        upstream.hits("/slow") > 0,
+        "no /slow request reached the upstream"
+    );
+    assert_eq!(m2.value("http_requests_total", &fast), Some(20.0));
+    assert!(
+        m2.series("http_requests_total")
+            .keys()
+            .all(|labels| !labels.contains(&("handler".to_string(), "/slow".to_string()))),
+        "abandoned requests counted: {:?}",
+        m.series("http_requests_total")
+    );
+    // The worker is still counting afterwards.
+    send(&agent, "GET", &envoy.url("/fast"), "");
+    wait_value(&envoy, "http_requests_total", &fast, 21.0);
 }
