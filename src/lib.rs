@@ -1,7 +1,8 @@
 //! app-metrics-wasm: Prometheus metrics for an application, made by the proxy in front of it.
 //!
-//! Where a request becomes a metric: `glue::http` reads the request → [`filter::Filter::classify`]
-//! → at completion [`metrics::Registry::record`]. Samplers: `glue::root` ticks →
+//! Where a request becomes a metric: when it has ended, `glue::http` reads both header maps
+//! ([`pairs`]) → [`filter::Filter::classify`] → [`metrics::Registry::record`]. The entry points
+//! Envoy calls are in `glue::abi`. Samplers: `glue::root` ticks →
 //! [`schedule`] elects one VM → the answer goes through [`extract::sample_value`].
 //!
 //! Everything but `glue` is pure logic, tested on the host and, compiled to wasm, under
