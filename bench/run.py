@@ -722,6 +722,14 @@ def noise_line(meta, runs):
     return text
 
 
+def footer(meta, runs):
+    """The noise line and any warnings, under every table."""
+    out = ["", noise_line(meta, runs)]
+    if meta["warnings"]:
+        out += ["", "Warnings: " + "; ".join(meta["warnings"])]
+    return out
+
+
 def results_markdown(s, tgts, meta, runs):
     v = s["variants"]
     lines = [run_line(meta), ""]
@@ -790,11 +798,7 @@ def results_markdown(s, tgts, meta, runs):
     for t in tgts:
         mark = "n/a" if t["pass"] is None else ("PASS" if t["pass"] else "**MISS**")
         lines.append(f"| {t['target']} | {t['value']} | {mark} |")
-    lines.append("")
-    lines.append(noise_line(meta, runs))
-    if meta["warnings"]:
-        lines.append("")
-        lines.append("Warnings: " + "; ".join(meta["warnings"]))
+    lines += footer(meta, runs)
     return "\n".join(lines)
 
 
@@ -822,11 +826,7 @@ def diagnosis_markdown(s, meta, runs):
                      f"{fmt(r['c1_p50_us']['median'])} | {cell(r['rss_kib'], 1, 1 / KIB)} | "
                      f"{fmt((r['heap_allocated_kib']['median'] or 0) / KIB, 1)} / "
                      f"{fmt((r['heap_size_kib']['median'] or 0) / KIB, 1)} |")
-    lines.append("")
-    lines.append(noise_line(meta, runs))
-    if meta["warnings"]:
-        lines.append("")
-        lines.append("Warnings: " + "; ".join(meta["warnings"]))
+    lines += footer(meta, runs)
     return "\n".join(lines)
 
 

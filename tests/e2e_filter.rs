@@ -515,35 +515,25 @@ fn sizes_are_content_lengths_and_durations_span_the_upstream() {
         ) == Some(1.0))
         .then_some(m)
     });
-    let upload = [("handler", "/upload")];
-    let big = [("handler", "/big")];
-    // 700-byte request bodies: none at or below 500, both at or below 1000.
-    assert_eq!(
-        m.histogram_bucket("http_request_size_bytes", &upload, 500.0),
-        Some(0.0)
-    );
-    assert_eq!(
-        m.histogram_bucket("http_request_size_bytes", &upload, 1000.0),
-        Some(2.0)
-    );
-    // GETs carry no Content-Length: size 0.
-    assert_eq!(
-        m.histogram_bucket("http_request_size_bytes", &big, 0.5),
-        Some(2.0)
-    );
-    // 3000-byte responses.
-    assert_eq!(
-        m.histogram_bucket("http_response_size_bytes", &big, 2500.0),
-        Some(0.0)
-    );
-    assert_eq!(
-        m.histogram_bucket("http_response_size_bytes", &big, 5000.0),
-        Some(2.0)
-    );
-    assert_eq!(
-        m.histogram_bucket("http_response_size_bytes", &upload, 5.0),
-        Some(2.0)
-    );
+    // (metric, handler, bucket bound, observations at or below it)
+    let buckets = [
+        // 700-byte request bodies: none at or below 500, both at or below 1000.
+        ("http_request_size_bytes", "/upload", 500.0, 0.0),
+        ("http_request_size_bytes", "/upload", 1000.0, 2.0),
+        // GETs carry no Content-Length: size 0.
+        ("http_request_size_bytes", "/big", 0.5, 2.0),
+        // 3000-byte responses; "ok" is 2 bytes.
+        ("http_response_size_bytes", "/big", 2500.0, 0.0),
+        ("http_response_size_bytes", "/big", 5000.0, 2.0),
+        ("http_response_size_bytes", "/upload", 5.0, 2.0),
+    ];
+    for (metric, handler, le, want) in buckets {
+        assert_eq!(
+            m.histogram_bucket(metric, &[("handler", handler)], le),
+            Some(want),
+            "{metric}{{handler={handler:?}}} le={le}"
+        );
+    }
     // The upstream took 60 ms: the duration cannot be under 50 ms, however slow the machine.
     let slow = [("handler", "/slow"), ("method", "GET")];
     assert_eq!(

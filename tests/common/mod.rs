@@ -412,18 +412,9 @@ impl Metrics {
             })
     }
 
+    /// All observations of one histogram series (its `+Inf` bucket).
     pub fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels_match(s, labels))
-            .and_then(|s| match &s.value {
-                Value::Histogram(buckets) => buckets
-                    .iter()
-                    .find(|b| b.less_than.is_infinite())
-                    .map(|b| b.count),
-                _ => None,
-            })
+        self.histogram_bucket(name, labels, f64::INFINITY)
     }
 
     /// Every sample of `name`, as (sorted labels, value).
