@@ -19,8 +19,7 @@ build:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	cargo build --release --target wasm32-wasip1
 	@# wasm-opt (Debian binaryen) shrinks the module ~15%; the tests run against the optimised file.
-	@# opt-level 3 (Cargo.toml) costs ~2 MB more RSS than "z" but ~2-3 µs less per request
-	@# (BENCHMARKS.md). No wasm-opt inlining: bigger functions cost V8's compiler memory Envoy keeps.
+	@# No wasm-opt inlining: bigger functions cost V8's compiler memory, which Envoy keeps (BENCHMARKS.md).
 	@if command -v wasm-opt >/dev/null; then \
 	  wasm-opt -O3 -ocimfs=0 -fimfs=0 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
 	    --enable-mutable-globals $(RAW_WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM); \

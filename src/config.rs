@@ -1,11 +1,12 @@
 //! The plugin's JSON configuration: the public contract.
 //!
-//! Parsing is strict (serde with `deny_unknown_fields`, wrapped in `serde_path_to_error` so every
-//! type error names its field path), then [`validate`] checks what serde cannot express. Any
-//! error rejects the whole configuration: the glue returns `false` from `on_configure`.
+//! Parsing is strict: serde_json reads the document, [`read_config`] takes the typed fields out
+//! of it (unknown or repeated fields refused, every error naming its field path; see
+//! `json.rs` for why not serde's derive), then [`validate`] checks names, paths, templates,
+//! ranges and uniqueness. Any error rejects the whole configuration: the glue returns `false`
+//! from `on_configure`.
 
-use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use crate::json::{Fields, Json, Node, Number};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -34,7 +35,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             path: path.into(),
             message: message.into(),
@@ -48,15 +49,11 @@ impl fmt::Display for ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Absent means the seed's two login counters; `[]` means none.
-    #[serde(default = "seed_counters")]
     pub counters: Vec<Counter>,
-    #[serde(default)]
     pub http_metrics: HttpMetrics,
-    #[serde(default)]
     pub samplers: Vec<Sampler>,
 }
 
@@ -70,25 +67,19 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Counter {
     pub name: String,
-    #[serde(default)]
     pub help: String,
-    #[serde(rename = "match")]
     pub matches: Match,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Match {
     pub method: Option<String>,
     pub path: Option<String>,
     pub status: Option<Vec<StatusMatch>>,
-    #[serde(default)]
     pub request_headers: BTreeMap<String, HeaderMatch>,
-    #[serde(default)]
     pub response_headers: BTreeMap<String, HeaderMatch>,
 }
 
@@ -97,27 +88,6 @@ pub struct Match {
 pub enum HeaderMatch {
     Exact(String),
     Present(bool),
-}
-
-// Hand-written rather than `#[serde(untagged)]`: untagged buffers through serde's `Content`
-// type, which costs the .wasm tens of kilobytes.
-impl<'de> Deserialize<'de> for HeaderMatch {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct HeaderVisitor;
-        impl Visitor<'_> for HeaderVisitor {
-            type Value = HeaderMatch;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a string for an exact value, or true/false for presence")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderMatch, E> {
-                Ok(HeaderMatch::Exact(v.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<HeaderMatch, E> {
-                Ok(HeaderMatch::Present(v))
-            }
-        }
-        deserializer.deserialize_any(HeaderVisitor)
-    }
 }
 
 /// A status code (`401`) or a class (`"4xx"`).
@@ -138,60 +108,10 @@ impl StatusMatch {
 
 const STATUS_EXPECTED: &str = "(expected 100-599 or 1xx-5xx)";
 
-impl<'de> Deserialize<'de> for StatusMatch {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct StatusVisitor;
-        impl Visitor<'_> for StatusVisitor {
-            type Value = StatusMatch;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a status code or class {STATUS_EXPECTED}")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StatusMatch, E> {
-                match u16::try_from(v) {
-                    Ok(code) if (100..=599).contains(&code) => Ok(StatusMatch::Code(code)),
-                    _ => Err(E::custom(format!(
-                        "{v} is not a status code or class {STATUS_EXPECTED}"
-                    ))),
-                }
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StatusMatch, E> {
-                Err(E::custom(format!(
-                    "{v} is not a status code or class {STATUS_EXPECTED}"
-                )))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StatusMatch, E> {
-                Err(E::custom(format!(
-                    "{v} is not a status code or class {STATUS_EXPECTED}"
-                )))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<StatusMatch, E> {
-                let bad = || {
-                    E::custom(format!(
-                        "{v:?} is not a status code or class {STATUS_EXPECTED}"
-                    ))
-                };
-                let bytes = v.as_bytes();
-                match bytes {
-                    [d @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => Ok(StatusMatch::Class(d - b'0')),
-                    _ => match v.parse::<u64>() {
-                        Ok(code) => self.visit_u64(code).map_err(|_: E| bad()),
-                        Err(_) => Err(bad()),
-                    },
-                }
-            }
-        }
-        deserializer.deserialize_any(StatusVisitor)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpMetrics {
-    #[serde(default = "yes")]
     pub enabled: bool,
-    #[serde(default)]
     pub handlers: Vec<String>,
-    #[serde(default)]
     pub excluded_handlers: Vec<String>,
 }
 
@@ -205,23 +125,18 @@ impl Default for HttpMetrics {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sampler {
     pub name: String,
-    #[serde(default)]
     pub help: String,
     /// The Envoy cluster the sample request goes to.
     pub cluster: String,
     /// `:authority` of the sample request; defaults to the cluster name.
     pub authority: Option<String>,
     pub path: String,
-    #[serde(default = "default_interval")]
     pub interval_seconds: u64,
-    #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
     /// Only this many bytes of the answer are read; a longer body is an error (`too_large`).
-    #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
     pub value: ValueSpec,
 }
@@ -233,8 +148,7 @@ impl Sampler {
 }
 
 /// Where the sampled number comes from: exactly one field is set (checked by [`validate`]).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ValueSpec {
     pub json_pointer: Option<String>,
     pub json_array_length: Option<String>,
@@ -274,19 +188,6 @@ impl ValueSpec {
     }
 }
 
-fn yes() -> bool {
-    true
-}
-fn default_interval() -> u64 {
-    DEFAULT_INTERVAL_SECONDS
-}
-fn default_timeout() -> u64 {
-    DEFAULT_TIMEOUT_MS
-}
-fn default_max_body() -> usize {
-    DEFAULT_MAX_BODY_BYTES
-}
-
 /// The seed tutorial's counters: `POST /login` answered 2xx, or 400/401 (a 422 or 5xx is no failed login).
 pub fn seed_counters() -> Vec<Counter> {
     let login = |name: &str, help: &str, status: Vec<StatusMatch>| Counter {
@@ -318,37 +219,173 @@ pub fn parse(input: &[u8]) -> Result<Config, ConfigError> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Ok(Config::default());
     }
-    // serde would also read a struct from a JSON array; the contract is an object.
+    // Said up front: the contract is an object, and this error shows its shape.
     if input.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ConfigError::new(
             ".",
             "is not a JSON object (expected {\"counters\": …, \"http_metrics\": …, \"samplers\": …})",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(input);
-    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = match e.path().to_string() {
-            p if p.is_empty() => ".".to_string(),
-            p => p,
-        };
-        ConfigError::new(path, strip_position(&e.inner().to_string()))
-    })?;
+    // serde_json's syntax errors say where (line, column): there is no field path yet.
+    let doc = Json::parse(input).map_err(|e| ConfigError::new(".", e.to_string()))?;
+    let config = read_config(Node::root(&doc))?;
     validate(&config)?;
     Ok(config)
 }
 
-/// serde_json appends " at line L column C"; the field path already says where.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i)
-            if message
-                .get(i..)
-                .is_some_and(|tail| tail.contains(" column ")) =>
-        {
-            message.get(..i).unwrap_or(message).to_string()
-        }
-        _ => message.to_string(),
+fn read_config(node: Node<'_>) -> Result<Config, ConfigError> {
+    node.object(&["counters", "http_metrics", "samplers"], |f| {
+        Ok(Config {
+            counters: f
+                .optional("counters", |n| n.array(read_counter))?
+                .unwrap_or_else(seed_counters),
+            http_metrics: f
+                .optional("http_metrics", read_http_metrics)?
+                .unwrap_or_default(),
+            samplers: f
+                .optional("samplers", |n| n.array(read_sampler))?
+                .unwrap_or_default(),
+        })
+    })
+}
+
+fn string(node: Node<'_>) -> Result<String, ConfigError> {
+    node.string()
+}
+
+fn strings(node: Node<'_>) -> Result<Vec<String>, ConfigError> {
+    node.array(string)
+}
+
+fn read_counter(node: Node<'_>) -> Result<Counter, ConfigError> {
+    node.object(&["name", "help", "match"], |f| {
+        Ok(Counter {
+            name: f.required("name", string)?,
+            help: f.optional("help", string)?.unwrap_or_default(),
+            matches: f.required("match", read_match)?,
+        })
+    })
+}
+
+fn read_match(node: Node<'_>) -> Result<Match, ConfigError> {
+    let fields = [
+        "method",
+        "path",
+        "status",
+        "request_headers",
+        "response_headers",
+    ];
+    node.object(&fields, |f| {
+        let headers = |f: &Fields<'_>, name| {
+            f.optional(name, |n| {
+                n.entries(|key, v| Ok((key.to_string(), read_header_match(v)?)))
+            })
+            .map(|found| found.unwrap_or_default().into_iter().collect())
+        };
+        Ok(Match {
+            method: f.nullable("method", string)?,
+            path: f.nullable("path", string)?,
+            status: f.nullable("status", |n| n.array(read_status))?,
+            request_headers: headers(f, "request_headers")?,
+            response_headers: headers(f, "response_headers")?,
+        })
+    })
+}
+
+fn read_header_match(node: Node<'_>) -> Result<HeaderMatch, ConfigError> {
+    match node.value {
+        Json::String(s) => Ok(HeaderMatch::Exact(s.clone())),
+        Json::Bool(b) => Ok(HeaderMatch::Present(*b)),
+        _ => Err(node.invalid_type("a string for an exact value, or true/false for presence")),
     }
+}
+
+fn read_status(node: Node<'_>) -> Result<StatusMatch, ConfigError> {
+    let bad = |shown: &dyn fmt::Display| {
+        node.error(format!(
+            "{shown} is not a status code or class {STATUS_EXPECTED}"
+        ))
+    };
+    let code = |v: u64| {
+        u16::try_from(v)
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+            .map(StatusMatch::Code)
+    };
+    match node.value {
+        Json::Number(Number::Unsigned(v)) => code(*v).ok_or_else(|| bad(v)),
+        Json::Number(n) => Err(bad(n)),
+        Json::String(s) => match s.as_bytes() {
+            [d @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => Ok(StatusMatch::Class(d - b'0')),
+            _ => s
+                .parse::<u64>()
+                .ok()
+                .and_then(code)
+                .ok_or_else(|| bad(&format!("{s:?}"))),
+        },
+        _ => Err(node.invalid_type(&format!("a status code or class {STATUS_EXPECTED}"))),
+    }
+}
+
+fn read_http_metrics(node: Node<'_>) -> Result<HttpMetrics, ConfigError> {
+    node.object(&["enabled", "handlers", "excluded_handlers"], |f| {
+        Ok(HttpMetrics {
+            enabled: f.optional("enabled", |n| n.bool())?.unwrap_or(true),
+            handlers: f.optional("handlers", strings)?.unwrap_or_default(),
+            excluded_handlers: f
+                .optional("excluded_handlers", strings)?
+                .unwrap_or_default(),
+        })
+    })
+}
+
+fn read_sampler(node: Node<'_>) -> Result<Sampler, ConfigError> {
+    let fields = [
+        "name",
+        "help",
+        "cluster",
+        "authority",
+        "path",
+        "interval_seconds",
+        "timeout_ms",
+        "max_body_bytes",
+        "value",
+    ];
+    node.object(&fields, |f| {
+        let number = |name, default| f.optional(name, |n| n.u64()).map(|v| v.unwrap_or(default));
+        Ok(Sampler {
+            name: f.required("name", string)?,
+            help: f.optional("help", string)?.unwrap_or_default(),
+            cluster: f.required("cluster", string)?,
+            authority: f.nullable("authority", string)?,
+            path: f.required("path", string)?,
+            interval_seconds: number("interval_seconds", DEFAULT_INTERVAL_SECONDS)?,
+            timeout_ms: number("timeout_ms", DEFAULT_TIMEOUT_MS)?,
+            max_body_bytes: f
+                .optional("max_body_bytes", |n| {
+                    let v = n.u64()?;
+                    usize::try_from(v).map_err(|_| {
+                        n.error(format!(
+                            "{v} is out of range (expected 1-{MAX_BODY_BYTES_LIMIT})"
+                        ))
+                    })
+                })?
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            value: f.required("value", read_value_spec)?,
+        })
+    })
+}
+
+fn read_value_spec(node: Node<'_>) -> Result<ValueSpec, ConfigError> {
+    let fields = ["json_pointer", "json_array_length", "header", "text"];
+    node.object(&fields, |f| {
+        Ok(ValueSpec {
+            json_pointer: f.nullable("json_pointer", string)?,
+            json_array_length: f.nullable("json_array_length", string)?,
+            header: f.nullable("header", string)?,
+            text: f.nullable("text", |n| n.bool())?,
+        })
+    })
 }
 
 /// Checks what the types cannot: names, paths, templates, ranges, uniqueness.

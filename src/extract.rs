@@ -1,6 +1,7 @@
 //! Turning a sampler's HTTP answer into a gauge value, or into the reason it could not be.
 
 use crate::config::ValueSource;
+use crate::json::{Json, Number};
 
 /// Why a sample failed; the `reason` label of `app_metrics_sampler_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,30 +86,27 @@ pub fn sample_value(
         _ if answer.body_size > max_body || answer.body.len() > max_body => Err(Reason::TooLarge),
         ValueSource::Text => parse_number_text(answer.body),
         ValueSource::JsonPointer(pointer) => {
-            let doc: serde_json::Value =
-                serde_json::from_slice(answer.body).map_err(|_| Reason::Parse)?;
-            let value = doc.pointer(pointer).ok_or(Reason::Missing)?;
-            json_to_u64(value)
+            let doc = Json::parse(answer.body).map_err(|_| Reason::Parse)?;
+            match doc.pointer(pointer).ok_or(Reason::Missing)? {
+                Json::Number(n) => number_to_u64(*n),
+                _ => Err(Reason::Invalid),
+            }
         }
         ValueSource::JsonArrayLength(pointer) => {
-            let doc: serde_json::Value =
-                serde_json::from_slice(answer.body).map_err(|_| Reason::Parse)?;
-            let value = doc.pointer(pointer).ok_or(Reason::Missing)?;
-            value
-                .as_array()
-                .map(|a| a.len() as u64)
-                .ok_or(Reason::Invalid)
+            let doc = Json::parse(answer.body).map_err(|_| Reason::Parse)?;
+            match doc.pointer(pointer).ok_or(Reason::Missing)? {
+                Json::Array(items) => Ok(items.len() as u64),
+                _ => Err(Reason::Invalid),
+            }
         }
     }
 }
 
-fn json_to_u64(value: &serde_json::Value) -> Result<u64, Reason> {
-    if let Some(n) = value.as_u64() {
-        return Ok(n);
-    }
-    // 42.0 is an integer written as a float; 4.2 or -1 cannot be a gauge value.
-    match value.as_f64() {
-        Some(f) if f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => Ok(f as u64),
+fn number_to_u64(n: Number) -> Result<u64, Reason> {
+    match n {
+        Number::Unsigned(n) => Ok(n),
+        // 42.0 is an integer written as a float; 4.2 or -1 cannot be a gauge value.
+        Number::Float(f) if f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => Ok(f as u64),
         _ => Err(Reason::Invalid),
     }
 }
@@ -123,7 +121,7 @@ fn parse_number_text(raw: &[u8]) -> Result<u64, Reason> {
         return Ok(n);
     }
     match text.parse::<f64>() {
-        Ok(f) if f.is_finite() => json_to_u64(&serde_json::json!(f)),
+        Ok(f) if f.is_finite() => number_to_u64(Number::Float(f)),
         _ => Err(Reason::Parse),
     }
 }

@@ -15,7 +15,19 @@ pub struct Filter {
     /// `None` when `http_metrics.enabled` is false.
     pub http: Option<HttpMetrics>,
     pub samplers: Vec<Sampler>,
+    /// The headers read from each map per request, in one pass (`pairs::Found`): the fixed ones
+    /// at the indices below, then those rules read ([`Rules::request_headers`], in order).
+    pub request_names: Vec<String>,
+    pub response_names: Vec<String>,
 }
+
+pub const REQUEST_METHOD: usize = 0;
+pub const REQUEST_PATH: usize = 1;
+pub const REQUEST_LENGTH: usize = 2;
+pub const REQUEST_RULE_HEADERS: usize = 3;
+pub const RESPONSE_STATUS: usize = 0;
+pub const RESPONSE_LENGTH: usize = 1;
+pub const RESPONSE_RULE_HEADERS: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
@@ -51,8 +63,21 @@ impl Filter {
             handlers: Routes::new(&config.http_metrics.handlers),
             excluded: Routes::new(&config.http_metrics.excluded_handlers),
         });
+        let rules = Rules::new(&config.counters);
+        let names = |fixed: &[&str], more: &[String]| {
+            fixed
+                .iter()
+                .map(|n| n.to_string())
+                .chain(more.iter().cloned())
+                .collect()
+        };
         Filter {
-            rules: Rules::new(&config.counters),
+            request_names: names(
+                &[":method", ":path", "content-length"],
+                &rules.request_headers,
+            ),
+            response_names: names(&[":status", "content-length"], &rules.response_headers),
+            rules,
             http,
             samplers: config.samplers.clone(),
         }
@@ -77,7 +102,7 @@ impl Filter {
         &self,
         method: &[u8],
         path: Option<&str>,
-        request_headers: &[Option<Vec<u8>>],
+        request_headers: &[Option<&[u8]>],
     ) -> Exchange {
         let handler = self.http.as_ref().and_then(|http| {
             let path = path.unwrap_or("");

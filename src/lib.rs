@@ -12,6 +12,7 @@
 pub mod config;
 pub mod extract;
 pub mod filter;
+pub mod json;
 pub mod labels;
 pub mod metrics;
 pub mod pairs;

@@ -37,7 +37,7 @@ pub struct Completed<'a> {
     pub exchange: &'a Exchange,
     /// `None` when no response was sent (e.g. the client went away first).
     pub status: Option<u16>,
-    pub response_headers: &'a [Option<Vec<u8>>],
+    pub response_headers: &'a [Option<&'a [u8]>],
     pub duration_ms: Option<u64>,
     pub request_bytes: u64,
     pub response_bytes: u64,

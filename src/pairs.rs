@@ -14,6 +14,72 @@ pub fn get<'a>(map: &'a [u8], name: &str) -> Option<&'a [u8]> {
         .map(|(_, v)| v)
 }
 
+/// Values looked up by [`Found::lookup`]: slot `i` holds the first value of `names[i]`. Up to
+/// [`INLINE`] slots live on the stack, so a request's lookups allocate nothing.
+pub enum Found<'a> {
+    Inline([Option<&'a [u8]>; INLINE], usize),
+    Heap(Vec<Option<&'a [u8]>>),
+}
+
+pub const INLINE: usize = 8;
+
+impl<'a> Found<'a> {
+    /// Looks up `names` (lower case) in one pass over a serialized map: one scan however many
+    /// headers are wanted. A malformed map finds nothing past the damage.
+    pub fn lookup(map: &'a [u8], names: &[String]) -> Self {
+        let mut found = if names.len() <= INLINE {
+            Found::Inline([None; INLINE], names.len())
+        } else {
+            Found::Heap(vec![None; names.len()])
+        };
+        find_all(map, names, found.slots_mut());
+        found
+    }
+
+    /// The value of `names[i]`.
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        self.slots().get(i).copied().flatten()
+    }
+
+    /// The values of `names[from..]`.
+    pub fn from(&self, from: usize) -> &[Option<&'a [u8]>] {
+        self.slots().get(from..).unwrap_or_default()
+    }
+
+    fn slots(&self) -> &[Option<&'a [u8]>] {
+        match self {
+            Found::Inline(slots, n) => slots.get(..*n).unwrap_or_default(),
+            Found::Heap(slots) => slots,
+        }
+    }
+
+    fn slots_mut(&mut self) -> &mut [Option<&'a [u8]>] {
+        match self {
+            Found::Inline(slots, n) => slots.get_mut(..*n).unwrap_or_default(),
+            Found::Heap(slots) => slots,
+        }
+    }
+}
+
+/// Fills `found[i]` with the first value of `names[i]`; stops once every name is found.
+fn find_all<'a>(map: &'a [u8], names: &[String], found: &mut [Option<&'a [u8]>]) {
+    let Some(pairs) = iter(map) else {
+        return;
+    };
+    let mut missing = names.len().min(found.len());
+    for (name, value) in pairs {
+        for (want, slot) in names.iter().zip(found.iter_mut()) {
+            if slot.is_none() && want.as_bytes() == name {
+                *slot = Some(value);
+                missing -= 1;
+            }
+        }
+        if missing == 0 {
+            return;
+        }
+    }
+}
+
 /// The (name, value) pairs of a serialized map; `None` when its header is malformed. A map that
 /// is cut short ends the iteration early instead of failing.
 pub fn iter(map: &[u8]) -> Option<impl Iterator<Item = (&[u8], &[u8])>> {
@@ -62,6 +128,7 @@ pub fn decimal(value: &[u8]) -> Option<u64> {
     })
 }
 
+#[inline(always)]
 fn read_u32(bytes: &[u8]) -> Option<(usize, &[u8])> {
     let (head, rest) = bytes.split_first_chunk::<4>()?;
     Some((usize::try_from(u32::from_le_bytes(*head)).ok()?, rest))

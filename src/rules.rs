@@ -50,8 +50,8 @@ struct HeaderRule {
 }
 
 impl HeaderRule {
-    fn matches(&self, values: &[Option<Vec<u8>>]) -> bool {
-        let value = values.get(self.index).and_then(Option::as_deref);
+    fn matches(&self, values: &[Option<&[u8]>]) -> bool {
+        let value = values.get(self.index).copied().flatten();
         match (&self.expect, value) {
             (HeaderMatch::Present(want), v) => *want == v.is_some(),
             (HeaderMatch::Exact(want), Some(v)) => want.as_bytes() == v,
@@ -140,7 +140,7 @@ impl Rules {
         &self,
         method: &[u8],
         path: Option<&str>,
-        request_headers: &[Option<Vec<u8>>],
+        request_headers: &[Option<&[u8]>],
     ) -> Vec<usize> {
         let path = path.map(strip_query);
         self.rules
@@ -163,7 +163,7 @@ impl Rules {
     }
 
     /// Whether candidate `index` also matches the response.
-    pub fn confirm(&self, index: usize, status: u16, response_headers: &[Option<Vec<u8>>]) -> bool {
+    pub fn confirm(&self, index: usize, status: u16, response_headers: &[Option<&[u8]>]) -> bool {
         self.rules.get(index).is_some_and(|rule| {
             (rule.status.is_empty() || rule.status.iter().any(|s| s.matches(status)))
                 && rule

@@ -34,7 +34,8 @@ fn cases() -> Vec<(String, String)> {
     vec![
         c("[1, 2]", r#".: is not a JSON object (expected {"counters": …, "http_metrics": …, "samplers": …})"#),
         c(r#"{"countres": []}"#, "countres: unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`"),
-        c("{\"counters\": [", "counters: EOF while parsing a list"),
+        // A syntax error has no field path yet: serde_json's line and column say where.
+        c("{\"counters\": [", ".: EOF while parsing a list at line 2 column 0"),
         c(r#"{"counters": [{"name": "logins-total", "match": {}}]}"#,
           r#"counters[0].name: "logins-total" is not a Prometheus metric name (expected [a-zA-Z_:][a-zA-Z0-9_:]*)"#),
         c(r#"{"counters": [{"name": "http_requests_total", "match": {}}]}"#,
@@ -65,7 +66,7 @@ fn cases() -> Vec<(String, String)> {
           r#"http_metrics.excluded_handlers[0]: "metrics" is not a path (expected it to start with '/', without query, fragment or spaces)"#),
         c(r#"{"samplers": [{"name": "s", "path": "/p", "value": {"text": true}}]}"#,
           "samplers[0]: missing field `cluster`"),
-        c(&sampler(r#", "cluster": "again""#), "samplers[0]: duplicate field `cluster`"),
+        c(&sampler(r#", "cluster": "again""#), "samplers[0].cluster: duplicate field `cluster`"),
         c(r#"{"samplers": [{"name": "s", "cluster": "  ", "path": "/p", "value": {"text": true}}]}"#,
           "samplers[0].cluster: is empty (expected the name of an Envoy cluster)"),
         c(&sampler(r#", "authority": """#),

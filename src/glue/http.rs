@@ -3,74 +3,68 @@
 //!
 //! Reading at the end rather than as headers pass means two host reads per request however
 //! many values are needed, and no callback in between. The maps are then final: the path the
-//! application received (after any route rewrite), the response as the client got it.
+//! application received (after any route rewrite), the response as the client got it. Each map
+//! is scanned once for all the headers wanted (`Filter::request_names`, `response_names`).
 
 use super::host::{self, Map, Stats};
 use super::root::State;
 use super::warn_limited;
+use crate::filter::{
+    REQUEST_LENGTH, REQUEST_METHOD, REQUEST_PATH, REQUEST_RULE_HEADERS, RESPONSE_LENGTH,
+    RESPONSE_RULE_HEADERS, RESPONSE_STATUS,
+};
 use crate::metrics::Completed;
-use crate::pairs;
+use crate::pairs::{self, Found};
 
 pub fn on_log(state: &mut State, start_ns: Option<u64>) {
     let filter = &state.filter;
     if !filter.observes_requests() {
         return;
     }
-    let request = read(Map::Request);
-    let request = request.as_deref().unwrap_or_default();
-    let method = pairs::get(request, ":method").unwrap_or_default();
+    let request_map = read(Map::Request);
+    let request = Found::lookup(
+        request_map.as_deref().unwrap_or_default(),
+        &filter.request_names,
+    );
+    let method = request.get(REQUEST_METHOD).unwrap_or_default();
     let path = filter
         .need_path(method)
-        .then(|| pairs::get(request, ":path").and_then(|p| std::str::from_utf8(p).ok()))
+        .then(|| {
+            request
+                .get(REQUEST_PATH)
+                .and_then(|p| std::str::from_utf8(p).ok())
+        })
         .flatten();
-    let request_headers: Vec<Option<Vec<u8>>> = filter
-        .rules
-        .request_headers
-        .iter()
-        .map(|name| pairs::get(request, name).map(<[u8]>::to_vec))
-        .collect();
-    let exchange = filter.classify(method, path, &request_headers);
+    let exchange = filter.classify(method, path, request.from(REQUEST_RULE_HEADERS));
     if exchange.handler.is_none() && exchange.candidates.is_empty() {
         return;
     }
-    let response = read(Map::Response);
-    let response = response.as_deref().unwrap_or_default();
-    let response_headers: Vec<Option<Vec<u8>>> = if exchange.candidates.is_empty() {
-        Vec::new()
-    } else {
-        filter
-            .rules
-            .response_headers
-            .iter()
-            .map(|name| pairs::get(response, name).map(<[u8]>::to_vec))
-            .collect()
-    };
+    let response_map = read(Map::Response);
+    let response = Found::lookup(
+        response_map.as_deref().unwrap_or_default(),
+        &filter.response_names,
+    );
     let duration_ms = match (start_ns, exchange.handler) {
         (Some(start), Some(_)) => host::now_ns().map(|end| end.saturating_sub(start) / 1_000_000),
         _ => None,
     };
+    // Body sizes as prometheus-fastapi-instrumentator measures them: Content-Length, 0 without.
+    let length = |found: &Found, i| found.get(i).and_then(pairs::decimal).unwrap_or(0);
     let done = Completed {
         exchange: &exchange,
         // No :status when the client went away before any response.
-        status: pairs::get(response, ":status")
+        status: response
+            .get(RESPONSE_STATUS)
             .and_then(pairs::decimal)
             .and_then(|s| u16::try_from(s).ok()),
-        response_headers: &response_headers,
+        response_headers: response.from(RESPONSE_RULE_HEADERS),
         duration_ms,
-        request_bytes: content_length(request),
-        response_bytes: content_length(response),
+        request_bytes: length(&request, REQUEST_LENGTH),
+        response_bytes: length(&response, RESPONSE_LENGTH),
     };
     if !state.registry.record(&state.filter, &Stats, &done) {
         warn_limited(|| "the host refused a metric update".to_string());
     }
-}
-
-/// Body size as prometheus-fastapi-instrumentator measures it: the Content-Length header, 0
-/// without one.
-fn content_length(map: &[u8]) -> u64 {
-    pairs::get(map, "content-length")
-        .and_then(pairs::decimal)
-        .unwrap_or(0)
 }
 
 fn read(map: Map) -> Option<Vec<u8>> {

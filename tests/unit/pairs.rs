@@ -52,6 +52,50 @@ logic_test!(
 );
 
 logic_test!(
+    fn found_takes_every_wanted_header_in_one_pass() {
+        let map = serialize(&[
+            (":method", "GET"),
+            ("a", "1"),
+            ("content-length", "12"),
+            ("a", "2"),
+        ]);
+        let names: Vec<String> = [":method", ":path", "a", "content-length"]
+            .map(String::from)
+            .into();
+        let found = Found::lookup(&map, &names);
+        assert_eq!(found.get(0), Some(&b"GET"[..]));
+        assert_eq!(found.get(1), None);
+        // The first of repeated headers, as `get` answers.
+        assert_eq!(found.get(2), Some(&b"1"[..]));
+        assert_eq!(found.get(3), Some(&b"12"[..]));
+        assert_eq!(found.get(4), None);
+        assert_eq!(found.from(2), [Some(&b"1"[..]), Some(&b"12"[..])]);
+        assert!(found.from(5).is_empty());
+        // Past INLINE names the slots move to the heap, with the same answers.
+        let many: Vec<String> = (0..INLINE + 3).map(|i| format!("h{i}")).collect();
+        let pairs: Vec<(String, String)> =
+            many.iter().map(|n| (n.clone(), n.to_uppercase())).collect();
+        let borrowed: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let map = serialize(&borrowed);
+        let found = Found::lookup(&map, &many);
+        assert!(matches!(found, Found::Heap(_)));
+        for (i, name) in many.iter().enumerate() {
+            assert_eq!(found.get(i), Some(name.to_uppercase().as_bytes()));
+        }
+        // A damaged map: what comes before the damage is found, nothing after it.
+        let good = serialize(&[(":status", "200"), ("content-length", "12")]);
+        let names: Vec<String> = [":status", "content-length"].map(String::from).into();
+        for cut in 0..good.len() {
+            let found = Found::lookup(&good[..cut], &names);
+            assert_eq!(found.get(1), None, "cut at {cut}");
+        }
+    }
+);
+
+logic_test!(
     fn decimals() {
         assert_eq!(decimal(b"200"), Some(200));
         assert_eq!(decimal(b"0"), Some(0));

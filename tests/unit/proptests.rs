@@ -788,6 +788,7 @@ proptest! {
                             })
                     })
                     .collect();
+                let headers: Vec<Option<&[u8]>> = headers.iter().map(Option::as_deref).collect();
                 let candidates = filter.rules.candidates(method.as_bytes(), Some(&path), &headers);
                 prop_assert!(candidates.contains(&i), "{:?} {:?} -> {:?}", counter, path, candidates);
             }
@@ -848,6 +849,7 @@ proptest! {
             })
             .collect();
         let rules = Rules::new(&counters);
+        let headers: Vec<Option<&[u8]>> = headers.iter().map(Option::as_deref).collect();
         let candidates = rules.candidates(&method, path.as_deref(), &headers);
         prop_assert!(candidates.windows(2).all(|w| w.first() < w.get(1)));
         prop_assert!(candidates.iter().all(|&i| i < counters.len()));
@@ -925,7 +927,7 @@ proptest! {
         let mut registry = Registry::new(&filter, &host);
         let handlers = &config.http_metrics.handlers;
         for (method, path, status, duration) in &requests {
-            let headers = vec![Some(b"v".to_vec()); filter.rules.request_headers.len()];
+            let headers = vec![Some(&b"v"[..]); filter.rules.request_headers.len()];
             let e = filter.classify(method, path.as_deref(), &headers);
             if let (Some(http), Some(h)) = (&filter.http, e.handler) {
                 prop_assert!(h < http.handler_count());
@@ -1053,6 +1055,15 @@ proptest! {
         for (name, _) in &borrowed {
             let first = borrowed.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_bytes());
             prop_assert_eq!(crate::pairs::get(&map, name), first);
+        }
+        // The one-pass lookup answers as `get` does, name by name, on whole and cut maps.
+        let names: Vec<String> = entries.iter().map(|(n, _)| n.clone()).chain([":status".to_string()]).collect();
+        let truncated = map.get(..cut.index(map.len() + 1)).unwrap_or_default();
+        for m in [&map[..], truncated, &junk[..]] {
+            let found = crate::pairs::Found::lookup(m, &names);
+            for (i, name) in names.iter().enumerate() {
+                prop_assert_eq!(found.get(i), crate::pairs::get(m, name));
+            }
         }
         let truncated = map.get(..cut.index(map.len() + 1)).unwrap_or_default();
         let n = crate::pairs::iter(truncated).map(|i| i.count()).unwrap_or(0);

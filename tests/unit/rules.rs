@@ -53,15 +53,15 @@ logic_test!(
         let rules = Rules::new(&config.counters);
         assert_eq!(rules.request_headers, ["x-api-key"]);
         assert_eq!(rules.response_headers, ["x-cache"]);
-        let key = [Some(b"k".to_vec())];
+        let key = [Some(&b"k"[..])];
         let none = [None];
         assert_eq!(rules.candidates(b"GET", Some("/users/7"), &none), [0, 2]);
         assert_eq!(rules.candidates(b"GET", Some("/users/7"), &key), [0, 1, 2]);
         assert_eq!(rules.candidates(b"GET", Some("/users"), &none), [2]);
-        assert!(rules.confirm(2, 200, &[Some(b"HIT".to_vec())]));
-        assert!(!rules.confirm(2, 200, &[Some(b"MISS".to_vec())]));
+        assert!(rules.confirm(2, 200, &[Some(&b"HIT"[..])]));
+        assert!(!rules.confirm(2, 200, &[Some(&b"MISS"[..])]));
         assert!(!rules.confirm(2, 200, &[None]));
-        assert!(!rules.confirm(2, 201, &[Some(b"HIT".to_vec())]));
+        assert!(!rules.confirm(2, 201, &[Some(&b"HIT"[..])]));
         assert!(!rules.confirm(0, 404, &[]));
         assert!(!rules.confirm(99, 200, &[]));
     }
@@ -78,7 +78,7 @@ logic_test!(
         let rules = Rules::new(&config.counters);
         assert_eq!(rules.candidates(b"GET", Some("/"), &[None]), [0]);
         assert!(rules
-            .candidates(b"GET", Some("/"), &[Some(b"Bearer x".to_vec())])
+            .candidates(b"GET", Some("/"), &[Some(&b"Bearer x"[..])])
             .is_empty());
     }
 );

@@ -6,8 +6,11 @@
 //! - `time`                        read the clock when the request starts and again at its end
 //! - `counter`                     increment a counter (each one its own)
 //! - `histogram`                   record a value in a histogram (each one its own)
+//! - `prop:<a.b>`                  read a property (`prop:request.duration`)
 //!
 //! No configuration: no host call at all; Envoy still enters the module twice per request.
+//! Built with `--features log-only` the module exports no `proxy_on_context_create`, so Envoy
+//! enters it once per request (`time` then reads nothing at the start).
 
 use std::cell::RefCell;
 use std::ptr::null_mut;
@@ -17,6 +20,7 @@ extern "C" {
     fn proxy_get_header_map_value(map: u32, key: *const u8, key_len: usize, data: *mut *mut u8, len: *mut usize) -> u32;
     fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, len: *mut usize) -> u32;
     fn proxy_get_buffer_bytes(buffer: u32, start: usize, max: usize, data: *mut *mut u8, len: *mut usize) -> u32;
+    fn proxy_get_property(path: *const u8, path_len: usize, data: *mut *mut u8, len: *mut usize) -> u32;
     fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, by: i64) -> u32;
@@ -26,6 +30,7 @@ extern "C" {
 enum Step {
     Header(u32, String),
     Map(u32),
+    Property(Vec<u8>),
     Counter(u32),
     Histogram(u32),
 }
@@ -103,6 +108,8 @@ pub extern "C" fn proxy_on_configure(_: u32, size: usize) -> u32 {
             _ => match step.split_once(':') {
                 Some(("req", name)) => Step::Header(0, name.to_string()),
                 Some(("resp", name)) => Step::Header(2, name.to_string()),
+                // The host takes a property path as its segments, each followed by a NUL.
+                Some(("prop", path)) => Step::Property(path.split('.').flat_map(|s| s.bytes().chain([0])).collect()),
                 _ => return 0,
             },
         });
@@ -111,6 +118,7 @@ pub extern "C" fn proxy_on_configure(_: u32, size: usize) -> u32 {
     1
 }
 
+#[cfg(not(feature = "log-only"))]
 #[no_mangle]
 pub extern "C" fn proxy_on_context_create(_: u32, parent: u32) {
     if parent != 0 {
@@ -137,6 +145,10 @@ pub extern "C" fn proxy_on_log(_: u32) {
                 },
                 Step::Map(map) => unsafe {
                     proxy_get_header_map_pairs(*map, &mut data, &mut len);
+                    take(data, len)
+                },
+                Step::Property(path) => unsafe {
+                    proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut len);
                     take(data, len)
                 },
                 Step::Counter(id) => unsafe { proxy_increment_metric(*id, 1) as usize },

@@ -1,0 +1,352 @@
+//! A JSON document as serde_json reads it, and a typed reader over it that knows where each value
+//! sits (`counters[1].match.status[0]`), for the configuration and the samplers' answers.
+//!
+//! Why not `#[derive(Deserialize)]` on the configuration types: every derived type, wrapped for
+//! field paths, put its own copy of serde's machinery into the .wasm: half of the module's code,
+//! compiled by V8 at load in every Envoy, ~6 MB of RSS (BENCHMARKS.md). Here serde_json parses
+//! into one small tree type (objects keep their order and duplicate keys, so duplicates can be
+//! refused) and [`Node`] reads typed fields out of it with serde's wording for its errors.
+
+use crate::config::ConfigError;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(String),
+    Array(Vec<Json>),
+    /// Entries in document order, duplicates kept.
+    Object(Vec<(String, Json)>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    Unsigned(u64),
+    /// Only negative values: serde_json reads every non-negative integer as `Unsigned`.
+    Signed(i64),
+    Float(f64),
+}
+
+impl Json {
+    /// Parses a whole document; the error is serde_json's, with line and column.
+    pub fn parse(input: &[u8]) -> Result<Json, serde_json::Error> {
+        serde_json::from_slice(input)
+    }
+
+    /// RFC 6901: `""` is the whole document, `/a/0/b~1c` goes through keys and array indices.
+    /// With duplicate keys the last one counts, as in serde_json's `Value`.
+    pub fn pointer(&self, pointer: &str) -> Option<&Json> {
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        pointer
+            .strip_prefix('/')?
+            .split('/')
+            .try_fold(self, |value, token| {
+                let token = token.replace("~1", "/").replace("~0", "~");
+                match value {
+                    Json::Object(entries) => entries
+                        .iter()
+                        .rev()
+                        .find(|(key, _)| *key == token)
+                        .map(|(_, v)| v),
+                    Json::Array(items) => array_index(&token).and_then(|i| items.get(i)),
+                    _ => None,
+                }
+            })
+    }
+
+    /// How serde words a value it did not expect: "integer `5`", "string \"yes\"".
+    fn unexpected(&self) -> String {
+        match self {
+            Json::Null => "null".to_string(),
+            Json::Bool(b) => format!("boolean `{b}`"),
+            Json::Number(n) => match n {
+                Number::Float(_) => format!("floating point `{n}`"),
+                _ => format!("integer `{n}`"),
+            },
+            Json::String(s) => format!("string {s:?}"),
+            Json::Array(_) => "array".to_string(),
+            Json::Object(_) => "object".to_string(),
+        }
+    }
+}
+
+/// An array index token: digits, no leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    let digits = token.bytes().all(|b| b.is_ascii_digit());
+    if !digits || token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    token.parse().ok()
+}
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Number::Unsigned(n) => write!(f, "{n}"),
+            Number::Signed(n) => write!(f, "{n}"),
+            // serde_json's shortest round-trip formatting, already in the module.
+            Number::Float(x) => match serde_json::Number::from_f64(x) {
+                Some(n) => write!(f, "{n}"),
+                None => f.write_str("NaN"),
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
+        deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_none<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Ok(Json::Number(Number::Unsigned(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Ok(Json::Number(match u64::try_from(v) {
+            Ok(u) => Number::Unsigned(u),
+            Err(_) => Number::Signed(v),
+        }))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+        Ok(Json::Number(Number::Float(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Json, E> {
+        Ok(Json::String(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(Json::Object(entries))
+    }
+}
+
+/// A value of the document and its field path, for errors that say where.
+#[derive(Clone, Copy)]
+pub struct Node<'a> {
+    pub value: &'a Json,
+    path: &'a Path<'a>,
+}
+
+/// A field path as a chain of steps up to the root; turned into text only for an error.
+pub enum Path<'a> {
+    Root,
+    Field(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Root => Ok(()),
+            Path::Field(Path::Root, name) => f.write_str(name),
+            Path::Field(parent, name) => write!(f, "{parent}.{name}"),
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+impl<'a> Node<'a> {
+    pub fn root(value: &'a Json) -> Self {
+        Node {
+            value,
+            path: &Path::Root,
+        }
+    }
+
+    /// An error at this node: "counters[0].name: <message>" ("." for the root).
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        let path = match self.path.to_string() {
+            p if p.is_empty() => ".".to_string(),
+            p => p,
+        };
+        ConfigError::new(path, message)
+    }
+
+    pub fn invalid_type(&self, expected: &str) -> ConfigError {
+        self.error(format!(
+            "invalid type: {}, expected {expected}",
+            self.value.unexpected()
+        ))
+    }
+
+    pub fn string(&self) -> Result<String, ConfigError> {
+        match self.value {
+            Json::String(s) => Ok(s.clone()),
+            _ => Err(self.invalid_type("a string")),
+        }
+    }
+
+    pub fn bool(&self) -> Result<bool, ConfigError> {
+        match self.value {
+            Json::Bool(b) => Ok(*b),
+            _ => Err(self.invalid_type("a boolean")),
+        }
+    }
+
+    pub fn u64(&self) -> Result<u64, ConfigError> {
+        match self.value {
+            Json::Number(Number::Unsigned(n)) => Ok(*n),
+            Json::Number(n @ Number::Signed(_)) => {
+                Err(self.error(format!("invalid value: integer `{n}`, expected u64")))
+            }
+            _ => Err(self.invalid_type("u64")),
+        }
+    }
+
+    /// The elements of an array, each with its index in the path, handed to `read`.
+    pub fn array<T>(
+        &self,
+        mut read: impl FnMut(Node<'_>) -> Result<T, ConfigError>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let Json::Array(items) = self.value else {
+            return Err(self.invalid_type("an array"));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                read(Node {
+                    value,
+                    path: &Path::Index(self.path, i),
+                })
+            })
+            .collect()
+    }
+
+    /// The entries of an object, each with its key in the path, handed to `read`; a repeated key
+    /// is an error.
+    pub fn entries<T>(
+        &self,
+        mut read: impl FnMut(&'a str, Node<'_>) -> Result<T, ConfigError>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let Json::Object(entries) = self.value else {
+            return Err(self.invalid_type("an object"));
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for (i, (key, value)) in entries.iter().enumerate() {
+            let node = Node {
+                value,
+                path: &Path::Field(self.path, key),
+            };
+            if entries.iter().take(i).any(|(k, _)| k == key) {
+                return Err(node.error(format!("duplicate field `{key}`")));
+            }
+            out.push(read(key, node)?);
+        }
+        Ok(out)
+    }
+
+    /// An object with exactly these fields allowed, read by `read` through [`Fields`].
+    pub fn object<T>(
+        &self,
+        fields: &[&str],
+        read: impl FnOnce(&Fields<'_>) -> Result<T, ConfigError>,
+    ) -> Result<T, ConfigError> {
+        self.entries(|key, node| {
+            if fields.contains(&key) {
+                Ok(())
+            } else {
+                let list: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
+                Err(node.error(format!(
+                    "unknown field `{key}`, expected one of {}",
+                    list.join(", ")
+                )))
+            }
+        })?;
+        read(&Fields { node: *self })
+    }
+}
+
+/// The fields of an object checked by [`Node::object`].
+pub struct Fields<'a> {
+    node: Node<'a>,
+}
+
+impl Fields<'_> {
+    /// Reads field `name` with `read` when present (`null` included: `read` decides).
+    pub fn optional<T>(
+        &self,
+        name: &str,
+        read: impl FnOnce(Node<'_>) -> Result<T, ConfigError>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.field(name, false, read)
+    }
+
+    /// Reads field `name` with `read` when present and not `null`, as serde reads an `Option`.
+    pub fn nullable<T>(
+        &self,
+        name: &str,
+        read: impl FnOnce(Node<'_>) -> Result<T, ConfigError>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.field(name, true, read)
+    }
+
+    fn field<T>(
+        &self,
+        name: &str,
+        null_is_absent: bool,
+        read: impl FnOnce(Node<'_>) -> Result<T, ConfigError>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Json::Object(entries) = self.node.value else {
+            return Ok(None);
+        };
+        match entries.iter().find(|(key, _)| key == name) {
+            None => Ok(None),
+            Some((_, Json::Null)) if null_is_absent => Ok(None),
+            Some((key, value)) => read(Node {
+                value,
+                path: &Path::Field(self.node.path, key),
+            })
+            .map(Some),
+        }
+    }
+
+    /// Reads field `name`, which must be there.
+    pub fn required<T>(
+        &self,
+        name: &str,
+        read: impl FnOnce(Node<'_>) -> Result<T, ConfigError>,
+    ) -> Result<T, ConfigError> {
+        self.optional(name, read)?
+            .ok_or_else(|| self.node.error(format!("missing field `{name}`")))
+    }
+}
+
+#[cfg(test)]
+#[path = "../tests/unit/json.rs"]
+mod tests;
