@@ -27,7 +27,11 @@ pub const REQUEST_LENGTH: usize = 2;
 pub const REQUEST_RULE_HEADERS: usize = 3;
 pub const RESPONSE_STATUS: usize = 0;
 pub const RESPONSE_LENGTH: usize = 1;
-pub const RESPONSE_RULE_HEADERS: usize = 2;
+pub const RESPONSE_UPSTREAM_TIME: usize = 2;
+pub const RESPONSE_RULE_HEADERS: usize = 3;
+/// Set by Envoy's router on every answer from an upstream: the milliseconds the upstream took
+/// to answer, the time the application spent on the request.
+pub const UPSTREAM_TIME: &str = "x-envoy-upstream-service-time";
 
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
@@ -76,7 +80,10 @@ impl Filter {
                 &[":method", ":path", "content-length"],
                 &rules.request_headers,
             ),
-            response_names: names(&[":status", "content-length"], &rules.response_headers),
+            response_names: names(
+                &[":status", "content-length", UPSTREAM_TIME],
+                &rules.response_headers,
+            ),
             rules,
             http,
             samplers: config.samplers.clone(),

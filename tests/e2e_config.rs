@@ -310,3 +310,55 @@ fn hot_reload_refuses_a_bad_config_and_keeps_counters_across_a_good_one() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Two plugins of this module in one VM (same `vm_config`, as for two listeners or two
+/// WasmPlugins of one module): each request is counted by the plugin of its own listener, with
+/// its own configuration. The module exports no per-request context callback, so it tells the
+/// plugins apart by name (glue/abi.rs).
+#[test]
+fn plugins_sharing_a_vm_count_their_own_requests() {
+    let upstream = shop();
+    let orders = |name: &str| {
+        format!(
+            r#"{{"counters": [{{"name": "{name}", "match": {{"method": "POST", "path": "/orders"}}}}],
+               "http_metrics": {{"enabled": false}}}}"#
+        )
+    };
+    let (a, b) = (free_port(), free_port());
+    let admin = free_port();
+    let opts = EnvoyOptions::new("", upstream.port);
+    let (config_a, config_b) = (orders("shop_a_orders_total"), orders("shop_b_orders_total"));
+    let plugins = [
+        (a, "shop_a", config_a.as_str()),
+        (b, "shop_b", config_b.as_str()),
+    ];
+    let envoy = Envoy::start_with_config(&shared_vm_bootstrap(&opts, admin, &plugins), 2, a, admin)
+        .unwrap_or_else(|log| panic!("{log}"));
+    // One set of VMs (2 workers, the main thread, the configuration check), not one per plugin.
+    let vms = admin_stat(&envoy, "wasm.envoy.wasm.runtime.v8.active");
+    assert!(
+        vms.is_some_and(|n| n <= 4),
+        "VMs shared by both plugins: {vms:?}"
+    );
+    let agent = agent();
+    let url = |port: u16| format!("http://127.0.0.1:{port}/orders");
+    for (port, n) in [(a, 5), (b, 3), (a, 2)] {
+        for _ in 0..n {
+            assert_eq!(send(&agent, "POST", &url(port), "x"), 201);
+        }
+    }
+    let m = wait_value(&envoy, "shop_a_orders_total", &[], 7.0);
+    assert_eq!(m.value("shop_b_orders_total", &[]), Some(3.0));
+    thread::sleep(Duration::from_millis(300));
+    let m = envoy.scrape();
+    assert_eq!(
+        m.value("shop_a_orders_total", &[]),
+        Some(7.0),
+        "no stray counts"
+    );
+    assert_eq!(
+        m.value("shop_b_orders_total", &[]),
+        Some(3.0),
+        "no stray counts"
+    );
+}

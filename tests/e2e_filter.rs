@@ -546,6 +546,74 @@ fn sizes_are_content_lengths_and_durations_span_the_upstream() {
     );
 }
 
+/// The duration of an answer from the app is the router's `x-envoy-upstream-service-time`; an
+/// answer Envoy made itself has none, and is timed by Envoy's own clock for the request: a 504
+/// after a 200 ms route timeout, a 503 from an upstream that refuses connections. Every request
+/// counted is also timed.
+#[test]
+fn answers_envoy_makes_itself_are_counted_and_timed() {
+    let upstream = Upstream::start(|_, url| match url {
+        "/stuck" => Reply::new(200, "too late").delay(Duration::from_millis(1500)),
+        _ => Reply::new(200, "ok"),
+    });
+    let config = r#"{"counters": [], "http_metrics": {"handlers": ["/stuck", "/fine"]}}"#;
+    let opts = EnvoyOptions::new(config, upstream.port);
+    let (listen_port, admin_port) = (free_port(), free_port());
+    let bootstrap = bootstrap(&opts, listen_port, admin_port);
+    assert!(bootstrap.contains("timeout: 10s"));
+    let bootstrap = bootstrap.replace("timeout: 10s", "timeout: 0.2s");
+    let envoy = Envoy::start_with_config(&bootstrap, 2, listen_port, admin_port)
+        .unwrap_or_else(|log| panic!("{log}"));
+    let agent = agent();
+    for _ in 0..3 {
+        assert_eq!(send(&agent, "GET", &envoy.url("/stuck"), ""), 504);
+        assert_eq!(send(&agent, "GET", &envoy.url("/fine"), ""), 200);
+    }
+    let timed = |handler| {
+        let labels = [("handler", handler), ("method", "GET")];
+        move |m: &Metrics, le| m.histogram_bucket("http_request_duration_milliseconds", &labels, le)
+    };
+    let (stuck, fine) = (timed("/stuck"), timed("/fine"));
+    let m = eventually(Duration::from_secs(15), "histogram flush", || {
+        let m = envoy.scrape();
+        (stuck(&m, f64::INFINITY) == Some(3.0) && fine(&m, f64::INFINITY) == Some(3.0)).then_some(m)
+    });
+    let counted = |handler, status| {
+        m.value(
+            "http_requests_total",
+            &[("handler", handler), ("method", "GET"), ("status", status)],
+        )
+    };
+    assert_eq!(counted("/stuck", "5xx"), Some(3.0));
+    assert_eq!(counted("/fine", "2xx"), Some(3.0));
+    // Envoy gave up after 200 ms: each 504 took at least that, and far less than the 1.5 s the
+    // app would have taken.
+    assert_eq!(stuck(&m, 100.0), Some(0.0), "504s timed at 200 ms or more");
+    assert_eq!(
+        stuck(&m, 1000.0),
+        Some(3.0),
+        "504s timed by Envoy, not the app"
+    );
+
+    // An upstream that refuses connections: Envoy's 503s, counted and timed all the same.
+    let dead = EnvoyOptions::new(config, free_port());
+    let envoy = Envoy::start(dead);
+    for _ in 0..4 {
+        assert_eq!(send(&agent, "GET", &envoy.url("/fine"), ""), 503);
+    }
+    let m = eventually(Duration::from_secs(15), "histogram flush", || {
+        let m = envoy.scrape();
+        (fine(&m, f64::INFINITY) == Some(4.0)).then_some(m)
+    });
+    assert_eq!(
+        m.value(
+            "http_requests_total",
+            &[("handler", "/fine"), ("method", "GET"), ("status", "5xx")]
+        ),
+        Some(4.0)
+    );
+}
+
 /// A client that leaves before the answer has no status: nothing is counted for it, and the
 /// requests around it are counted exactly (the filter reads everything once the request has
 /// ended, so an abandoned one must not confuse it).

@@ -3,30 +3,26 @@
 //! The host calls into the VM only for the callbacks a module exports, and each call costs
 //! about as much as everything else the filter does for a request (see BENCHMARKS.md). An SDK
 //! exports every callback, so Envoy would enter the VM seven times per request; this module
-//! exports two per request: `proxy_on_context_create` (when the request starts: the start time)
-//! and `proxy_on_log` (when it has ended: everything else, read in one pass). No body,
-//! trailer, done or delete callback: nothing here needs them.
+//! exports one: `proxy_on_log`, when the request has ended, where everything is read in one
+//! pass. Not even `proxy_on_context_create`: the duration comes from a response header
+//! (`http.rs`), so nothing needs the start of a request.
+//!
+//! Without `proxy_on_context_create` the host never says which root context (plugin
+//! configuration) a request belongs to. One VM usually serves one plugin; when several share
+//! it, the plugin's name tells them apart (one host call per request, only then). A plugin
+//! configured again under the same name (a configuration update) replaces the old one.
 
-use super::host::{self, Level};
+use super::host;
 use super::root::Root;
 use super::{http, install_logging, warn_limited};
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
-/// Everything one VM (one worker thread) keeps.
+/// Everything one VM (one worker thread) keeps: its root contexts by id, one per plugin
+/// configuration sharing this VM, in the order they were configured.
 #[derive(Default)]
 struct Vm {
-    /// Root contexts by id: one per plugin configuration sharing this VM.
     roots: Vec<(u32, Root)>,
-    /// Requests in flight: context id → (root id, start time in ns when it is needed).
-    streams: HashMap<u32, (u32, Option<u64>), BuildHasherDefault<IdHasher>>,
 }
-
-/// In-flight requests one worker tracks at most (≈ 1.5 MB). Beyond it (which would mean the host
-/// stopped calling `proxy_on_log`) a request is still counted when the VM serves one plugin
-/// configuration, only without its duration.
-const MAX_STREAMS: usize = 1 << 16;
 
 thread_local! {
     static VM: RefCell<Vm> = RefCell::new(Vm::default());
@@ -38,6 +34,32 @@ impl Vm {
             .iter_mut()
             .find(|(r, _)| *r == id)
             .map(|(_, root)| root)
+    }
+
+    /// The root context a finished request belongs to (see the module comment).
+    fn root_of_request(&mut self) -> Option<&mut Root> {
+        let mut at = self.roots.len().checked_sub(1)?;
+        if at > 0 {
+            if let Some(name) = host::plugin_name() {
+                let named = |(_, root): &(u32, Root)| root.name() == Some(name.as_slice());
+                at = self.roots.iter().rposition(named).unwrap_or(at);
+            }
+        }
+        self.roots.get_mut(at).map(|(_, root)| root)
+    }
+
+    /// Configures root `id`. Kept only if that succeeds (Envoy then keeps the old plugin);
+    /// an older root of the same plugin name is a configuration this one replaces (Envoy keeps
+    /// the VM across configuration updates), and is dropped.
+    fn configure(&mut self, id: u32) -> bool {
+        self.roots.retain(|(r, _)| *r != id);
+        let mut root = Root::default();
+        if !root.configure() {
+            return false;
+        }
+        self.roots.retain(|(_, old)| old.name() != root.name());
+        self.roots.push((id, root));
+        true
     }
 }
 
@@ -71,56 +93,19 @@ pub extern "C" fn proxy_on_vm_start(_root_id: u32, _vm_configuration_size: usize
     1
 }
 
-#[no_mangle]
-pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
-    with_vm(|vm| {
-        if parent_id == 0 {
-            if vm.root(context_id).is_none() {
-                vm.roots.push((context_id, Root::default()));
-            }
-            return;
-        }
-        let timed = vm.root(parent_id).is_some_and(|root| root.times_requests());
-        if vm.streams.len() >= MAX_STREAMS {
-            warn_limited(|| format!("over {MAX_STREAMS} requests in flight; durations skipped"));
-            return;
-        }
-        let start = if timed { host::now_ns() } else { None };
-        vm.streams.insert(context_id, (parent_id, start));
-    });
-}
-
 /// The request has ended (Envoy's access-log phase): both header maps are readable.
 #[no_mangle]
-pub extern "C" fn proxy_on_log(context_id: u32) {
+pub extern "C" fn proxy_on_log(_context_id: u32) {
     with_vm(|vm| {
-        // Not found only past MAX_STREAMS: still counted, under the only plugin if there is one.
-        let found = vm.streams.remove(&context_id);
-        let fallback = match vm.roots.as_slice() {
-            [(only, _)] => Some((*only, None)),
-            _ => None,
-        };
-        let Some((root_id, start)) = found.or(fallback) else {
-            return;
-        };
-        if let Some(state) = vm.root(root_id).and_then(|root| root.state()) {
-            http::on_log(state, start);
+        if let Some(state) = vm.root_of_request().and_then(Root::state) {
+            http::on_log(state);
         }
     });
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_on_configure(root_id: u32, _configuration_size: usize) -> u32 {
-    let configured = with_vm(|vm| match vm.root(root_id) {
-        Some(root) => root.configure(),
-        None => {
-            host::log(
-                Level::Error,
-                "app_metrics: configure for an unknown root context",
-            );
-            false
-        }
-    });
+    let configured = with_vm(|vm| vm.configure(root_id));
     u32::from(configured.unwrap_or(false))
 }
 
@@ -146,23 +131,4 @@ pub extern "C" fn proxy_on_http_call_response(
             root.http_call_response(token, body_size);
         }
     });
-}
-
-/// Context ids are unique integers already: hashing them again would only cost time.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        // Spread sequential ids over the table's control bytes (top 7 bits) too.
-        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
 }

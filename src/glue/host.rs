@@ -47,6 +47,12 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: u32,
         return_map_data: *mut *mut u8,
@@ -146,6 +152,32 @@ pub fn header_pairs(map: Map) -> Result<Option<Vec<u8>>, u32> {
         NOT_FOUND => Ok(None),
         status => Err(status),
     }
+}
+
+/// An Envoy attribute such as `["request", "duration"]`, serialized as Envoy does (see callers);
+/// `Ok(None)` when absent.
+pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, u32> {
+    // The host takes the path as its segments, each followed by a NUL.
+    let path: Vec<u8> = path.iter().flat_map(|s| s.bytes().chain([0])).collect();
+    let mut data = null_mut();
+    let mut size = 0usize;
+    match unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) } {
+        OK => Ok(unsafe { owned(data, size) }),
+        NOT_FOUND => Ok(None),
+        status => Err(status),
+    }
+}
+
+/// How long Envoy has had the request (`request.duration`, nanoseconds as 8 bytes LE).
+pub fn request_duration_ns() -> Option<u64> {
+    let bytes = property(&["request", "duration"]).ok()??;
+    let bytes: [u8; 8] = bytes.as_slice().try_into().ok()?;
+    u64::try_from(i64::from_le_bytes(bytes)).ok()
+}
+
+/// This plugin's name (`plugin_name`), in the root context or a request's.
+pub fn plugin_name() -> Option<Vec<u8>> {
+    property(&["plugin_name"]).ok().flatten()
 }
 
 /// Sends a request to `cluster`; the answer comes to the root context's

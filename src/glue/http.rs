@@ -5,18 +5,25 @@
 //! many values are needed, and no callback in between. The maps are then final: the path the
 //! application received (after any route rewrite), the response as the client got it. Each map
 //! is scanned once for all the headers wanted (`Filter::request_names`, `response_names`).
+//!
+//! The duration is the one Envoy's router puts on every upstream answer
+//! (`x-envoy-upstream-service-time`, whole milliseconds): how long the application took, as
+//! prometheus-fastapi-instrumentator measures it inside the app, and free to read here. So the
+//! module needs no callback when a request starts (see `abi.rs`). An answer Envoy made itself
+//! (an upstream timeout, no healthy upstream, a direct response) has no such header: then
+//! Envoy's own time for the whole request, `request.duration`, one more host call.
 
 use super::host::{self, Map, Stats};
 use super::root::State;
 use super::warn_limited;
 use crate::filter::{
     REQUEST_LENGTH, REQUEST_METHOD, REQUEST_PATH, REQUEST_RULE_HEADERS, RESPONSE_LENGTH,
-    RESPONSE_RULE_HEADERS, RESPONSE_STATUS,
+    RESPONSE_RULE_HEADERS, RESPONSE_STATUS, RESPONSE_UPSTREAM_TIME,
 };
 use crate::metrics::Completed;
 use crate::pairs::{self, Found};
 
-pub fn on_log(state: &mut State, start_ns: Option<u64>) {
+pub fn on_log(state: &mut State) {
     let filter = &state.filter;
     if !filter.observes_requests() {
         return;
@@ -44,10 +51,12 @@ pub fn on_log(state: &mut State, start_ns: Option<u64>) {
         response_map.as_deref().unwrap_or_default(),
         &filter.response_names,
     );
-    let duration_ms = match (start_ns, exchange.handler) {
-        (Some(start), Some(_)) => host::now_ns().map(|end| end.saturating_sub(start) / 1_000_000),
-        _ => None,
-    };
+    let duration_ms = exchange.handler.and_then(|_| {
+        response
+            .get(RESPONSE_UPSTREAM_TIME)
+            .and_then(pairs::decimal)
+            .or_else(|| host::request_duration_ns().map(|ns| ns / 1_000_000))
+    });
     // Body sizes as prometheus-fastapi-instrumentator measures them: Content-Length, 0 without.
     let length = |found: &Found, i| found.get(i).and_then(pairs::decimal).unwrap_or(0);
     let done = Completed {

@@ -20,6 +20,8 @@ pub struct Root {
     /// Sampler requests in flight: (token, sampler index). A few at most; a Vec keeps
     /// HashMap's hashing machinery out of the .wasm.
     pending: Vec<(u32, usize)>,
+    /// The plugin's name, which tells roots sharing a VM apart (`abi.rs`).
+    name: Option<Vec<u8>>,
 }
 
 const TICK_MS: u32 = 1000;
@@ -29,9 +31,8 @@ impl Root {
         self.state.as_mut()
     }
 
-    /// Whether requests need a start time (for the duration histogram).
-    pub fn times_requests(&self) -> bool {
-        self.state.as_ref().is_some_and(|s| s.filter.http.is_some())
+    pub fn name(&self) -> Option<&[u8]> {
+        self.name.as_deref()
     }
 
     pub fn http_call_response(&mut self, token: u32, body_size: usize) {
@@ -89,6 +90,7 @@ impl Root {
     }
 
     pub fn configure(&mut self) -> bool {
+        self.name = host::plugin_name();
         let raw = match host::buffer(Buffer::PluginConfiguration, 0, usize::MAX) {
             Ok(raw) => raw.unwrap_or_default(),
             Err(status) => {

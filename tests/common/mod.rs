@@ -185,8 +185,47 @@ pub fn bootstrap(opts: &EnvoyOptions, listen_port: u16, admin_port: u16) -> Stri
 /// The app listener (filter under test, then the router to cluster `app`) as a YAML mapping,
 /// shared by the static bootstrap and the LDS resource file.
 fn listener_yaml(opts: &EnvoyOptions, listen_port: u16) -> String {
+    named_listener_yaml(opts, listen_port, "app", "app_metrics")
+}
+
+/// A bootstrap with one listener per `(port, plugin name, plugin configuration)`, all with the
+/// same `vm_config`: Envoy then runs every plugin in the same VM (one per worker), as it does
+/// for plugins of one module sharing a `vm_id`.
+pub fn shared_vm_bootstrap(
+    opts: &EnvoyOptions,
+    admin_port: u16,
+    plugins: &[(u16, &str, &str)],
+) -> String {
+    let listeners: String = plugins
+        .iter()
+        .map(|(port, name, config)| {
+            let opts = EnvoyOptions {
+                plugin_config: config.to_string(),
+                upstream_port: opts.upstream_port,
+                concurrency: opts.concurrency,
+                extra_clusters: Vec::new(),
+            };
+            list_item(&named_listener_yaml(&opts, *port, name, name), 2)
+        })
+        .collect();
+    let admin_and_stats = admin_and_stats(admin_port);
+    let clusters = clusters_yaml(opts);
     format!(
-        r#"name: app
+        r#"{admin_and_stats}static_resources:
+  listeners:
+{listeners}  clusters:
+{clusters}"#
+    )
+}
+
+fn named_listener_yaml(
+    opts: &EnvoyOptions,
+    listen_port: u16,
+    listener: &str,
+    plugin: &str,
+) -> String {
+    format!(
+        r#"name: {listener}
 address:
   socket_address: {{ address: 127.0.0.1, port_value: {listen_port} }}
 filter_chains:
@@ -207,7 +246,7 @@ filter_chains:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
           config:
-            name: app_metrics
+            name: {plugin}
             root_id: app_metrics
             failure_policy: FAIL_OPEN
             configuration:

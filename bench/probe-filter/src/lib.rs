@@ -3,14 +3,14 @@
 //!
 //! - `req:<name>` / `resp:<name>`  read one request / response header
 //! - `req-map` / `resp-map`        read the whole request / response header map (one call)
-//! - `time`                        read the clock when the request starts and again at its end
 //! - `counter`                     increment a counter (each one its own)
 //! - `histogram`                   record a value in a histogram (each one its own)
 //! - `prop:<a.b>`                  read a property (`prop:request.duration`)
 //!
-//! No configuration: no host call at all; Envoy still enters the module twice per request.
-//! Built with `--features log-only` the module exports no `proxy_on_context_create`, so Envoy
-//! enters it once per request (`time` then reads nothing at the start).
+//! - `time`                        read the clock
+//!
+//! Like app-metrics-wasm it exports no `proxy_on_context_create`: Envoy enters it once per
+//! request. No configuration: no host call at all.
 
 use std::cell::RefCell;
 use std::ptr::null_mut;
@@ -33,13 +33,12 @@ enum Step {
     Property(Vec<u8>),
     Counter(u32),
     Histogram(u32),
+    Time,
 }
 
 #[derive(Default)]
 struct Plan {
     steps: Vec<Step>,
-    time: bool,
-    start: u64,
 }
 
 thread_local! {
@@ -101,10 +100,7 @@ pub extern "C" fn proxy_on_configure(_: u32, size: usize) -> u32 {
             "resp-map" => Step::Map(2),
             "counter" => Step::Counter(define(0, &format!("probe_{n}_total"))),
             "histogram" => Step::Histogram(define(2, &format!("probe_{n}"))),
-            "time" => {
-                plan.time = true;
-                continue;
-            }
+            "time" => Step::Time,
             _ => match step.split_once(':') {
                 Some(("req", name)) => Step::Header(0, name.to_string()),
                 Some(("resp", name)) => Step::Header(2, name.to_string()),
@@ -116,19 +112,6 @@ pub extern "C" fn proxy_on_configure(_: u32, size: usize) -> u32 {
     }
     PLAN.with(|p| *p.borrow_mut() = plan);
     1
-}
-
-#[cfg(not(feature = "log-only"))]
-#[no_mangle]
-pub extern "C" fn proxy_on_context_create(_: u32, parent: u32) {
-    if parent != 0 {
-        PLAN.with(|p| {
-            let mut plan = p.borrow_mut();
-            if plan.time {
-                plan.start = now();
-            }
-        });
-    }
 }
 
 #[no_mangle]
@@ -153,10 +136,8 @@ pub extern "C" fn proxy_on_log(_: u32) {
                 },
                 Step::Counter(id) => unsafe { proxy_increment_metric(*id, 1) as usize },
                 Step::Histogram(id) => unsafe { proxy_record_metric(*id, seen as u64 & 7) as usize },
+                Step::Time => now() as usize & 1,
             };
-        }
-        if plan.time {
-            let _ = now().saturating_sub(plan.start);
         }
     });
 }
