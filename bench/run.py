@@ -1037,7 +1037,7 @@ def main():
     started = time.monotonic()
     keys = [k for k, _, _ in VARIANTS]
     if args.diagnose:
-        keys = ["none", "empty", "bare", "lua", "probe-2", "probe-default", "off",
+        keys = ["none", "empty", "bare", "lua", "probe-2", "probe-maps", "probe-default", "off",
                 "counters", "requests", "default", "default-raw", "full"]
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -120,8 +120,9 @@ fn parse_number_text(raw: &[u8]) -> Result<u64, Reason> {
     if let Ok(n) = text.parse::<u64>() {
         return Ok(n);
     }
-    match text.parse::<f64>() {
-        Ok(f) if f.is_finite() => number_to_u64(Number::Float(f)),
+    // Any other number ("42.0", "-3", "4.2e1") as JSON reads it: one number parser in the module.
+    match Json::parse(text.as_bytes()) {
+        Ok(Json::Number(n)) => number_to_u64(n),
         _ => Err(Reason::Parse),
     }
 }

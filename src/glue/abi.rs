@@ -57,7 +57,17 @@ impl Vm {
         if !root.configure() {
             return false;
         }
+        let before = self.roots.len();
         self.roots.retain(|(_, old)| old.name() != root.name());
+        if self.roots.len() < before {
+            // Envoy keeps a VM across a plugin's configuration updates; the same name in two
+            // listeners at once would also land here, hence the hint.
+            log::info!(
+                "plugin {:?} configured again: its requests now use the new configuration (two \
+                 listeners with different configurations need distinct plugin names)",
+                String::from_utf8_lossy(root.name().unwrap_or_default())
+            );
+        }
         self.roots.push((id, root));
         true
     }

@@ -28,7 +28,9 @@ pub fn on_log(state: &mut State) {
     if !filter.observes_requests() {
         return;
     }
+    // Both maps first, back to back: the host's second copy costs least right after the first.
     let request_map = read(Map::Request);
+    let response_map = read(Map::Response);
     let request = Found::lookup(
         request_map.as_deref().unwrap_or_default(),
         &filter.request_names,
@@ -46,7 +48,6 @@ pub fn on_log(state: &mut State) {
     if exchange.handler.is_none() && exchange.candidates.is_empty() {
         return;
     }
-    let response_map = read(Map::Response);
     let response = Found::lookup(
         response_map.as_deref().unwrap_or_default(),
         &filter.response_names,
