@@ -171,13 +171,21 @@ stats_config:
 /// The test bootstrap: the same filter and stats tags as envoy/envoy.yaml, stats flushed every
 /// second so histograms show quickly.
 pub fn bootstrap(opts: &EnvoyOptions, listen_port: u16, admin_port: u16) -> String {
-    let listener = list_item(&listener_yaml(opts, listen_port), 2);
+    static_bootstrap(
+        opts,
+        admin_port,
+        &list_item(&listener_yaml(opts, listen_port), 2),
+    )
+}
+
+/// Admin, stats and `listeners` (YAML list items), then the clusters of `opts`.
+fn static_bootstrap(opts: &EnvoyOptions, admin_port: u16, listeners: &str) -> String {
     let admin_and_stats = admin_and_stats(admin_port);
     let clusters = clusters_yaml(opts);
     format!(
         r#"{admin_and_stats}static_resources:
   listeners:
-{listener}  clusters:
+{listeners}  clusters:
 {clusters}"#
     )
 }
@@ -208,14 +216,7 @@ pub fn shared_vm_bootstrap(
             list_item(&named_listener_yaml(&opts, *port, name, name), 2)
         })
         .collect();
-    let admin_and_stats = admin_and_stats(admin_port);
-    let clusters = clusters_yaml(opts);
-    format!(
-        r#"{admin_and_stats}static_resources:
-  listeners:
-{listeners}  clusters:
-{clusters}"#
-    )
+    static_bootstrap(opts, admin_port, &listeners)
 }
 
 fn named_listener_yaml(
