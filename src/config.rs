@@ -26,6 +26,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 const MAX_INTERVAL_SECONDS: u64 = 86_400;
 const MAX_TIMEOUT_MS: u64 = 60_000;
 const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+/// Every request is checked against every counter and every header name some counter reads:
+/// these bound that work, far above any real configuration.
+pub const MAX_COUNTERS: usize = 256;
+pub const MAX_HEADER_NAMES: usize = 32;
 
 /// A configuration error: the field path (`counters[1].match.status[0]`) and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,7 +282,9 @@ fn read_match(node: Node<'_>) -> Result<Match, ConfigError> {
     node.object(&fields, |f| {
         let headers = |f: &Fields<'_>, name| {
             f.optional(name, |n| {
-                n.entries(|key, v| Ok((key.to_string(), read_header_match(v)?)))
+                n.entries(MAX_HEADER_NAMES, |key, v| {
+                    Ok((key.to_string(), read_header_match(v)?))
+                })
             })
             .map(|found| found.unwrap_or_default().into_iter().collect())
         };
@@ -402,10 +408,41 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         names.insert(name.to_string(), path.trim_end_matches(".name").to_string());
         Ok(())
     };
+    if config.counters.len() > MAX_COUNTERS {
+        return Err(ConfigError::new(
+            "counters",
+            format!(
+                "has {} counters (expected at most {MAX_COUNTERS}: every request is checked against each)",
+                config.counters.len()
+            ),
+        ));
+    }
+    let mut header_names: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     for (i, counter) in config.counters.iter().enumerate() {
         let at = format!("counters[{i}]");
         claim(&counter.name, format!("{at}.name"))?;
         validate_match(&counter.matches, &format!("{at}.match"))?;
+        let m = &counter.matches;
+        for ((field, headers), seen) in [
+            ("request_headers", &m.request_headers),
+            ("response_headers", &m.response_headers),
+        ]
+        .into_iter()
+        .zip(header_names.iter_mut())
+        {
+            for name in headers.keys() {
+                let name_lower = name.to_ascii_lowercase();
+                if !seen.contains(&name_lower) {
+                    seen.push(name_lower);
+                }
+                if seen.len() > MAX_HEADER_NAMES {
+                    return Err(ConfigError::new(
+                        format!("{at}.match.{field}.{name}"),
+                        format!("is one header name too many: counters may read at most {MAX_HEADER_NAMES} distinct {field} (each is looked up in every request)"),
+                    ));
+                }
+            }
+        }
     }
     for (i, sampler) in config.samplers.iter().enumerate() {
         let at = format!("samplers[{i}]");

@@ -244,21 +244,30 @@ impl<'a> Node<'a> {
             .collect()
     }
 
-    /// The entries of an object, each with its key in the path, handed to `read`; a repeated key
-    /// is an error.
+    /// The entries of an object (at most `max`), each with its key in the path, handed to
+    /// `read`; a repeated key is an error.
     pub fn entries<T>(
         &self,
+        max: usize,
         mut read: impl FnMut(&'a str, Node<'_>) -> Result<T, ConfigError>,
     ) -> Result<Vec<T>, ConfigError> {
         let Json::Object(entries) = self.value else {
             return Err(self.invalid_type("an object"));
         };
+        if entries.len() > max {
+            return Err(self.error(format!(
+                "has {} entries (expected at most {max})",
+                entries.len()
+            )));
+        }
         let mut out = Vec::with_capacity(entries.len());
         for (i, (key, value)) in entries.iter().enumerate() {
             let node = Node {
                 value,
                 path: &Path::Field(self.path, key),
             };
+            // Quadratic, but short: `max` bounds maps, and in an object every key must be one
+            // of its few fields (`object` refuses the first that is not).
             if entries.iter().take(i).any(|(k, _)| k == key) {
                 return Err(node.error(format!("duplicate field `{key}`")));
             }
@@ -273,7 +282,7 @@ impl<'a> Node<'a> {
         fields: &[&str],
         read: impl FnOnce(&Fields<'_>) -> Result<T, ConfigError>,
     ) -> Result<T, ConfigError> {
-        self.entries(|key, node| {
+        self.entries(usize::MAX, |key, node| {
             if fields.contains(&key) {
                 Ok(())
             } else {

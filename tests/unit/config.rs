@@ -91,6 +91,12 @@ logic_test!(
                 r#"{{"samplers": [{{"name": "s", "cluster": "c", "path": "/p", "value": {{"text": true}}{extra}}}]}}"#
             )
         };
+        let headers = |range: std::ops::Range<usize>| {
+            range
+                .map(|i| format!(r#""h{i:02}": true"#))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let cases: Vec<(String, &str)> = vec![
         (r#"{"counters": [{"name": "a", "match": {}}, {"name": "b", "match": {"status": ["7xx"]}}]}"#.into(),
          r#"counters[1].match.status[0]: "7xx" is not a status code or class (expected 100-599 or 1xx-5xx)"#),
@@ -149,6 +155,14 @@ logic_test!(
          r#"samplers[0].value.json_pointer: "count" is not a JSON pointer"#),
         (r#"{"samplers": [{"name": "s", "cluster": "c", "path": "/p", "value": {"header": ""}}]}"#.into(), "samplers[0].value.header: is empty"),
         (r#"{"samplers": [{"name": "s", "path": "/p", "value": {"text": true}}]}"#.into(), "samplers[0]: missing field `cluster`"),
+        (format!(r#"{{"counters": [{}]}}"#,
+            (0..257).map(|i| format!(r#"{{"name": "c{i}", "match": {{}}}}"#)).collect::<Vec<_>>().join(", ")),
+         "counters: has 257 counters (expected at most 256"),
+        (format!(r#"{{"counters": [{{"name": "a", "match": {{"request_headers": {{{}}}}}}}]}}"#, headers(0..33)),
+         "counters[0].match.request_headers: has 33 entries (expected at most 32)"),
+        (format!(r#"{{"counters": [{{"name": "a", "match": {{"request_headers": {{{}}}}}}}, {{"name": "b", "match": {{"request_headers": {{{}}}}}}}]}}"#,
+            headers(0..17), headers(17..34)),
+         "counters[1].match.request_headers.h32: is one header name too many: counters may read at most 32 distinct request_headers"),
         ("[1, 2]".into(), ".: is not a JSON object"),
         ("null".into(), ".: is not a JSON object"),
         ("{".into(), "EOF while parsing an object"),

@@ -121,3 +121,28 @@ logic_test!(
         );
     }
 );
+
+logic_test!(
+    fn maps_are_bounded_and_objects_refuse_repeats_early() {
+        // A map over its bound is refused before any key is looked at.
+        let body: Vec<String> = (0..20_000).map(|i| format!("\"h{i}\": true")).collect();
+        let d = doc(&format!("{{\"m\": {{{}}}}}", body.join(", ")));
+        let m = Node::root(&d).object(&["m"], |f| {
+            f.required("m", |n| n.entries(32, |k, _| Ok(k.len())))
+        });
+        assert_eq!(
+            m.unwrap_err().to_string(),
+            "m: has 20000 entries (expected at most 32)"
+        );
+        // An object: the first unknown or repeated key ends the reading.
+        let d = doc(&format!("{{{}}}", body.join(", ")));
+        let err = Node::root(&d).object(&["h0"], |_| Ok(())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "h1: unknown field `h1`, expected one of `h0`"
+        );
+        let d = doc(r#"{"a": 1, "b": 2, "a": 3}"#);
+        let err = Node::root(&d).entries(32, |_, _| Ok(())).unwrap_err();
+        assert_eq!(err.to_string(), "a: duplicate field `a`");
+    }
+);
