@@ -117,6 +117,7 @@ def free_port():
 
 
 def wait_http(url, timeout=15.0):
+    """Waits for an answer below 500: a proxy answers 503 until the app behind it listens."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -124,10 +125,12 @@ def wait_http(url, timeout=15.0):
             with urllib.request.urlopen(url, timeout=2) as r:
                 return r.status
         except urllib.error.HTTPError as e:
-            return e.code
+            if e.code < 500:
+                return e.code
+            last = e
         except OSError as e:
             last = e
-            time.sleep(0.1)
+        time.sleep(0.1)
     raise AssertionError(f"{url} did not answer within {timeout}s: {last}")
 
 
