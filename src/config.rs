@@ -17,8 +17,13 @@ pub const RESERVED_NAMES: [&str; 4] = [
     "http_request_size_bytes",
     "http_response_size_bytes",
 ];
+/// The lines each histogram above also renders as.
+const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
 /// Prefix of the filter's self-metrics.
 pub const SELF_PREFIX: &str = "app_metrics_";
+/// Prefixes of the series Envoy (its own stats) and Istio (`istio_requests_total`, ...) publish
+/// on the same page.
+const FOREIGN_PREFIXES: [&str; 2] = ["envoy_", "istio_"];
 
 pub const DEFAULT_INTERVAL_SECONDS: u64 = 30;
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
@@ -146,8 +151,27 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn authority(&self) -> &str {
-        self.authority.as_deref().unwrap_or(&self.cluster)
+    /// `authority`, else the host of an Istio cluster name (`outbound|8000||app.ns.svc.cluster.local`
+    /// → `app.ns.svc.cluster.local:8000`), else the cluster name.
+    pub fn authority(&self) -> std::borrow::Cow<'_, str> {
+        if let Some(authority) = &self.authority {
+            return authority.as_str().into();
+        }
+        let mut parts = self.cluster.split('|');
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
+            (Some("outbound" | "inbound"), Some(port), Some(_), Some(host), None)
+                if !host.is_empty() && !port.is_empty() =>
+            {
+                format!("{host}:{port}").into()
+            }
+            _ => self.cluster.as_str().into(),
+        }
     }
 }
 
@@ -503,14 +527,17 @@ fn validate_match(m: &Match, at: &str) -> Result<(), ConfigError> {
         ("response_headers", &m.response_headers),
     ] {
         for name in headers.keys() {
-            let ok = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b));
-            if !ok {
+            if !is_header_name(name) {
                 return Err(ConfigError::new(
                     format!("{at}.{field}.{name}"),
                     format!("{name:?} is not a header name (expected letters, digits, '-', '_', '.' or a leading ':')"),
+                ));
+            }
+            let same = |other: &&String| *other != name && other.eq_ignore_ascii_case(name);
+            if let Some(other) = headers.keys().find(same) {
+                return Err(ConfigError::new(
+                    format!("{at}.{field}.{name}"),
+                    format!("names the same header as {other:?} (header names are case-insensitive; expected one entry per header)"),
                 ));
             }
         }
@@ -533,6 +560,21 @@ fn validate_sampler(s: &Sampler, at: &str) -> Result<(), ConfigError> {
             ));
         }
     }
+    let authority = s.authority();
+    if !is_authority(&authority) {
+        let what = if s.authority.is_some() {
+            format!("{authority:?} is not a valid :authority")
+        } else {
+            format!(
+                "is not set and the cluster name {authority:?} is not a valid :authority, which \
+                 Envoy would refuse"
+            )
+        };
+        return Err(ConfigError::new(
+            format!("{at}.authority"),
+            format!("{what} (expected a host name with an optional port, e.g. \"app.ns.svc.cluster.local:8000\")"),
+        ));
+    }
     check_path(&s.path, &format!("{at}.path"))?;
     if !(1..=MAX_INTERVAL_SECONDS).contains(&s.interval_seconds) {
         return Err(ConfigError::new(
@@ -549,6 +591,17 @@ fn validate_sampler(s: &Sampler, at: &str) -> Result<(), ConfigError> {
             format!(
                 "{} is out of range (expected 1-{MAX_TIMEOUT_MS})",
                 s.timeout_ms
+            ),
+        ));
+    }
+    if s.timeout_ms > s.interval_seconds.saturating_mul(1000) {
+        return Err(ConfigError::new(
+            format!("{at}.timeout_ms"),
+            format!(
+                "{} is longer than interval_seconds ({} s): samples would overlap (expected at most {})",
+                s.timeout_ms,
+                s.interval_seconds,
+                s.interval_seconds.saturating_mul(1000)
             ),
         ));
     }
@@ -580,6 +633,10 @@ fn validate_sampler(s: &Sampler, at: &str) -> Result<(), ConfigError> {
         Some(ValueSource::Header(h)) if h.trim().is_empty() => Err(ConfigError::new(
             format!("{value_at}.header"),
             "is empty (expected a header name such as \"x-total-count\")",
+        )),
+        Some(ValueSource::Header(h)) if !is_header_name(&h) => Err(ConfigError::new(
+            format!("{value_at}.header"),
+            format!("{h:?} is not a header name (expected letters, digits, '-', '_', '.', e.g. \"x-total-count\")"),
         )),
         Some(_) => Ok(()),
     }
@@ -626,33 +683,65 @@ fn check_template(path: &str, at: &str) -> Result<(), ConfigError> {
 }
 
 fn check_path(path: &str, at: &str) -> Result<(), ConfigError> {
-    if path.starts_with('/') && !path.contains(['?', '#']) && !path.chars().any(char::is_whitespace)
-    {
+    let clean = !path
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#');
+    if path.starts_with('/') && clean {
         Ok(())
     } else {
         Err(ConfigError::new(
             at,
-            format!("{path:?} is not a path (expected it to start with '/', without query, fragment or spaces)"),
+            format!("{path:?} is not a path (expected it to start with '/', without query, fragment, spaces or control characters)"),
         ))
     }
 }
 
-/// Prometheus metric names: `[a-zA-Z_:][a-zA-Z0-9_:]*`, not one of ours.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b))
+}
+
+/// RFC 3986 authority characters (host, port, user info, IPv6 brackets, %-escapes).
+fn is_authority(authority: &str) -> bool {
+    !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@[]%".contains(&b))
+}
+
+/// Metric names as Envoy's `/stats/prometheus` prints them unchanged, `[a-zA-Z_][a-zA-Z0-9_]*`
+/// (it turns any other character, ':' included, into '_', so two names could print as one),
+/// and not one the filter, Envoy or Istio publishes there.
 fn check_metric_name(name: &str, at: &str) -> Result<(), ConfigError> {
     let mut bytes = name.bytes();
     let first_ok = bytes
         .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':');
-    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':') {
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(ConfigError::new(
             at,
-            format!("{name:?} is not a Prometheus metric name (expected [a-zA-Z_:][a-zA-Z0-9_:]*)"),
+            format!("{name:?} is not a metric name Envoy exports as is (expected [a-zA-Z_][a-zA-Z0-9_]*)"),
         ));
     }
-    if RESERVED_NAMES.contains(&name) || name.starts_with(SELF_PREFIX) {
+    let ours = RESERVED_NAMES.iter().any(|r| {
+        name == *r
+            || (*r != "http_requests_total"
+                && HISTOGRAM_SUFFIXES
+                    .iter()
+                    .any(|suffix| name.strip_suffix(suffix) == Some(r)))
+    });
+    if ours || name.starts_with(SELF_PREFIX) {
         return Err(ConfigError::new(
             at,
-            format!("{name:?} is reserved by the filter (expected a name that is not an http_* request metric and does not start with {SELF_PREFIX})"),
+            format!("{name:?} is reserved by the filter (expected a name that is not an http_* request metric or one of its series and does not start with {SELF_PREFIX})"),
+        ));
+    }
+    if let Some(prefix) = FOREIGN_PREFIXES.iter().find(|p| name.starts_with(**p)) {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} starts with {prefix}, which Envoy's and Istio's own metrics use on the same page (expected another name)"),
         ));
     }
     Ok(())

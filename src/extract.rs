@@ -1,7 +1,7 @@
 //! Turning a sampler's HTTP answer into a gauge value, or into the reason it could not be.
 
 use crate::config::ValueSource;
-use crate::json::{Json, Number};
+use crate::json::{select, Number, Selected};
 
 /// Why a sample failed; the `reason` label of `app_metrics_sampler_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,17 +86,17 @@ pub fn sample_value(
         _ if answer.body_size > max_body || answer.body.len() > max_body => Err(Reason::TooLarge),
         ValueSource::Text => parse_number_text(answer.body),
         ValueSource::JsonPointer(pointer) => {
-            let doc = Json::parse(answer.body).map_err(|_| Reason::Parse)?;
-            match doc.pointer(pointer).ok_or(Reason::Missing)? {
-                Json::Number(n) => number_to_u64(*n),
-                _ => Err(Reason::Invalid),
+            match select(answer.body, pointer).map_err(|_| Reason::Parse)? {
+                Some(Selected::Number(n)) => number_to_u64(n),
+                Some(_) => Err(Reason::Invalid),
+                None => Err(Reason::Missing),
             }
         }
         ValueSource::JsonArrayLength(pointer) => {
-            let doc = Json::parse(answer.body).map_err(|_| Reason::Parse)?;
-            match doc.pointer(pointer).ok_or(Reason::Missing)? {
-                Json::Array(items) => Ok(items.len() as u64),
-                _ => Err(Reason::Invalid),
+            match select(answer.body, pointer).map_err(|_| Reason::Parse)? {
+                Some(Selected::Array(length)) => Ok(length),
+                Some(_) => Err(Reason::Invalid),
+                None => Err(Reason::Missing),
             }
         }
     }
@@ -121,8 +121,8 @@ fn parse_number_text(raw: &[u8]) -> Result<u64, Reason> {
         return Ok(n);
     }
     // Any other number ("42.0", "-3", "4.2e1") as JSON reads it: one number parser in the module.
-    match Json::parse(text.as_bytes()) {
-        Ok(Json::Number(n)) => number_to_u64(n),
+    match select(text.as_bytes(), "") {
+        Ok(Some(Selected::Number(n))) => number_to_u64(n),
         _ => Err(Reason::Parse),
     }
 }

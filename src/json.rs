@@ -8,7 +8,9 @@
 //! refused) and [`Node`] reads typed fields out of it with serde's wording for its errors.
 
 use crate::config::ConfigError;
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +84,141 @@ fn array_index(token: &str) -> Option<usize> {
         return None;
     }
     token.parse().ok()
+}
+
+/// What [`select`] found at a pointer: only what a sampler can use of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Selected {
+    Number(Number),
+    /// An array, by its length.
+    Array(u64),
+    /// A string, boolean, null or object.
+    Other,
+}
+
+/// The value at RFC 6901 `pointer` in the document `input` (`None` when absent), found in one
+/// pass without building the document: a sampler's answer may be megabytes, and a tree of it
+/// would take about fifteen times that in the VM's memory, which never shrinks. The whole
+/// document is still checked, so invalid JSON anywhere is an error, as with [`Json::parse`];
+/// with duplicate keys the last one counts, as in [`Json::pointer`].
+pub fn select(input: &[u8], pointer: &str) -> Result<Option<Selected>, serde_json::Error> {
+    let tokens: Vec<String> = if pointer.is_empty() {
+        Vec::new()
+    } else {
+        let Some(rest) = pointer.strip_prefix('/') else {
+            return Ok(None);
+        };
+        rest.split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect()
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(input);
+    let found = Walk { tokens: &tokens }.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(found)
+}
+
+/// Walks down the pointer's remaining `tokens`, skipping everything off the path.
+struct Walk<'a> {
+    tokens: &'a [String],
+}
+
+impl Walk<'_> {
+    fn leaf(&self, found: Selected) -> Option<Selected> {
+        self.tokens.is_empty().then_some(found)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = Option<Selected>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = Option<Selected>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(self.leaf(Selected::Other))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(self.leaf(Selected::Other))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(self.leaf(Selected::Number(Number::Unsigned(v))))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(self.leaf(Selected::Number(match u64::try_from(v) {
+            Ok(v) => Number::Unsigned(v),
+            Err(_) => Number::Signed(v),
+        })))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(self.leaf(Selected::Number(Number::Float(v))))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(self.leaf(Selected::Other))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let Some((token, rest)) = self.tokens.split_first() else {
+            let mut length = 0u64;
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                length += 1;
+            }
+            return Ok(Some(Selected::Array(length)));
+        };
+        let wanted = array_index(token);
+        let mut found = None;
+        for i in 0usize.. {
+            if Some(i) == wanted {
+                match seq.next_element_seed(Walk { tokens: rest })? {
+                    Some(value) => found = value,
+                    None => break,
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Some((token, rest)) = self.tokens.split_first() else {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Some(Selected::Other));
+        };
+        let mut found = None;
+        while let Some(is_token) = map.next_key_seed(KeyIs(token))? {
+            if is_token {
+                found = map.next_value_seed(Walk { tokens: rest })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether an object key equals the pointer token, compared where serde_json has it.
+struct KeyIs<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
 }
 
 impl fmt::Display for Number {

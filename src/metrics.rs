@@ -7,7 +7,7 @@
 use crate::extract::Reason;
 use crate::filter::{Exchange, Filter};
 use crate::labels::{
-    method_label, stat_name, status_index, status_label, METHOD_COUNT, STATUS_COUNT,
+    method_label, stat_name, status_index, status_label, METHOD_COUNT, OTHER_STATUS, STATUS_COUNT,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,8 @@ pub const SAMPLER_LAST_SUCCESS: &str = "app_metrics_sampler_last_success_timesta
 #[derive(Debug, Clone)]
 pub struct Completed<'a> {
     pub exchange: &'a Exchange,
-    /// `None` when no response was sent (e.g. the client went away first).
+    /// `None` when no response was sent (e.g. the client went away first): counted with status
+    /// class `other`, by counters without a status condition, and timed by Envoy's clock.
     pub status: Option<u16>,
     pub response_headers: &'a [Option<&'a [u8]>],
     pub duration_ms: Option<u64>,
@@ -104,11 +105,8 @@ impl Registry {
         done: &Completed<'_>,
     ) -> bool {
         let mut ok = true;
-        let Some(status) = done.status else {
-            return ok;
-        };
         for &i in &done.exchange.candidates {
-            if filter.rules.confirm(i, status, done.response_headers) {
+            if filter.rules.confirm(i, done.status, done.response_headers) {
                 ok &= self
                     .counters
                     .get(i)
@@ -122,7 +120,8 @@ impl Registry {
         };
         let handler = || http.handler_label(h);
         let m = done.exchange.method;
-        let s = status_index(status);
+        // No response at all (the client went away first) is status class `other`.
+        let s = done.status.map_or(OTHER_STATUS, status_index);
         let series = (h * METHOD_COUNT + m) * STATUS_COUNT + s;
         ok &= id_in(self.requests.get_mut(series), host, Kind::Counter, || {
             stat_name(

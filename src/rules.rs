@@ -162,10 +162,17 @@ impl Rules {
             .collect()
     }
 
-    /// Whether candidate `index` also matches the response.
-    pub fn confirm(&self, index: usize, status: u16, response_headers: &[Option<&[u8]>]) -> bool {
+    /// Whether candidate `index` also matches the response; `status` is `None` when there was
+    /// none (the client went away first), which only a rule without a status condition matches.
+    pub fn confirm(
+        &self,
+        index: usize,
+        status: Option<u16>,
+        response_headers: &[Option<&[u8]>],
+    ) -> bool {
         self.rules.get(index).is_some_and(|rule| {
-            (rule.status.is_empty() || rule.status.iter().any(|s| s.matches(status)))
+            (rule.status.is_empty()
+                || status.is_some_and(|status| rule.status.iter().any(|s| s.matches(status))))
                 && rule
                     .response_headers
                     .iter()

@@ -18,10 +18,12 @@ pub fn decode(bytes: &[u8]) -> Option<u64> {
 }
 
 /// If the deadline has passed, the deadline to store on winning. It advances by exactly one
-/// interval, so samples keep their rhythm; after a long stall it restarts from `now`.
+/// interval, so samples keep their rhythm; after a long stall it restarts from `now`. A
+/// deadline more than one interval ahead is not trusted: it was set under a longer interval
+/// (shared data outlives a configuration update) or before the clock stepped back.
 pub fn next_deadline(now_ms: u64, deadline_ms: u64, interval_ms: u64) -> Option<u64> {
     if now_ms < deadline_ms {
-        return None;
+        return (deadline_ms - now_ms > interval_ms).then(|| now_ms.saturating_add(interval_ms));
     }
     let next = deadline_ms.saturating_add(interval_ms);
     Some(if next <= now_ms {

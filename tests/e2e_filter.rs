@@ -320,7 +320,9 @@ fn request_metrics_use_templates_classes_and_nothing_else() {
 
 fn sampler(name: &str, path: &str, value: &str, interval: u32) -> String {
     format!(
-        r#"{{"name": "{name}", "cluster": "app", "path": "{path}", "interval_seconds": {interval}, "timeout_ms": 3000, "value": {value}}}"#
+        r#"{{"name": "{name}", "cluster": "app", "path": "{path}", "interval_seconds": {interval}, "timeout_ms": {timeout}, "value": {value}}}"#,
+        // As long as the interval allows (the configuration refuses more).
+        timeout = interval * 1000
     )
 }
 
@@ -341,22 +343,22 @@ fn samplers_read_pointer_array_length_header_and_text() {
             "total_users",
             "/users/count",
             r#"{"json_pointer": "/count"}"#,
-            1
+            3
         ),
-        sampler("listed_users", "/users", r#"{"json_array_length": ""}"#, 1),
+        sampler("listed_users", "/users", r#"{"json_array_length": ""}"#, 3),
         sampler(
             "nested_items",
             "/nested",
             r#"{"json_array_length": "/data/items"}"#,
-            1
+            3
         ),
         sampler(
             "header_users",
             "/users",
             r#"{"header": "X-Total-Count"}"#,
-            1
+            3
         ),
-        sampler("text_value", "/text", r#"{"text": true}"#, 1),
+        sampler("text_value", "/text", r#"{"text": true}"#, 3),
     );
     let envoy = Envoy::start(EnvoyOptions::new(&config, upstream.port));
     // Gauges read 0 until the first sample, which comes one tick after start.
@@ -436,7 +438,7 @@ fn failed_samples_keep_the_last_value_and_count_the_reason() {
             "total_users",
             "/users/count",
             r#"{"json_pointer": "/count"}"#,
-            1
+            2
         )
     );
     let envoy = Envoy::start(EnvoyOptions::new(&config, upstream.port));
@@ -614,16 +616,19 @@ fn answers_envoy_makes_itself_are_counted_and_timed() {
     );
 }
 
-/// A client that leaves before the answer has no status: nothing is counted for it, and the
-/// requests around it are counted exactly (the filter reads everything once the request has
-/// ended, so an abandoned one must not confuse it).
+/// A client that leaves before the answer: the application got the request, so it is counted,
+/// with status class `other` (there is no status) and the time until the client left; counters
+/// asking for a status do not count it. The requests around it are counted exactly.
 #[test]
-fn abandoned_requests_are_not_counted_and_lose_nothing_else() {
+fn abandoned_requests_are_counted_as_other_and_lose_nothing_else() {
     let upstream = Upstream::start(|_, url| match url {
         "/slow" => Reply::new(200, "late").delay(Duration::from_millis(800)),
         _ => Reply::new(200, "ok"),
     });
-    let config = r#"{"counters": [], "http_metrics": {"handlers": ["/slow", "/fast"]}}"#;
+    let config = r#"{"counters": [
+        {"name": "slow_total", "match": {"path": "/slow"}},
+        {"name": "slow_ok_total", "match": {"path": "/slow", "status": ["2xx"]}}
+    ], "http_metrics": {"handlers": ["/slow", "/fast"]}}"#;
     let envoy = Envoy::start(EnvoyOptions::new(config, upstream.port));
     let agent = agent();
     for i in 0..40 {
@@ -638,23 +643,38 @@ fn abandoned_requests_are_not_counted_and_lose_nothing_else() {
         }
     }
     let fast = [("handler", "/fast"), ("method", "GET"), ("status", "2xx")];
-    let m = wait_value(&envoy, "http_requests_total", &fast, 20.0);
-    std::thread::sleep(Duration::from_millis(1500)); // past every /slow answer
-    let m2 = envoy.scrape();
-    // The abandoned requests did reach the application (so the filter saw them start).
+    let slow = [("handler", "/slow"), ("method", "GET"), ("status", "other")];
+    wait_value(&envoy, "http_requests_total", &fast, 20.0);
+    let m = wait_value(&envoy, "http_requests_total", &slow, 20.0);
     assert!(
         upstream.hits("/slow") > 0,
         "no /slow request reached the upstream"
     );
-    assert_eq!(m2.value("http_requests_total", &fast), Some(20.0));
-    assert!(
-        m2.series("http_requests_total")
-            .keys()
-            .all(|labels| !labels.contains(&("handler".to_string(), "/slow".to_string()))),
-        "abandoned requests counted: {:?}",
+    assert_eq!(m.value("slow_total", &[]), Some(20.0));
+    assert_eq!(m.value("slow_ok_total", &[]), Some(0.0));
+    assert_eq!(
+        m.series("http_requests_total").len(),
+        2,
+        "only /fast 2xx and /slow other: {:?}",
         m.series("http_requests_total")
     );
-    // The worker is still counting afterwards.
+    // Timed until the client left (≈ 20 ms), not the 800 ms the application would have taken.
+    let timed = [("handler", "/slow"), ("method", "GET")];
+    let m = eventually(Duration::from_secs(15), "histogram flush", || {
+        let m = envoy.scrape();
+        let all = m.histogram_bucket("http_request_duration_milliseconds", &timed, f64::INFINITY);
+        (all == Some(20.0)).then_some(m)
+    });
+    assert_eq!(
+        m.histogram_bucket("http_request_duration_milliseconds", &timed, 500.0),
+        Some(20.0)
+    );
+    // Past every /slow answer: nothing more arrives, and the worker is still counting.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        envoy.scrape().value("http_requests_total", &slow),
+        Some(20.0)
+    );
     send(&agent, "GET", &envoy.url("/fast"), "");
     wait_value(&envoy, "http_requests_total", &fast, 21.0);
 }

@@ -359,8 +359,14 @@ fn config() -> String {
         .iter()
         .map(|c| {
             format!(
-                r#"{{"name": "{}", "cluster": "{}", "path": "{}", "interval_seconds": 1, "timeout_ms": {}, "value": {}}}"#,
-                c.name, c.cluster, c.path, c.timeout_ms, c.value
+                r#"{{"name": "{}", "cluster": "{}", "path": "{}", "interval_seconds": {}, "timeout_ms": {}, "value": {}}}"#,
+                c.name,
+                c.cluster,
+                c.path,
+                // The shortest interval the timeout allows (a longer timeout is refused).
+                c.timeout_ms.div_ceil(1000),
+                c.timeout_ms,
+                c.value
             )
         })
         .collect();

@@ -145,7 +145,7 @@ pub fn path_templates(data: &[u8]) {
         let candidates = rules.candidates(b"GET", Some(path), &[]);
         assert!(candidates.iter().all(|&i| i < counters.len()));
         for i in candidates {
-            assert!(rules.confirm(i, 200, &[]));
+            assert!(rules.confirm(i, Some(200), &[]));
         }
     }
     assert!(rules

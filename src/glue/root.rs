@@ -181,10 +181,11 @@ fn send(state: &mut State, pending: &mut Vec<(u32, usize)>, index: usize) {
     let Some(sampler) = state.filter.samplers.get(index) else {
         return;
     };
+    let authority = sampler.authority();
     let headers = [
         (":method", "GET"),
         (":path", sampler.path.as_str()),
-        (":authority", sampler.authority()),
+        (":authority", &*authority),
         ("user-agent", "app-metrics-wasm"),
     ];
     let timeout_ms = u32::try_from(sampler.timeout_ms).unwrap_or(u32::MAX);

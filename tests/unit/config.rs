@@ -65,6 +65,40 @@ logic_test!(
     }
 );
 
+// Istio's cluster names are not host names: the sample request's Host is the service's.
+logic_test!(
+    fn authority_from_istio_cluster_names() {
+        let sampler = |cluster: &str, authority: &str| {
+            let json = format!(
+                r#"{{"samplers": [{{"name": "n", "cluster": "{cluster}", {authority} "path": "/n", "value": {{"text": true}}}}]}}"#
+            );
+            parse(json.as_bytes()).map(|c| c.samplers[0].authority().into_owned())
+        };
+        assert_eq!(
+            sampler("outbound|8000||app.ns.svc.cluster.local", "").unwrap(),
+            "app.ns.svc.cluster.local:8000"
+        );
+        assert_eq!(
+            sampler("outbound|8000|v1|app.ns.svc.cluster.local", "").unwrap(),
+            "app.ns.svc.cluster.local:8000"
+        );
+        assert_eq!(
+            sampler(
+                "outbound|8000||app.ns.svc.cluster.local",
+                r#""authority": "app","#
+            )
+            .unwrap(),
+            "app"
+        );
+        assert_eq!(sampler("app_8000", "").unwrap(), "app_8000");
+        let err = sampler("a|b", "").unwrap_err().to_string();
+        assert!(
+            err.starts_with(r#"samplers[0].authority: is not set and the cluster name "a|b" is not a valid :authority"#),
+            "{err}"
+        );
+    }
+);
+
 logic_test!(
     fn status_forms() {
         let config = parse(
@@ -110,9 +144,28 @@ logic_test!(
         (r#"{"counters": [{"name": "a", "match": {"paht": "/x"}}]}"#.into(), "counters[0].match.paht: unknown field `paht`"),
         (r#"{"counters": [{"name": 5, "match": {}}]}"#.into(), "counters[0].name: invalid type: integer `5`, expected a string"),
         (r#"{"counters": [{"name": "9lives", "match": {}}]}"#.into(),
-         r#"counters[0].name: "9lives" is not a Prometheus metric name (expected [a-zA-Z_:][a-zA-Z0-9_:]*)"#),
-        (r#"{"counters": [{"name": "a-b", "match": {}}]}"#.into(), r#"counters[0].name: "a-b" is not a Prometheus metric name"#),
-        (r#"{"counters": [{"name": "", "match": {}}]}"#.into(), r#"counters[0].name: "" is not a Prometheus metric name"#),
+         r#"counters[0].name: "9lives" is not a metric name Envoy exports as is (expected [a-zA-Z_][a-zA-Z0-9_]*)"#),
+        (r#"{"counters": [{"name": "a-b", "match": {}}]}"#.into(), r#"counters[0].name: "a-b" is not a metric name"#),
+        (r#"{"counters": [{"name": "", "match": {}}]}"#.into(), r#"counters[0].name: "" is not a metric name"#),
+        // Envoy prints ':' as '_': "http:requests_total" would print as ours.
+        (r#"{"counters": [{"name": "http:requests_total", "match": {}}]}"#.into(),
+         r#"counters[0].name: "http:requests_total" is not a metric name"#),
+        (r#"{"counters": [{"name": "http_request_size_bytes_count", "match": {}}]}"#.into(),
+         r#"counters[0].name: "http_request_size_bytes_count" is reserved"#),
+        (r#"{"counters": [{"name": "envoy_cluster_upstream_rq_total", "match": {}}]}"#.into(),
+         "counters[0].name: \"envoy_cluster_upstream_rq_total\" starts with envoy_"),
+        (r#"{"counters": [{"name": "istio_requests_total", "match": {}}]}"#.into(),
+         "counters[0].name: \"istio_requests_total\" starts with istio_"),
+        (r#"{"counters": [{"name": "a", "match": {"request_headers": {"X-Role": "a", "x-role": "b"}}}]}"#.into(),
+         r#"counters[0].match.request_headers.X-Role: names the same header as "x-role" (header names are case-insensitive"#),
+        (sampler(r#", "interval_seconds": 5, "timeout_ms": 5001"#),
+         "samplers[0].timeout_ms: 5001 is longer than interval_seconds (5 s): samples would overlap (expected at most 5000)"),
+        (sampler(r#", "authority": "app\r\nx-injected: 1""#),
+         r#"samplers[0].authority: "app\r\nx-injected: 1" is not a valid :authority"#),
+        (r#"{"samplers": [{"name": "s", "cluster": "c", "path": "/p\u0000", "value": {"text": true}}]}"#.into(),
+         r#"samplers[0].path: "/p\0" is not a path"#),
+        (r#"{"samplers": [{"name": "s", "cluster": "c", "path": "/p", "value": {"header": "X Total"}}]}"#.into(),
+         r#"samplers[0].value.header: "x total" is not a header name"#),
         (r#"{"counters": [{"name": "a", "match": {}}, {"name": "a", "match": {}}]}"#.into(),
          r#"counters[1].name: "a" is already used by counters[0]"#),
         (r#"{"counters": [{"name": "a", "match": {}}], "samplers": [{"name": "a", "cluster": "c", "path": "/p", "value": {"text": true}}]}"#.into(),

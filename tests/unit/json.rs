@@ -146,3 +146,40 @@ logic_test!(
         assert_eq!(err.to_string(), "a: duplicate field `a`");
     }
 );
+
+// The samplers' one-pass reader answers as the tree does, without building it.
+logic_test!(
+    fn select_finds_what_pointer_finds() {
+        let text =
+            r#"{"a": [10, {"b~c/d": -3}, [1, 2]], "n": 1, "n": 2.5, "s": "x", "o": {}, "z": null}"#;
+        let sel = |p: &str| select(text.as_bytes(), p).unwrap();
+        assert_eq!(sel("/a/0"), Some(Selected::Number(Number::Unsigned(10))));
+        assert_eq!(
+            sel("/a/1/b~0c~1d"),
+            Some(Selected::Number(Number::Signed(-3)))
+        );
+        assert_eq!(sel("/a/2"), Some(Selected::Array(2)));
+        assert_eq!(sel("/a"), Some(Selected::Array(3)));
+        // Duplicate keys: the last one counts, as in the tree.
+        assert_eq!(sel("/n"), Some(Selected::Number(Number::Float(2.5))));
+        assert_eq!(sel("/s"), Some(Selected::Other));
+        assert_eq!(sel("/o"), Some(Selected::Other));
+        assert_eq!(sel("/z"), Some(Selected::Other));
+        assert_eq!(sel(""), Some(Selected::Other));
+        for missing in [
+            "/a/3", "/a/01", "/a/-", "/x", "/n/0", "/s/x", "/a/0/0", "nope",
+        ] {
+            assert_eq!(sel(missing), None, "{missing}");
+        }
+        // The whole document is checked, not just the way to the value.
+        assert!(select(br#"{"a": 1, "b": [}"#, "/a").is_err());
+        assert!(select(br#"{"a": 1} x"#, "/a").is_err());
+        assert!(select(b"", "").is_err());
+        // A long array is counted, not stored.
+        let long = format!("[{}0]", "0,".repeat(1_000_000));
+        assert_eq!(
+            select(long.as_bytes(), "").unwrap(),
+            Some(Selected::Array(1_000_001))
+        );
+    }
+);

@@ -148,8 +148,12 @@ logic_test!(
 );
 
 logic_test!(
-    fn no_response_counts_nothing() {
-        let filter = Filter::new(&parse(b"{}").unwrap());
+    fn no_response_is_status_other() {
+        let config = br#"{"counters": [
+            {"name": "logins_total", "match": {"method": "POST", "path": "/login"}},
+            {"name": "successful_logins_total", "match": {"method": "POST", "path": "/login", "status": ["2xx"]}}
+        ]}"#;
+        let filter = Filter::new(&parse(config).unwrap());
         let host = FakeHost::default();
         let mut registry = Registry::new(&filter, &host);
         let exchange = filter.classify(b"POST", Some("/login"), &[]);
@@ -157,12 +161,22 @@ logic_test!(
             exchange: &exchange,
             status: None,
             response_headers: &[],
-            duration_ms: None,
-            request_bytes: 0,
+            duration_ms: Some(2500),
+            request_bytes: 7,
             response_bytes: 0,
         };
         assert!(registry.record(&filter, &host, &done));
-        assert!(host.values.borrow().is_empty());
+        assert_eq!(
+            host.value("handler=.=none;.;method=.=POST;.;status=.=other;.;http_requests_total"),
+            [1]
+        );
+        assert_eq!(
+            host.value("handler=.=none;.;method=.=POST;.;http_request_duration_milliseconds"),
+            [2500]
+        );
+        // The counter without a status condition counts it; the one asking for 2xx does not.
+        assert_eq!(host.value("logins_total"), [1]);
+        assert!(host.value("successful_logins_total").is_empty());
     }
 );
 

@@ -8,7 +8,7 @@ fn matched(rules: &Rules, method: &str, path: &str, status: u16) -> Vec<String> 
     rules
         .candidates(method.as_bytes(), Some(path), &[])
         .into_iter()
-        .filter(|&i| rules.confirm(i, status, &[]))
+        .filter(|&i| rules.confirm(i, Some(status), &[]))
         .map(|i| rules.rules[i].name.clone())
         .collect()
 }
@@ -58,12 +58,14 @@ logic_test!(
         assert_eq!(rules.candidates(b"GET", Some("/users/7"), &none), [0, 2]);
         assert_eq!(rules.candidates(b"GET", Some("/users/7"), &key), [0, 1, 2]);
         assert_eq!(rules.candidates(b"GET", Some("/users"), &none), [2]);
-        assert!(rules.confirm(2, 200, &[Some(&b"HIT"[..])]));
-        assert!(!rules.confirm(2, 200, &[Some(&b"MISS"[..])]));
-        assert!(!rules.confirm(2, 200, &[None]));
-        assert!(!rules.confirm(2, 201, &[Some(&b"HIT"[..])]));
-        assert!(!rules.confirm(0, 404, &[]));
-        assert!(!rules.confirm(99, 200, &[]));
+        assert!(rules.confirm(2, Some(200), &[Some(&b"HIT"[..])]));
+        assert!(!rules.confirm(2, Some(200), &[Some(&b"MISS"[..])]));
+        assert!(!rules.confirm(2, Some(200), &[None]));
+        assert!(!rules.confirm(2, Some(201), &[Some(&b"HIT"[..])]));
+        assert!(!rules.confirm(0, Some(404), &[]));
+        assert!(!rules.confirm(99, Some(200), &[]));
+        // No response: only a rule without a status condition can match.
+        assert!(!rules.confirm(2, None, &[None]));
     }
 );
 

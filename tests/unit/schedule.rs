@@ -18,5 +18,9 @@ logic_test!(
         // Stalled for more than an interval: start over from now, don't fire a burst.
         assert_eq!(next_deadline(20_000, 1000, 5000), Some(25_000));
         assert_eq!(next_deadline(u64::MAX, u64::MAX - 1, 5000), Some(u64::MAX));
+        // Further ahead than one interval: set under a longer interval, or the clock went back.
+        assert_eq!(next_deadline(1000, 6000, 5000), None);
+        assert_eq!(next_deadline(1000, 6001, 5000), Some(6000));
+        assert_eq!(next_deadline(1000, 3_600_000, 30_000), Some(31_000));
     }
 );
