@@ -98,9 +98,11 @@ pub enum Selected {
 
 /// The value at RFC 6901 `pointer` in the document `input` (`None` when absent), found in one
 /// pass without building the document: a sampler's answer may be megabytes, and a tree of it
-/// would take about fifteen times that in the VM's memory, which never shrinks. The whole
-/// document is still checked, so invalid JSON anywhere is an error, as with [`Json::parse`];
-/// with duplicate keys the last one counts, as in [`Json::pointer`].
+/// would take about fifteen times that in the VM's memory, which never shrinks. The syntax of
+/// the whole document is checked (a missing bracket anywhere is an error, as with
+/// [`Json::parse`]), but values off the path are skipped undecoded: an invalid escape or an
+/// out-of-range number there is not an error, as it is for the parser. With duplicate keys the
+/// last one counts, as in [`Json::pointer`].
 pub fn select(input: &[u8], pointer: &str) -> Result<Option<Selected>, serde_json::Error> {
     let tokens: Vec<String> = if pointer.is_empty() {
         Vec::new()

@@ -90,7 +90,12 @@ logic_test!(
             .unwrap(),
             "app"
         );
+        assert_eq!(sampler("inbound|8000||", "").unwrap(), "localhost:8000");
         assert_eq!(sampler("app_8000", "").unwrap(), "app_8000");
+        assert!(
+            sampler("outbound|http|v1|app", "").is_err(),
+            "a port that is not a number"
+        );
         let err = sampler("a|b", "").unwrap_err().to_string();
         assert!(
             err.starts_with(r#"samplers[0].authority: is not set and the cluster name "a|b" is not a valid :authority"#),
