@@ -38,29 +38,6 @@ impl Json {
         serde_json::from_slice(input)
     }
 
-    /// RFC 6901: `""` is the whole document, `/a/0/b~1c` goes through keys and array indices.
-    /// With duplicate keys the last one counts, as in serde_json's `Value`.
-    pub fn pointer(&self, pointer: &str) -> Option<&Json> {
-        if pointer.is_empty() {
-            return Some(self);
-        }
-        pointer
-            .strip_prefix('/')?
-            .split('/')
-            .try_fold(self, |value, token| {
-                let token = token.replace("~1", "/").replace("~0", "~");
-                match value {
-                    Json::Object(entries) => entries
-                        .iter()
-                        .rev()
-                        .find(|(key, _)| *key == token)
-                        .map(|(_, v)| v),
-                    Json::Array(items) => array_index(&token).and_then(|i| items.get(i)),
-                    _ => None,
-                }
-            })
-    }
-
     /// How serde words a value it did not expect: "integer `5`", "string \"yes\"".
     fn unexpected(&self) -> String {
         match self {
@@ -96,13 +73,14 @@ pub enum Selected {
     Other,
 }
 
-/// The value at RFC 6901 `pointer` in the document `input` (`None` when absent), found in one
+/// The value at RFC 6901 `pointer` (`""` is the whole document, `/a/0/b~1c` goes through keys
+/// and array indices) in the document `input` (`None` when absent), found in one
 /// pass without building the document: a sampler's answer may be megabytes, and a tree of it
 /// would take about fifteen times that in the VM's memory, which never shrinks. The syntax of
 /// the whole document is checked (a missing bracket anywhere is an error, as with
 /// [`Json::parse`]), but values off the path are skipped undecoded: an invalid escape or an
 /// out-of-range number there is not an error, as it is for the parser. With duplicate keys the
-/// last one counts, as in [`Json::pointer`].
+/// last one counts, as in serde_json's `Value`.
 pub fn select(input: &[u8], pointer: &str) -> Result<Option<Selected>, serde_json::Error> {
     let tokens: Vec<String> = if pointer.is_empty() {
         Vec::new()
@@ -153,10 +131,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
         Ok(self.leaf(Selected::Number(Number::Unsigned(v))))
     }
     fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(self.leaf(Selected::Number(match u64::try_from(v) {
-            Ok(v) => Number::Unsigned(v),
-            Err(_) => Number::Signed(v),
-        })))
+        Ok(self.leaf(Selected::Number(Number::from_i64(v))))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
         Ok(self.leaf(Selected::Number(Number::Float(v))))
@@ -223,6 +198,16 @@ impl<'de> Visitor<'de> for KeyIs<'_> {
     }
 }
 
+impl Number {
+    /// Non-negative integers are `Unsigned` however serde_json hands them over.
+    fn from_i64(v: i64) -> Number {
+        match u64::try_from(v) {
+            Ok(u) => Number::Unsigned(u),
+            Err(_) => Number::Signed(v),
+        }
+    }
+}
+
 impl fmt::Display for Number {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -260,10 +245,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Json::Number(Number::Unsigned(v)))
     }
     fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
-        Ok(Json::Number(match u64::try_from(v) {
-            Ok(u) => Number::Unsigned(u),
-            Err(_) => Number::Signed(v),
-        }))
+        Ok(Json::Number(Number::from_i64(v)))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
         Ok(Json::Number(Number::Float(v)))
