@@ -33,7 +33,8 @@ one needs: Istio's extraStatTags and the sidecar.istio.io/statsHistogramBuckets 
 
 FILE: a *.json file (the plugin configuration itself), or YAML / JSON holding Envoy wasm HTTP
 filters (bootstrap, LDS, ECDS, EnvoyFilter, ConfigMaps with *.yaml data), Istio WasmPlugins or
-TrafficExtensions: multi-document, kubectl kustomize output included. `-` reads YAML from stdin.
+TrafficExtensions: multi-document, kubectl kustomize output included. `-` reads YAML from
+stdin (shown as `(stdin)`).
 
 --any-module  check every wasm filter and plugin, not only those loading app_metrics.wasm,
               plugin.wasm or an app-metrics image

@@ -668,7 +668,7 @@ fn stdin_is_read_as_yaml() {
     assert_eq!(
         r.out(),
         valid(
-            "- document 1, WasmPlugin default/p, spec.pluginConfig",
+            "(stdin) document 1, WasmPlugin default/p, spec.pluginConfig",
             &["none"]
         )
     );

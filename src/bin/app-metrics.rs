@@ -41,8 +41,13 @@ fn main() -> std::process::ExitCode {
     }
     let mut errors = 0;
     for file in files {
-        let name = file.to_string_lossy().into_owned();
-        let contents = if file == "-" {
+        let stdin = file == "-";
+        let name = if stdin {
+            "(stdin)".to_string()
+        } else {
+            file.to_string_lossy().into_owned()
+        };
+        let contents = if stdin {
             let mut buf = Vec::new();
             std::io::stdin().read_to_end(&mut buf).map(|_| buf)
         } else {
