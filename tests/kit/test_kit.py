@@ -370,7 +370,7 @@ def test_promql_uses_only_metrics_the_kit_produces(dashboard, rules, wasmplugin)
     cfg = wasmplugin["spec"]["pluginConfig"]
     known = {c["name"] for c in cfg["counters"]} | {s["name"] for s in cfg["samplers"]}
     known |= {"http_requests_total", "app_metrics_sampler_errors_total",
-              "app_metrics_sampler_last_success_timestamp_seconds"}
+              "app_metrics_sampler_last_success_timestamp_seconds", "app_metrics_config_valid"}
     known |= {f"{h}_{s}" for h in ("http_request_duration_milliseconds", "http_request_size_bytes",
                                    "http_response_size_bytes") for s in ("bucket", "sum", "count")}
     # The proxies' own request counters, for "the filter is silent" (Istio; the plain-Envoy
@@ -508,9 +508,11 @@ def test_sampler_cluster_is_the_one_istio_generates(wasmplugin, built):
     assert ep["address"] == "127.0.0.1" and ep["port_value"] == int(port)
 
 
-def filter_accepts(config_json, tmp_path, name):
+def filter_refusals(config_json, tmp_path, name):
     """Runs `envoy --mode validate` on envoy/envoy.yaml carrying `config_json`: Envoy loads the
-    built filter and calls on_configure, which rejects what src/config.rs rejects."""
+    built filter and calls on_configure. A configuration the filter refuses never fails Envoy
+    (it keeps serving); the filter logs the refusal at error level as `app_metrics: <field path>:
+    <expectation>`. Returns the distinct lines the filter logged at error level."""
     bootstrap = yaml.safe_load((ROOT / "envoy/envoy.yaml").read_text())
     wasm = wasm_filter_config(bootstrap)
     wasm["configuration"]["value"] = config_json
@@ -518,19 +520,27 @@ def filter_accepts(config_json, tmp_path, name):
     f = tmp_path / f"{name}.yaml"
     f.write_text(yaml.safe_dump(bootstrap))
     p = run([envoy_bin(), "--mode", "validate", "-c", str(f), "-l", "error", "--base-id", "640"])
-    return p.returncode == 0, p.stdout + p.stderr
+    assert p.returncode == 0, f"{name}: Envoy refuses the bootstrap:\n{p.stdout}{p.stderr}"
+    return sorted(set(re.findall(r"wasm log \S+ \S+: app_metrics: (.*)$", p.stdout + p.stderr, re.M)))
 
 
-def test_every_plugin_config_is_accepted_by_the_filter(wasmplugin, trafficextension, sidecar_envoy_config, built, tmp_path, wasm_bytes):
+def test_every_plugin_config_is_accepted_by_the_filter(wasmplugin, trafficextension, sidecar_envoy_config, built,
+                                                        tmp_path, wasm_bytes, check_bin):
     configs = plugin_configs(wasmplugin, trafficextension, sidecar_envoy_config, built)
     for name, cfg in configs.items():
         # Istio hands pluginConfig to the filter as JSON text (protojson of a Struct).
-        ok, log = filter_accepts(json.dumps(cfg), tmp_path, name)
-        assert ok, f"{name}: the filter rejects its configuration:\n{log}"
+        refused = filter_refusals(json.dumps(cfg), tmp_path, name)
+        assert refused == [], f"{name}: the filter refuses its configuration: {refused}"
+    # A wrong field name: the real filter logs the very line `app-metrics check` prints.
     bad = copy.deepcopy(configs["wasmplugin"])
     bad["samplers"][0]["interval_second"] = 30
-    ok, log = filter_accepts(json.dumps(bad), tmp_path, "bad")
-    assert not ok and "interval_second" in log, "a wrong field name must be rejected"
+    text = json.dumps(bad)
+    refused = filter_refusals(text, tmp_path, "bad")
+    assert len(refused) == 1 and "interval_second" in refused[0], refused
+    f = tmp_path / "bad.json"
+    f.write_text(text)
+    rc, err, results = check(check_bin, f)
+    assert (rc, results, err.splitlines()) == (1, [], [f"{f}: {refused[0]}"])
 
 
 def test_patch_applies_to_a_deployment(app_patch):
