@@ -730,3 +730,59 @@ fn shipped_configurations_are_valid() {
     }
     assert_eq!(r.out(), out);
 }
+
+// ------------------------------------------------------------------ the library functions behind it
+
+#[test]
+fn which_code_is_this_module() {
+    use app_metrics::check::is_this_module;
+    for yes in [
+        "target/wasm32-wasip1/release/app_metrics.wasm",
+        "target/wasm32-wasip1/release/deps/app_metrics.wasm",
+        "/var/local/app-metrics/plugin.wasm",
+        "file:///var/local/wasm/plugin.wasm",
+        "oci://ghcr.io/acme/app-metrics-wasm:0.1.0",
+        "ghcr.io/acme/app-metrics-wasm@sha256:0123abcd",
+        "https://example.com/filters/app_metrics.wasm?v=2",
+    ] {
+        assert!(is_this_module(yes), "{yes}");
+    }
+    for no in [
+        "/etc/wasm/other_filter.wasm",
+        "oci://ghcr.io/app-metrics/basic-auth:1.0",
+        "https://app-metrics.example.com/filter.wasm",
+        "inline code",
+        "no vm_config.code",
+        "",
+    ] {
+        assert!(!is_this_module(no), "{no}");
+    }
+}
+
+#[test]
+fn needs_follow_the_parsed_configuration() {
+    use app_metrics::check::{needs, DURATION_BUCKETS_MS};
+    let config = app_metrics::config::parse(
+        br#"{"http_metrics": {"handlers": ["/b", "/a/{id}"], "excluded_handlers": ["/metrics"]}}"#,
+    )
+    .unwrap();
+    let n = needs(&config);
+    assert_eq!(n.extra_stat_tags, LABEL_NAMES.to_vec());
+    let prefixes: Vec<&str> = n
+        .histogram_buckets
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert_eq!(
+        prefixes,
+        [
+            "wasmcustom.handler=.=/b;.;method=.=",
+            "wasmcustom.handler=.=/a/{id};.;method=.=",
+            "wasmcustom.handler=.=none;.;method=.="
+        ]
+    );
+    assert!(n
+        .histogram_buckets
+        .iter()
+        .all(|(_, b)| b == &DURATION_BUCKETS_MS));
+}
