@@ -4,7 +4,7 @@
 # `make` runs it once per invocation with the goals it was asked for. When everything is present
 # it only looks (no apt, no rustup network call): well under a second. Without the rights to
 # install (not root, no passwordless sudo) it stops at once with one line: what is missing and
-# the command that installs it. Rust (rustup), Python 3 and git it cannot install.
+# the command that installs it. Rust (rustup), Python 3, git and kubectl it cannot install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +27,10 @@ want_wasm_unit() {
   fi
 }
 want_e2e() { want_build; want_deb prometheus prometheus; }
-want_kit() { want_build; want_deb promtool prometheus; want_deb skopeo skopeo; want_deb docker-registry docker-registry; }
+# kubectl (for `kubectl kustomize`) is no Debian package recent enough (bookworm's kubernetes-client is
+# 1.20, whose kustomize predates the kit's kustomizations): it is checked, not installed.
+need_kubectl=0
+want_kit() { want_build; need_kubectl=1; want_deb promtool prometheus; want_deb skopeo skopeo; want_deb docker-registry docker-registry; }
 
 [ $# -gt 0 ] || set -- build
 for goal in "$@"; do
@@ -49,6 +52,10 @@ command -v rustup >/dev/null || {
   echo "setup: missing rustup (Rust); install it: curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh" >&2
   exit 1
 }
+if [ "$need_kubectl" = 1 ] && ! command -v kubectl >/dev/null; then
+  echo "setup: missing kubectl (1.21 or later, for \`kubectl kustomize\` in make kit): install it as https://kubernetes.io/docs/tasks/tools/ says" >&2
+  exit 1
+fi
 # Deduplicated, and only what is not installed yet (both lists are local: no network).
 missing_targets=() missing_components=()
 if [ ${#targets[@]} -gt 0 ]; then
@@ -79,8 +86,8 @@ if [ ${#debs[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then
     [ ${#missing_targets[@]} -eq 0 ] || cmd+=" && rustup target add ${missing_targets[*]}"
     [ ${#missing_components[@]} -eq 0 ] || cmd+=" && rustup component add ${missing_components[*]}"
     for b in "${cargo_bins[@]}"; do cmd+=" && cargo install ${b%@*} --version ${b#*@}"; done
-    echo "setup: missing ${debs[*]} ${missing_targets[*]} ${missing_components[*]} ${cargo_bins[*]}; install with: $cmd" \
-      | tr -s ' ' >&2
+    what=$(echo ${debs[*]} ${missing_targets[*]} ${missing_components[*]} ${cargo_bins[*]})
+    echo "setup: missing $what; install with: $cmd" >&2
     exit 1
   fi
 fi
