@@ -91,6 +91,10 @@ DIAGNOSTIC = [
      "probe: the default config's host calls"),
 ]
 LABEL = {k: label for k, _, label in VARIANTS + DIAGNOSTIC}
+# `--baseline WASM`: the default configuration on another build of the module (e.g. main's), in
+# the same run, for the A/B every change to the request path owes BENCHMARKS.md.
+LABEL["default-base"] = "app-metrics, default config, baseline module"
+BASELINE_WASM = None
 
 # Base ids for `--base-id`: this harness owns 500-599; each launch takes the next one.
 BASE_ID_FIRST, BASE_ID_LAST = 500, 599
@@ -212,6 +216,8 @@ def variant_config(key, ports, upstream, plugin_config, filters_override=None,
     wasm_app = APP_WASM
     if key == "default-raw":
         snippet_file, wasm_app = "4-default.yaml", RAW_WASM
+    elif key == "default-base":
+        snippet_file, wasm_app = "4-default.yaml", BASELINE_WASM
     elif key.startswith("probe") or key == "bare":
         # bench/probe-filter; `bare` is it with nothing to do.
         snippet_file, wasm_app = "5-full.yaml", PROBE_WASM
@@ -513,7 +519,7 @@ def measure_interleaved(args, binary, keys, plugin_config):
             envoy.stop()
 
 
-COUNTS_LOGINS = ("lua", "default", "full", "counters", "default-raw")
+COUNTS_LOGINS = ("lua", "default", "full", "counters", "default-raw", "default-base")
 
 
 def sanity(r):
@@ -615,7 +621,7 @@ def summarize(keys, runs, rss2, sizes, max_foreign):
         s["variants"][k] = row
     for a, b in (("default", "empty"), ("full", "empty"), ("default", "lua"), ("full", "lua"),
                  ("default", "bare"), ("full", "bare"), ("bare", "empty"),
-                 ("probe-maps", "lua"), ("probe-maps", "empty")):
+                 ("probe-maps", "lua"), ("probe-maps", "empty"), ("default", "default-base")):
         if a in keys and b in keys:
             s["ratios"][f"{a}_vs_{b}"] = paired(
                 lambda rr, a=a, b=b: rr[a]["rps"] / rr[b]["rps"], (a, b))
@@ -794,6 +800,12 @@ def results_markdown(s, tgts, meta, runs):
                  f"{cell(rt['default_vs_bare'], 3)}, full/bare {cell(rt['full_vs_bare'], 3)}; CPU "
                  f"per request over it: default {cell(v['default']['cpu_over_bare'], 1, sign=True)}"
                  f" µs, full {cell(v['full']['cpu_over_bare'], 1, sign=True)} µs.")
+    if "default_vs_default-base" in rt:
+        lines.append("")
+        lines.append(f"A/B, default configuration, this module / the baseline module "
+                     f"(`--baseline`): {cell(rt['default_vs_default-base'], 3)} in throughput; "
+                     f"CPU per request {cell(v['default']['cpu_us_per_req'], 1)} vs "
+                     f"{cell(v['default-base']['cpu_us_per_req'], 1)} µs.")
     lines.append("")
     lines.append("Latency over the empty filter, paired per cycle, c1 (one request at a time): "
                  f"p50 default {cell(v['default']['c1_p50_over_empty'], 0, sign=True)} µs, full "
@@ -854,6 +866,8 @@ def print_summary(s, tgts):
             f"{fmt((r['rss_kib']['median'] or 0) / KIB, 1):>6} "
             f"{fmt((r['rss2_kib']['median'] or 0) / KIB, 1):>6} "
             f"{fmt((r['heap_allocated_kib']['median'] or 0) / KIB, 1):>5}")
+    if "default_vs_default-base" in s["ratios"]:
+        log(f"A/B default / default-base: {fmt(s['ratios']['default_vs_default-base']['median'], 3)}")
     if tgts:
         log("")
         for t in tgts:
@@ -1012,6 +1026,9 @@ def main():
                         "filter is still built")
     p.add_argument("--no-report", action="store_true", help="leave BENCHMARKS.md alone")
     p.add_argument("--quick", action="store_true", help="a short trial: 1 round, short runs")
+    p.add_argument("--baseline", metavar="WASM",
+                   help="also measure the default configuration on this .wasm (an A/B against "
+                        "another build, e.g. main's), reported as default/default-base")
     p.add_argument("--diagnose", action="store_true",
                    help="also run app-metrics-wasm with parts switched off by configuration "
                         "(region bench:diagnosis of BENCHMARKS.md)")
@@ -1044,6 +1061,12 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     keys = [k for k, _, _ in VARIANTS] + ["probe-maps"]
+    if args.baseline:
+        global BASELINE_WASM
+        BASELINE_WASM = Path(args.baseline).resolve()
+        if not BASELINE_WASM.is_file():
+            sys.exit(f"--baseline: no file {BASELINE_WASM}")
+        keys.append("default-base")
     if args.diagnose:
         keys = ["none", "empty", "bare", "lua", "probe-2", "probe-maps", "probe-default", "off",
                 "counters", "requests", "default", "default-raw", "full"]

@@ -3,8 +3,8 @@
 //! Parsing is strict: serde_json reads the document, [`read_config`] takes the typed fields out
 //! of it (unknown or repeated fields refused, every error naming its field path; see
 //! `json.rs` for why not serde's derive), then [`validate`] checks names, paths, templates,
-//! ranges and uniqueness. Any error rejects the whole configuration: the glue returns `false`
-//! from `on_configure`.
+//! ranges and uniqueness. Any error rejects the whole configuration: the glue logs it and keeps
+//! the plugin's last good one (`lifecycle.rs`).
 
 use crate::json::{Fields, Json, Node, Number};
 use std::collections::BTreeMap;
@@ -493,6 +493,12 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
                     format!("{template:?} contains ';' or '=' (expected a path template without them: they delimit labels in stat names)"),
                 ));
             }
+            if let Some(captured) = crate::labels::istio_captured(template) {
+                return Err(ConfigError::new(
+                    at,
+                    format!("{template:?} contains {captured:?}, which Istio's stats tag regexes would cut out of the handler label into a label of their own (expected a template without it)"),
+                ));
+            }
             router.insert(template.as_str(), i).map_err(|e| {
                 ConfigError::new(
                     at,
@@ -734,6 +740,12 @@ fn check_metric_name(name: &str, at: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::new(
             at,
             format!("{name:?} is not a metric name Envoy exports as is (expected [a-zA-Z_][a-zA-Z0-9_]*)"),
+        ));
+    }
+    if crate::labels::ends_like_response_code(name) {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} ends like an Envoy response-code stat (_rq_NNN or _rq_Nxx), which Istio's stats tag regexes would cut off into a response_code label (expected another ending)"),
         ));
     }
     let ours = RESERVED_NAMES.iter().any(|r| {

@@ -6,7 +6,66 @@
 //! a fixed set or from the configuration: never from the request itself.
 
 /// Label names the filter emits; the Envoy bootstrap needs one `stats_tags` entry for each.
-pub const LABEL_NAMES: [&str; 5] = ["handler", "method", "status", "sampler", "reason"];
+pub const LABEL_NAMES: [&str; 6] = ["handler", "method", "status", "sampler", "reason", "plugin"];
+
+/// What Istio's bootstrap tag regexes (1.30; `../shared/notes/envoy-wasm-facts.md`) capture
+/// anywhere in a stat name, besides our own `NAME=.=VALUE;.;` ones: a label value holding one of
+/// these gains an extra label and loses part of its text. Each `.` is followed in a stat name by
+/// another `.` (our `;.;` separators), so the substring alone decides.
+pub const ISTIO_CAPTURED: [&str; 10] = [
+    "cache.",
+    "component.",
+    "tag.",
+    "wasm_filter.",
+    "rbac.allowed",
+    "rbac.denied",
+    ".istio_dry_run_allow_",
+    ".istio_dry_run_deny_",
+    ".shadow_allowed",
+    ".shadow_denied",
+];
+
+/// The first substring of `value` that Istio's tag regexes would capture.
+pub fn istio_captured(value: &str) -> Option<&'static str> {
+    ISTIO_CAPTURED.iter().copied().find(|c| value.contains(c))
+}
+
+/// Istio's `response_code` tags take a stat name ending in `_rq_200` or `_rq_2xx`.
+pub fn ends_like_response_code(name: &str) -> bool {
+    let Some((_, tail)) = name.rsplit_once("_rq_") else {
+        return false;
+    };
+    let b = tail.as_bytes();
+    b.len() == 3
+        && b.first().is_some_and(u8::is_ascii_digit)
+        && (b.get(1..).is_some_and(|r| r.iter().all(u8::is_ascii_digit))
+            || b.get(1..) == Some(b"xx"))
+}
+
+/// A plugin name (`extensions.istio.io/wasmplugin/ns.name`) as a label value: `;` and `=` (our
+/// label delimiters) and the `.` of any sequence Istio's regexes capture become `_`, so the name
+/// keeps exactly its one label; everything else is kept.
+pub fn plugin_label_value(name: &[u8]) -> String {
+    let mut out: Vec<u8> = name
+        .iter()
+        .map(|&b| if b == b';' || b == b'=' { b'_' } else { b })
+        .collect();
+    for captured in ISTIO_CAPTURED {
+        let pattern = captured.as_bytes();
+        let dot = pattern.iter().position(|&b| b == b'.').unwrap_or(0);
+        let mut at = 0;
+        while let Some(found) = out
+            .get(at..)
+            .and_then(|rest| rest.windows(pattern.len()).position(|w| w == pattern))
+        {
+            if let Some(b) = out.get_mut(at + found + dot) {
+                *b = b'_';
+            }
+            at += found + 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 /// Methods reported by name (Instrumentator's set); anything else is `other`.
 pub const METHODS: [&str; 9] = [

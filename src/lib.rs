@@ -14,6 +14,7 @@ pub mod extract;
 pub mod filter;
 pub mod json;
 pub mod labels;
+pub mod lifecycle;
 pub mod metrics;
 pub mod pairs;
 pub mod routes;

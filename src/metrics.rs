@@ -7,7 +7,8 @@
 use crate::extract::Reason;
 use crate::filter::{Exchange, Filter};
 use crate::labels::{
-    method_label, stat_name, status_index, status_label, METHOD_COUNT, OTHER_STATUS, STATUS_COUNT,
+    method_label, plugin_label_value, stat_name, status_index, status_label, METHOD_COUNT,
+    OTHER_STATUS, STATUS_COUNT,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,15 @@ pub const REQUEST_SIZE: &str = "http_request_size_bytes";
 pub const RESPONSE_SIZE: &str = "http_response_size_bytes";
 pub const SAMPLER_ERRORS: &str = "app_metrics_sampler_errors_total";
 pub const SAMPLER_LAST_SUCCESS: &str = "app_metrics_sampler_last_success_timestamp_seconds";
+pub const CONFIG_VALID: &str = "app_metrics_config_valid";
+
+/// `app_metrics_config_valid{plugin}`: 1 while plugin `name`'s last delivered configuration is in
+/// force, 0 while it is refused. Set on configuration changes only, so defined by name each time.
+pub fn config_valid(host: &impl MetricHost, name: &[u8], valid: bool) -> bool {
+    let stat = stat_name(CONFIG_VALID, &[("plugin", &plugin_label_value(name))]);
+    host.define(Kind::Gauge, &stat)
+        .is_some_and(|id| host.record(id, u64::from(valid)))
+}
 
 /// One request, complete.
 #[derive(Debug, Clone)]

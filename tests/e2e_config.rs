@@ -4,10 +4,11 @@
     clippy::panic,
     clippy::indexing_slicing
 )] // test code
-//! Bad configuration in a real Envoy: each invalid plugin configuration is refused at start with
-//! a message naming the field path; and, on file-based LDS, a bad configuration pushed by hot
-//! reload is refused while the old one keeps serving, and a good one keeps the counters' values
-//! and applies its new rules.
+//! Bad configuration in a real Envoy: each invalid plugin configuration is logged with a message
+//! naming the field path, shown on `app_metrics_config_valid`, and costs the app no request (a new
+//! Envoy with nothing good before records nothing); on file-based LDS, a bad configuration pushed
+//! by hot reload leaves the last good one counting, a good one keeps the counters' values and
+//! applies its new rules, and a revert while the old listener drains counts by the reverted rules.
 
 mod common;
 
@@ -92,52 +93,78 @@ fn cases() -> Vec<(String, String)> {
           r#"samplers[0].value.header: is empty (expected a header name such as "x-total-count")"#),
         c(&sampler_value(r#"{"jsonpointer": "/count"}"#),
           "samplers[0].value.jsonpointer: unknown field `jsonpointer`, expected one of `json_pointer`, `json_array_length`, `header`, `text`"),
+        c(r#"{"http_metrics": {"handlers": ["/static/cache.v1/{file}"]}}"#,
+          r#"http_metrics.handlers[0]: "/static/cache.v1/{file}" contains "cache.", which Istio's stats tag regexes would cut out of the handler label into a label of their own (expected a template without it)"#),
+        c(r#"{"counters": [{"name": "login_rq_401", "match": {}}]}"#,
+          r#"counters[0].name: "login_rq_401" ends like an Envoy response-code stat (_rq_NNN or _rq_Nxx), which Istio's stats tag regexes would cut off into a response_code label (expected another ending)"#),
     ]
 }
 
-/// Envoys refusing at once; each takes about a second of CPU to load the filter and refuse.
+/// Envoys started at once; each takes about a second of CPU to load the filter.
 const PARALLEL: usize = 3;
 
+/// What one Envoy started with an invalid configuration did wrong, if anything: it must start,
+/// log the exact message, answer every request from the app, record nothing and say so on
+/// `app_metrics_config_valid`.
+fn problem_with_invalid(config: &str, want: &str, upstream: &Upstream) -> Option<String> {
+    let mut attempt = 0;
+    // A port picked free may be taken by another process before Envoy binds it: that failure is
+    // the harness's, not the configuration's; try again.
+    let envoy = loop {
+        let mut opts = EnvoyOptions::new(config, upstream.port);
+        opts.concurrency = 1;
+        match Envoy::try_start(opts) {
+            Err(log) if log.contains("Address already in use") && attempt < 3 => attempt += 1,
+            Err(log) => return Some(format!("not started:\n{log}")),
+            Ok(envoy) => break envoy,
+        }
+    };
+    let want_line = format!("app_metrics: {want}");
+    let agent = agent();
+    let answers: Vec<u16> = (0..5)
+        .map(|_| send(&agent, "POST", &envoy.url("/login"), "x"))
+        .collect();
+    if answers.iter().any(|&s| s != 200) {
+        return Some(format!(
+            "answers {answers:?}, expected the app's 200s:\n{}",
+            envoy.log()
+        ));
+    }
+    if !envoy.log().contains(&want_line) {
+        return Some(format!("no {want_line:?} in the log:\n{}", envoy.log()));
+    }
+    let m = envoy.scrape();
+    let valid = m.value("app_metrics_config_valid", &[("plugin", "app_metrics")]);
+    if valid != Some(0.0) {
+        return Some(format!(
+            "app_metrics_config_valid {valid:?}, expected 0:\n{}",
+            m.text
+        ));
+    }
+    let recorded = m.filter_series_count();
+    (recorded != 1).then(|| {
+        format!(
+            "{recorded} series recorded, expected only the gauge:\n{}",
+            m.text
+        )
+    })
+}
+
 #[test]
-fn invalid_configurations_are_refused_naming_the_field() {
+fn invalid_configurations_are_logged_and_cost_no_request() {
     let started = Instant::now();
+    let upstream = Arc::new(Upstream::start(|_, _| Reply::new(200, "ok")));
     let cases = cases();
     let queue = Arc::new(Mutex::new(cases.clone().into_iter().enumerate()));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let workers: Vec<_> = (0..PARALLEL)
         .map(|_| {
-            let (queue, failures) = (queue.clone(), failures.clone());
+            let (queue, failures, upstream) = (queue.clone(), failures.clone(), upstream.clone());
             thread::spawn(move || loop {
                 let Some((i, (config, want))) = queue.lock().unwrap().next() else {
                     return;
                 };
-                // A port picked free may be taken by another process before Envoy binds it:
-                // that failure is the harness's, not the configuration's; try again.
-                let mut attempt = 0;
-                let outcome = loop {
-                    let mut opts = EnvoyOptions::new(&config, free_port());
-                    opts.concurrency = 1;
-                    match Envoy::try_start(opts) {
-                        Err(log) if log.contains("Address already in use") && attempt < 3 => {
-                            attempt += 1;
-                        }
-                        outcome => break outcome,
-                    }
-                };
-                let problem = match outcome {
-                    Ok(envoy) => Some(format!("accepted:\n{}", envoy.log())),
-                    Err(log) => {
-                        let want_line = format!("app_metrics: {want}");
-                        if !log.contains(&want_line) {
-                            Some(format!("no {want_line:?} in the log:\n{log}"))
-                        } else if !log.contains("Unable to create Wasm plugin app_metrics") {
-                            Some(format!("not refused as a plugin:\n{log}"))
-                        } else {
-                            None
-                        }
-                    }
-                };
-                if let Some(problem) = problem {
+                if let Some(problem) = problem_with_invalid(&config, &want, &upstream) {
                     failures
                         .lock()
                         .unwrap()
@@ -151,13 +178,18 @@ fn invalid_configurations_are_refused_naming_the_field() {
     }
     let failures = failures.lock().unwrap();
     eprintln!(
-        "config: {} invalid configurations, {} refused by Envoy with the field path, in {:.1} s",
+        "config: {} invalid configurations, {} logged with the field path, 5 of 5 requests answered \
+         by the app, nothing recorded, app_metrics_config_valid 0; {:.1} s",
         cases.len(),
         cases.len() - failures.len(),
         started.elapsed().as_secs_f64()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(cases.len() >= 15);
+    assert_eq!(
+        upstream.count("POST", "/login", 200),
+        5 * cases.len() as u64
+    );
 }
 
 const SEED_WITH_HANDLERS: &str = r#"{"http_metrics": {"handlers": ["/login", "/orders"]}}"#;
@@ -198,7 +230,7 @@ fn traffic(envoy: &Envoy, good: u32, bad: u32, orders: u32) {
 }
 
 #[test]
-fn hot_reload_refuses_a_bad_config_and_keeps_counters_across_a_good_one() {
+fn hot_reload_keeps_the_last_good_config_over_a_bad_one_and_counters_across_a_good_one() {
     let started = Instant::now();
     let upstream = shop();
     let dir = TempDir::new("lds");
@@ -225,18 +257,25 @@ fn hot_reload_refuses_a_bad_config_and_keeps_counters_across_a_good_one() {
     assert_eq!(value(&m, post("/orders", "2xx")), Some(2.0));
     assert_eq!(m.value("orders_placed_total", &[]), None);
 
-    // (a) A bad plugin configuration, pushed: refused, the old one keeps serving and counting.
-    let rejected_before = admin_stat(&envoy, "listener_manager.lds.update_rejected").unwrap_or(0);
+    let valid = |m: &Metrics| m.value("app_metrics_config_valid", &[("plugin", "app_metrics")]);
+    assert_eq!(valid(&m), Some(1.0));
+
+    // (a) A bad plugin configuration, pushed: Envoy takes the listener update (refusing it would
+    // cost a new Envoy every request), the filter logs it and the last good one keeps counting.
+    let success_before = admin_stat(&envoy, "listener_manager.lds.update_success").unwrap_or(0);
     let mut bad = EnvoyOptions::new(BAD, upstream.port);
     bad.concurrency = opts.concurrency;
     push_lds(&dir.0, &lds_resources(&bad, envoy.listen_port));
     let want = r#"app_metrics: counters[0].match.method: "post" is not an HTTP method (expected upper-case letters, e.g. "POST")"#;
-    eventually(Duration::from_secs(20), "the bad config refused", || {
+    let m = eventually(Duration::from_secs(20), "the bad config logged", || {
+        let m = envoy.scrape();
         (envoy.log().contains(want)
-            && admin_stat(&envoy, "listener_manager.lds.update_rejected")
-                .is_some_and(|n| n > rejected_before))
-        .then_some(())
+            && admin_stat(&envoy, "listener_manager.lds.update_success")
+                .is_some_and(|n| n > success_before)
+            && valid(&m) == Some(0.0))
+        .then_some(m)
     });
+    assert_eq!(m.value("successful_login_details_total", &[]), Some(5.0));
     traffic(&envoy, 2, 1, 1);
     let m = wait_value(&envoy, "successful_login_details_total", &[], 7.0);
     assert_eq!(m.value("failed_login_details_total", &[]), Some(4.0));
@@ -246,10 +285,9 @@ fn hot_reload_refuses_a_bad_config_and_keeps_counters_across_a_good_one() {
         None,
         "the bad config never applied"
     );
+    assert_eq!(valid(&m), Some(0.0));
     eprintln!(
-        "config: hot reload: bad config refused (update_rejected {} -> {}), old config kept counting",
-        rejected_before,
-        admin_stat(&envoy, "listener_manager.lds.update_rejected").unwrap_or(0)
+        "config: hot reload: bad config taken by Envoy, logged, app_metrics_config_valid 0, the last good config kept counting"
     );
 
     // (b) A good configuration with a new rule: the counters keep their values, the rule counts.
@@ -266,6 +304,7 @@ fn hot_reload_refuses_a_bad_config_and_keeps_counters_across_a_good_one() {
     });
     assert_eq!(m.value("successful_login_details_total", &[]), Some(7.0));
     assert_eq!(m.value("orders_placed_total", &[]), Some(0.0));
+    assert_eq!(valid(&m), Some(1.0));
     // The old filter chain (and the plugin instance that defined the stats) drains away; the
     // values must outlive it.
     eventually(
@@ -278,8 +317,8 @@ fn hot_reload_refuses_a_bad_config_and_keeps_counters_across_a_good_one() {
     );
     assert_eq!(
         admin_stat(&envoy, "listener_manager.listener_in_place_updated"),
-        Some(1),
-        "the good config replaced the listener's filter chain"
+        Some(2),
+        "the bad and then the good config each replaced the listener's filter chain"
     );
     let m = envoy.scrape();
     assert_eq!(
@@ -311,8 +350,7 @@ fn hot_reload_refuses_a_bad_config_and_keeps_counters_across_a_good_one() {
 
 /// Two plugins of this module in one VM (same `vm_config`, as for two listeners or two
 /// WasmPlugins of one module): each request is counted by the plugin of its own listener, with
-/// its own configuration. The module exports no per-request context callback, so it tells the
-/// plugins apart by name (glue/abi.rs).
+/// its own configuration (`proxy_on_context_create` says which root a request belongs to).
 #[test]
 fn plugins_sharing_a_vm_count_their_own_requests() {
     let upstream = shop();
@@ -357,6 +395,113 @@ fn plugins_sharing_a_vm_count_their_own_requests() {
     assert_eq!(
         m.value("shop_b_orders_total", &[]),
         Some(3.0),
+        "no stray counts"
+    );
+}
+
+/// Only orders: no login counters.
+const ORDERS_ONLY: &str = r#"{"counters": [{"name": "orders_placed_total", "match": {"method": "POST", "path": "/orders", "status": [201]}}],
+  "http_metrics": {"handlers": ["/login", "/orders"]}}"#;
+
+/// A → B → A while A's listener still drains (Envoy's default 600 s): Envoy reuses A's plugin
+/// without configuring it again, and the requests after the revert must count by A's rules.
+#[test]
+fn a_revert_while_the_old_listener_drains_counts_by_the_reverted_rules() {
+    let upstream = shop();
+    let dir = TempDir(temp_dir("lds-revert"));
+    let a = EnvoyOptions::new(SEED_WITH_HANDLERS, upstream.port);
+    let envoy =
+        start_lds(&a, &dir.0, &["--drain-time-s", "600"]).unwrap_or_else(|log| panic!("{log}"));
+    let push = |config: &str| {
+        let before = admin_stat(&envoy, "listener_manager.lds.update_success").unwrap_or(0);
+        let mut opts = EnvoyOptions::new(config, upstream.port);
+        opts.concurrency = a.concurrency;
+        push_lds(&dir.0, &lds_resources(&opts, envoy.listen_port));
+        eventually(Duration::from_secs(20), "the listener updated", || {
+            admin_stat(&envoy, "listener_manager.lds.update_success")
+                .is_some_and(|n| n > before)
+                .then_some(())
+        });
+    };
+    traffic(&envoy, 3, 2, 0);
+    let m = wait_value(&envoy, "failed_login_details_total", &[], 2.0);
+    assert_eq!(m.value("successful_login_details_total", &[]), Some(3.0));
+
+    push(ORDERS_ONLY);
+    traffic(&envoy, 1, 3, 5);
+    let m = wait_value(&envoy, "orders_placed_total", &[], 5.0);
+    assert_eq!(
+        m.value("failed_login_details_total", &[]),
+        Some(2.0),
+        "B counts no logins"
+    );
+
+    push(SEED_WITH_HANDLERS);
+    assert!(
+        admin_stat(&envoy, "listener_manager.total_filter_chains_draining").is_some_and(|n| n >= 1),
+        "A's first filter chain still drains, so Envoy reuses its plugin"
+    );
+    traffic(&envoy, 2, 4, 6);
+    let m = wait_value(&envoy, "failed_login_details_total", &[], 6.0);
+    assert_eq!(m.value("successful_login_details_total", &[]), Some(5.0));
+    thread::sleep(Duration::from_millis(300));
+    let m = envoy.scrape();
+    assert_eq!(
+        m.value("failed_login_details_total", &[]),
+        Some(6.0),
+        "no stray counts"
+    );
+    assert_eq!(
+        m.value("orders_placed_total", &[]),
+        Some(5.0),
+        "A counts no orders"
+    );
+    assert_eq!(
+        m.value("app_metrics_config_valid", &[("plugin", "app_metrics")]),
+        Some(1.0)
+    );
+    eprintln!("config: revert A -> B -> A while A drains: 4 failed logins after the revert counted 4, orders 0");
+}
+
+/// Two listeners whose plugins share a name and a VM but not a configuration: each request is
+/// counted by its own listener's.
+#[test]
+fn one_plugin_name_on_two_listeners_counts_by_each_listeners_configuration() {
+    let upstream = shop();
+    let (a, b, admin) = (free_port(), free_port(), free_port());
+    let opts = EnvoyOptions::new("", upstream.port);
+    let orders = |name: &str| {
+        format!(
+            r#"{{"counters": [{{"name": "{name}", "match": {{"method": "POST", "path": "/orders"}}}}],
+               "http_metrics": {{"enabled": false}}}}"#
+        )
+    };
+    let (config_a, config_b) = (orders("shop_a_orders_total"), orders("shop_b_orders_total"));
+    let plugins = [
+        (a, "shop", config_a.as_str()),
+        (b, "shop", config_b.as_str()),
+    ];
+    let envoy = Envoy::start_with_config(&shared_vm_bootstrap(&opts, admin, &plugins), 2, a, admin)
+        .unwrap_or_else(|log| panic!("{log}"));
+    let agent = agent();
+    let url = |port: u16| format!("http://127.0.0.1:{port}/orders");
+    for (port, n) in [(a, 4), (b, 6), (a, 3), (b, 1)] {
+        for _ in 0..n {
+            assert_eq!(send(&agent, "POST", &url(port), "x"), 201);
+        }
+    }
+    let m = wait_value(&envoy, "shop_a_orders_total", &[], 7.0);
+    assert_eq!(m.value("shop_b_orders_total", &[]), Some(7.0));
+    thread::sleep(Duration::from_millis(300));
+    let m = envoy.scrape();
+    assert_eq!(
+        m.value("shop_a_orders_total", &[]),
+        Some(7.0),
+        "no stray counts"
+    );
+    assert_eq!(
+        m.value("shop_b_orders_total", &[]),
+        Some(7.0),
         "no stray counts"
     );
 }

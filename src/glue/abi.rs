@@ -3,79 +3,75 @@
 //! The host calls into the VM only for the callbacks a module exports, and each call costs
 //! about as much as everything else the filter does for a request (see BENCHMARKS.md). An SDK
 //! exports every callback, so Envoy would enter the VM seven times per request; this module
-//! exports one: `proxy_on_log`, when the request has ended, where everything is read in one
-//! pass. Not even `proxy_on_context_create`: the duration comes from a response header
-//! (`http.rs`), so nothing needs the start of a request.
+//! exports two: `proxy_on_context_create`, which says which root context (plugin
+//! configuration) the request belongs to, and `proxy_on_log`, when the request has ended, where
+//! everything is read in one pass. Not `proxy_on_done`/`proxy_on_delete`: Envoy would call them
+//! for every request too; roots tick to say they are alive instead (`lifecycle.rs`).
 //!
-//! Without `proxy_on_context_create` the host never says which root context (plugin
-//! configuration) a request belongs to. One VM usually serves one plugin; when several share
-//! it, the plugin's name tells them apart (one host call per request, only then). A plugin
-//! configured again under the same name (a configuration update) replaces the old one.
+//! `proxy_on_configure` always succeeds: a configuration Envoy saw refused would cost the app
+//! requests (a refused ECDS update leaves a new pod answering 500). A bad one is logged, shown on
+//! `app_metrics_config_valid`, and the plugin's last good configuration stays in force.
 
-use super::host;
-use super::root::Root;
+use super::host::{self, Buffer, Stats};
+use super::root::{Root, TICK_MS};
 use super::{http, install_logging, warn_limited};
+use crate::config;
+use crate::lifecycle::Plugins;
+use crate::metrics::config_valid;
 use std::cell::RefCell;
 
-/// Everything one VM (one worker thread) keeps: its root contexts by id, one per plugin
-/// configuration sharing this VM, in the order they were configured.
-#[derive(Default)]
-struct Vm {
-    roots: Vec<(u32, Root)>,
-}
-
 thread_local! {
-    static VM: RefCell<Vm> = RefCell::new(Vm::default());
+    /// Everything one VM (one worker thread) keeps: its root contexts, one per plugin
+    /// configuration alive in it, and which root each request in flight belongs to.
+    static VM: RefCell<Plugins<Root>> = RefCell::new(Plugins::default());
 }
 
-impl Vm {
-    fn root(&mut self, id: u32) -> Option<&mut Root> {
-        self.roots
-            .iter_mut()
-            .find(|(r, _)| *r == id)
-            .map(|(_, root)| root)
-    }
+fn now_ms() -> u64 {
+    host::now_ns().unwrap_or(0) / 1_000_000
+}
 
-    /// The root context a finished request belongs to (see the module comment).
-    fn root_of_request(&mut self) -> Option<&mut Root> {
-        let mut at = self.roots.len().checked_sub(1)?;
-        if at > 0 {
-            if let Some(name) = host::plugin_name() {
-                let named = |(_, root): &(u32, Root)| root.name() == Some(name.as_slice());
-                at = self.roots.iter().rposition(named).unwrap_or(at);
-            }
+/// Configures root `id`: never refused (see the module comment).
+fn configure(plugins: &mut Plugins<Root>, id: u32) {
+    let name = host::plugin_name().unwrap_or_default();
+    let shown = String::from_utf8_lossy(&name).into_owned();
+    let delivered = match host::buffer(Buffer::PluginConfiguration, 0, usize::MAX) {
+        Ok(raw) => Ok(raw.unwrap_or_default()),
+        Err(status) => Err(format!(
+            "cannot read the plugin configuration (host status {status})"
+        )),
+    };
+    let parsed = delivered
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|raw| config::parse(raw).map_err(|e| e.to_string()));
+    let valid = parsed.is_ok();
+    let config = parsed.or_else(|error| {
+        log::error!("{error}");
+        let good = plugins.last_good(&name).and_then(|raw| config::parse(raw).ok());
+        match good {
+            Some(_) => log::warn!(
+                "plugin {shown:?}: configuration refused; its last good configuration stays in force"
+            ),
+            None => log::warn!(
+                "plugin {shown:?}: configuration refused and none was good before: requests pass unrecorded"
+            ),
         }
-        self.roots.get_mut(at).map(|(_, root)| root)
+        good.ok_or(())
+    });
+    let root = Root::new(config.as_ref().ok());
+    if let Err(status) = host::set_tick_period_ms(TICK_MS) {
+        log::error!("cannot start the timer (host status {status})");
     }
-
-    /// Configures root `id`. Kept only if that succeeds (Envoy then keeps the old plugin);
-    /// an older root of the same plugin name is a configuration this one replaces (Envoy keeps
-    /// the VM across configuration updates), and is dropped.
-    fn configure(&mut self, id: u32) -> bool {
-        self.roots.retain(|(r, _)| *r != id);
-        let mut root = Root::default();
-        if !root.configure() {
-            return false;
-        }
-        let before = self.roots.len();
-        self.roots.retain(|(_, old)| old.name() != root.name());
-        if self.roots.len() < before {
-            // Envoy keeps a VM across a plugin's configuration updates; the same name in two
-            // listeners at once would also land here, hence the hint.
-            log::info!(
-                "plugin {:?} configured again: its requests now use the new configuration (two \
-                 listeners with different configurations need distinct plugin names)",
-                String::from_utf8_lossy(root.name().unwrap_or_default())
-            );
-        }
-        self.roots.push((id, root));
-        true
+    if !config_valid(&Stats, &name, valid) {
+        log::error!("cannot set app_metrics_config_valid");
     }
+    let raw = delivered.unwrap_or_default();
+    plugins.configured(id, &name, &raw, valid, now_ms(), root);
 }
 
 /// Runs `f` on the VM's state; a re-entrant call (never expected: the host defers its callbacks
 /// while the VM runs) is dropped and logged rather than allowed to panic.
-fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> Option<R> {
+fn with_vm<R>(f: impl FnOnce(&mut Plugins<Root>) -> R) -> Option<R> {
     VM.with(|vm| match vm.try_borrow_mut() {
         Ok(mut vm) => Some(f(&mut vm)),
         Err(_) => {
@@ -103,11 +99,20 @@ pub extern "C" fn proxy_on_vm_start(_root_id: u32, _vm_configuration_size: usize
     1
 }
 
+/// A context was created: a request's (`parent` is its root) or a root's (`parent` 0).
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(context_id: u32, parent: u32) {
+    if parent != 0 {
+        with_vm(|vm| vm.request_started(context_id, parent));
+    }
+}
+
 /// The request has ended (Envoy's access-log phase): both header maps are readable.
 #[no_mangle]
-pub extern "C" fn proxy_on_log(_context_id: u32) {
+pub extern "C" fn proxy_on_log(context_id: u32) {
     with_vm(|vm| {
-        if let Some(state) = vm.root_of_request().and_then(Root::state) {
+        let live = vm.root_of_request(context_id, host::plugin_name);
+        if let Some(state) = live.and_then(|l| l.root.state()) {
             http::on_log(state);
         }
     });
@@ -115,15 +120,22 @@ pub extern "C" fn proxy_on_log(_context_id: u32) {
 
 #[no_mangle]
 pub extern "C" fn proxy_on_configure(root_id: u32, _configuration_size: usize) -> u32 {
-    let configured = with_vm(|vm| vm.configure(root_id));
-    u32::from(configured.unwrap_or(false))
+    with_vm(|vm| configure(vm, root_id));
+    1
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root_id: u32) {
     with_vm(|vm| {
-        if let Some(root) = vm.root(root_id) {
-            root.tick();
+        let ended = vm.ticked(root_id, now_ms());
+        if let Some(live) = vm.root(root_id) {
+            live.root.tick();
+        }
+        // A plugin whose newest root ended is served by its previous one again.
+        for name in ended {
+            if let Some(valid) = vm.in_force_valid(&name) {
+                config_valid(&Stats, &name, valid);
+            }
         }
     });
 }
@@ -137,8 +149,8 @@ pub extern "C" fn proxy_on_http_call_response(
     _trailers: usize,
 ) {
     with_vm(|vm| {
-        if let Some(root) = vm.root(root_id) {
-            root.http_call_response(token, body_size);
+        if let Some(live) = vm.root(root_id) {
+            live.root.http_call_response(token, body_size);
         }
     });
 }

@@ -9,6 +9,8 @@ use std::ptr::{null, null_mut};
 const OK: u32 = 0;
 pub const NOT_FOUND: u32 = 1;
 pub const CAS_MISMATCH: u32 = 8;
+/// `proxy_http_call` to a cluster without a healthy host (Envoy: no connection pool).
+pub const INTERNAL_FAILURE: u32 = 10;
 
 #[derive(Clone, Copy)]
 #[repr(u32)]

@@ -2,7 +2,7 @@
 
 use super::host::{self, Buffer, Map, Stats, CAS_MISMATCH};
 use super::warn_limited;
-use crate::config::{self, ValueSource};
+use crate::config::{Config, ValueSource};
 use crate::extract::{sample_value, Answer, Reason};
 use crate::filter::Filter;
 use crate::metrics::Registry;
@@ -14,25 +14,22 @@ pub struct State {
     pub registry: Registry,
 }
 
+/// A root context's own part: its compiled configuration (none: the filter is inert for it) and
+/// its sampler calls in flight. Which root serves a request is `lifecycle.rs`'s business.
 #[derive(Default)]
 pub struct Root {
     state: Option<State>,
     /// Sampler requests in flight: (token, sampler index). A few at most; a Vec keeps
     /// HashMap's hashing machinery out of the .wasm.
     pending: Vec<(u32, usize)>,
-    /// The plugin's name, which tells roots sharing a VM apart (`abi.rs`).
-    name: Option<Vec<u8>>,
 }
 
-const TICK_MS: u32 = 1000;
+/// Every root ticks: samplers run on it, and it tells the VM the root is alive (`lifecycle.rs`).
+pub const TICK_MS: u32 = 1000;
 
 impl Root {
     pub fn state(&mut self) -> Option<&mut State> {
         self.state.as_mut()
-    }
-
-    pub fn name(&self) -> Option<&[u8]> {
-        self.name.as_deref()
     }
 
     pub fn http_call_response(&mut self, token: u32, body_size: usize) {
@@ -89,41 +86,24 @@ impl Root {
         }
     }
 
-    pub fn configure(&mut self) -> bool {
-        self.name = host::plugin_name();
-        let raw = match host::buffer(Buffer::PluginConfiguration, 0, usize::MAX) {
-            Ok(raw) => raw.unwrap_or_default(),
-            Err(status) => {
-                log::error!("cannot read the plugin configuration (host status {status})");
-                return false;
-            }
+    /// A root serving `config`, or recording nothing without one.
+    pub fn new(config: Option<&Config>) -> Root {
+        let Some(config) = config else {
+            return Root::default();
         };
-        let config = match config::parse(&raw) {
-            Ok(config) => config,
-            Err(e) => {
-                log::error!("{e}");
-                return false;
-            }
-        };
-        let filter = Filter::new(&config);
+        let filter = Filter::new(config);
         let registry = Registry::new(&filter, &Stats);
-        if !filter.samplers.is_empty() {
-            let now_ms = host::now_ns().unwrap_or(0) / 1_000_000;
-            for sampler in &filter.samplers {
-                // Create the deadline once (due now): a CAS on a missing key would always win.
-                let key = schedule::key(&sampler.name);
-                if let Ok((None, _)) = host::get_shared(&key) {
-                    if let Err(status) = host::set_shared(&key, &schedule::encode(now_ms), 0) {
-                        log::error!(
-                            "sampler {}: cannot create its schedule (host status {status})",
-                            sampler.name
-                        );
-                    }
+        let now_ms = host::now_ns().unwrap_or(0) / 1_000_000;
+        for sampler in &filter.samplers {
+            // Create the deadline once (due now): a CAS on a missing key would always win.
+            let key = schedule::key(&sampler.name);
+            if let Ok((None, _)) = host::get_shared(&key) {
+                if let Err(status) = host::set_shared(&key, &schedule::encode(now_ms), 0) {
+                    log::error!(
+                        "sampler {}: cannot create its schedule (host status {status})",
+                        sampler.name
+                    );
                 }
-            }
-            if let Err(status) = host::set_tick_period_ms(TICK_MS) {
-                log::error!("cannot start the sampler timer (host status {status})");
-                return false;
             }
         }
         log::info!(
@@ -132,8 +112,10 @@ impl Root {
             if filter.http.is_some() { "on" } else { "off" },
             filter.samplers.len()
         );
-        self.state = Some(State { filter, registry });
-        true
+        Root {
+            state: Some(State { filter, registry }),
+            pending: Vec::new(),
+        }
     }
 
     pub fn tick(&mut self) {
@@ -198,9 +180,15 @@ fn send(state: &mut State, pending: &mut Vec<(u32, usize)>, index: usize) {
                     sampler.name, sampler.cluster
                 )
             });
+            // The cluster exists but has no healthy host: as unreachable as a refused connection.
+            let reason = if status == host::INTERNAL_FAILURE {
+                Reason::Unreachable
+            } else {
+                Reason::Dispatch
+            };
             state
                 .registry
-                .sample_failed(&state.filter, &Stats, index, Reason::Dispatch);
+                .sample_failed(&state.filter, &Stats, index, reason);
         }
     }
 }

@@ -164,6 +164,7 @@ stats_config:
   - {{ tag_name: status,  regex: "(status=\\.=(.*?);\\.;)" }}
   - {{ tag_name: sampler, regex: "(sampler=\\.=(.*?);\\.;)" }}
   - {{ tag_name: reason,  regex: "(reason=\\.=(.*?);\\.;)" }}
+  - {{ tag_name: plugin,  regex: "(plugin=\\.=(.*?);\\.;)" }}
 "#
     )
 }
@@ -213,7 +214,8 @@ pub fn shared_vm_bootstrap(
                 concurrency: opts.concurrency,
                 extra_clusters: Vec::new(),
             };
-            list_item(&named_listener_yaml(&opts, *port, name, name), 2)
+            let listener = format!("{name}-{port}");
+            list_item(&named_listener_yaml(&opts, *port, &listener, name), 2)
         })
         .collect();
     static_bootstrap(opts, admin_port, &listeners)
