@@ -89,7 +89,29 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 /// An upstream cluster in the generated bootstrap.
 pub struct Cluster {
     pub name: String,
+    /// Its one endpoint, 127.0.0.1:port (when `eds_dir` is None).
     pub port: u16,
+    /// Endpoints by EDS from `<eds_dir>/eds.yaml` instead (written with [`push_eds`]).
+    pub eds_dir: Option<PathBuf>,
+}
+
+impl Cluster {
+    pub fn fixed(name: &str, port: u16) -> Cluster {
+        Cluster {
+            name: name.to_string(),
+            port,
+            eds_dir: None,
+        }
+    }
+
+    /// A cluster whose endpoints come from `<eds_dir>/eds.yaml`, which must exist at start.
+    pub fn eds(name: &str, eds_dir: &std::path::Path) -> Cluster {
+        Cluster {
+            name: name.to_string(),
+            port: 0,
+            eds_dir: Some(eds_dir.to_path_buf()),
+        }
+    }
 }
 
 /// What to start Envoy with.
@@ -139,20 +161,59 @@ pub fn cluster_yaml(name: &str, port: u16) -> String {
     )
 }
 
+/// A cluster whose endpoints come by EDS from `<dir>/eds.yaml`, watched for moves into `dir`.
+pub fn eds_cluster_yaml(name: &str, dir: &std::path::Path) -> String {
+    format!(
+        r#"  - name: "{name}"
+    type: EDS
+    connect_timeout: 1s
+    eds_cluster_config:
+      eds_config:
+        resource_api_version: V3
+        path_config_source:
+          path: "{dir}/eds.yaml"
+          watched_directory: {{ path: "{dir}" }}
+"#,
+        dir = dir.display()
+    )
+}
+
+/// Replaces the endpoints of EDS cluster `name` (see [`Cluster::eds`]) with 127.0.0.1:`ports`;
+/// none leaves the cluster without a host.
+pub fn push_eds(dir: &std::path::Path, name: &str, ports: &[u16]) {
+    let endpoints: Vec<serde_json::Value> = ports
+        .iter()
+        .map(|port| {
+            serde_json::json!({"endpoint": {"address": {"socket_address": {
+                "address": "127.0.0.1", "port_value": port}}}})
+        })
+        .collect();
+    let resources = serde_json::json!({"resources": [{
+        "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+        "cluster_name": name,
+        "endpoints": [{"lb_endpoints": endpoints}],
+    }]});
+    push_file(dir, "eds.yaml", &resources.to_string());
+}
+
 /// Cluster `app` (the upstream) and the options' extra clusters.
 fn clusters_yaml(opts: &EnvoyOptions) -> String {
     let mut clusters = cluster_yaml("app", opts.upstream_port);
     for c in &opts.extra_clusters {
-        clusters.push_str(&cluster_yaml(&c.name, c.port));
+        clusters.push_str(&match &c.eds_dir {
+            Some(dir) => eds_cluster_yaml(&c.name, dir),
+            None => cluster_yaml(&c.name, c.port),
+        });
     }
     clusters
 }
 
-/// Admin on loopback, stats flushed every second (histograms show quickly), and the stats tags
-/// of envoy/envoy.yaml: the head of every test bootstrap.
+/// A node (file-based xDS needs one), admin on loopback, stats flushed every second (histograms
+/// show quickly), and the stats tags of envoy/envoy.yaml: the head of every test bootstrap.
 fn admin_and_stats(admin_port: u16) -> String {
     format!(
-        r#"admin:
+        r#"node: {{ id: app-metrics-e2e, cluster: app-metrics-e2e }}
+admin:
   address:
     socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
 stats_flush_interval: 1s
@@ -698,8 +759,7 @@ pub fn lds_bootstrap(opts: &EnvoyOptions, admin_port: u16, lds_dir: &std::path::
     let clusters = clusters_yaml(opts);
     let admin_and_stats = admin_and_stats(admin_port);
     format!(
-        r#"node: {{ id: app-metrics-e2e, cluster: app-metrics-e2e }}
-{admin_and_stats}dynamic_resources:
+        r#"{admin_and_stats}dynamic_resources:
   lds_config:
     resource_api_version: V3
     path_config_source:
