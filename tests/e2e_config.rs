@@ -505,3 +505,117 @@ fn one_plugin_name_on_two_listeners_counts_by_each_listeners_configuration() {
         "no stray counts"
     );
 }
+
+/// A sampler on `path` every second, plus the seed counters.
+fn sampling(path: &str) -> String {
+    format!(
+        r#"{{"samplers": [{{"name": "total_users", "cluster": "app", "path": "{path}", "interval_seconds": 1, "value": {{"json_pointer": "/count"}}}}]}}"#
+    )
+}
+
+/// The sampler keeps sampling through a good config, a bad one (the last good one's sampler goes
+/// on), a good one with another path, and after the old listeners drained away.
+#[test]
+fn samplers_keep_sampling_across_updates() {
+    let count = Arc::new(Mutex::new((1u32, 100u32)));
+    let upstream = {
+        let count = count.clone();
+        Upstream::start(move |_, url| {
+            let (a, b) = *count.lock().unwrap();
+            match url {
+                "/count-a" => Reply::new(200, format!(r#"{{"count": {a}}}"#)),
+                "/count-b" => Reply::new(200, format!(r#"{{"count": {b}}}"#)),
+                _ => Reply::new(200, "ok"),
+            }
+        })
+    };
+    let dir = TempDir(temp_dir("lds-sampler"));
+    let first = EnvoyOptions::new(&sampling("/count-a"), upstream.port);
+    let envoy =
+        start_lds(&first, &dir.0, &["--drain-time-s", "1"]).unwrap_or_else(|log| panic!("{log}"));
+    let push = |config: &str| {
+        let mut opts = EnvoyOptions::new(config, upstream.port);
+        opts.concurrency = first.concurrency;
+        push_lds(&dir.0, &lds_resources(&opts, envoy.listen_port));
+    };
+    let set = |a: u32, b: u32| *count.lock().unwrap() = (a, b);
+    wait_value(&envoy, "total_users", &[], 1.0);
+
+    push(BAD);
+    eventually(Duration::from_secs(20), "the bad config logged", || {
+        envoy
+            .log()
+            .contains("app_metrics: counters[0].match.method")
+            .then_some(())
+    });
+    set(2, 100);
+    wait_value(&envoy, "total_users", &[], 2.0);
+
+    push(&sampling("/count-b"));
+    wait_value(
+        &envoy,
+        "app_metrics_config_valid",
+        &[("plugin", "app_metrics")],
+        1.0,
+    );
+    set(2, 3);
+    wait_value(&envoy, "total_users", &[], 3.0);
+    eventually(
+        Duration::from_secs(20),
+        "the old filter chains drained",
+        || {
+            (admin_stat(&envoy, "listener_manager.total_filter_chains_draining") == Some(0))
+                .then_some(())
+        },
+    );
+    set(4, 5);
+    let m = wait_value(&envoy, "total_users", &[], 5.0);
+    let errors: f64 = m.series("app_metrics_sampler_errors_total").values().sum();
+    assert_eq!(errors, 0.0, "{}", m.text);
+}
+
+/// A good → B bad → A again while A's listener still drains: Envoy reuses A's plugin, which
+/// counts by A's rules at once; the gauge reads 0 until B's plugin has ended (its listener
+/// drained) and been silent for a minute (`lifecycle::STALE_MS`), then 1.
+#[test]
+fn after_a_revert_to_a_live_good_config_the_gauge_recovers_once_the_bad_one_ends() {
+    let upstream = shop();
+    let dir = TempDir(temp_dir("lds-gauge"));
+    let a = EnvoyOptions::new(SEED_WITH_HANDLERS, upstream.port);
+    let envoy =
+        start_lds(&a, &dir.0, &["--drain-time-s", "5"]).unwrap_or_else(|log| panic!("{log}"));
+    let valid = |m: &Metrics| m.value("app_metrics_config_valid", &[("plugin", "app_metrics")]);
+    let push = |config: &str| {
+        let mut opts = EnvoyOptions::new(config, upstream.port);
+        opts.concurrency = a.concurrency;
+        push_lds(&dir.0, &lds_resources(&opts, envoy.listen_port));
+    };
+    traffic(&envoy, 1, 1, 0);
+    wait_value(&envoy, "failed_login_details_total", &[], 1.0);
+    push(BAD);
+    eventually(Duration::from_secs(20), "the bad config taken", || {
+        (valid(&envoy.scrape()) == Some(0.0)).then_some(())
+    });
+    push(SEED_WITH_HANDLERS);
+    eventually(Duration::from_secs(20), "the revert taken", || {
+        (admin_stat(&envoy, "listener_manager.listener_in_place_updated") == Some(2)).then_some(())
+    });
+    let reverted = Instant::now();
+    traffic(&envoy, 0, 3, 0);
+    let m = wait_value(&envoy, "failed_login_details_total", &[], 4.0);
+    assert_eq!(valid(&m), Some(0.0), "A was reused, not configured again");
+    let m = eventually(Duration::from_secs(120), "the gauge back at 1", || {
+        let m = envoy.scrape();
+        (valid(&m) == Some(1.0)).then_some(m)
+    });
+    eprintln!(
+        "config: revert to a live good config: gauge 0 -> 1 after {:.0} s (B's drain 5 s + {} s silence)",
+        reverted.elapsed().as_secs_f64(),
+        60
+    );
+    assert!(
+        reverted.elapsed() >= Duration::from_secs(55),
+        "not before B's root went silent"
+    );
+    assert_eq!(m.value("failed_login_details_total", &[]), Some(4.0));
+}
