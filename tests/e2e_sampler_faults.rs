@@ -535,7 +535,6 @@ fn every_sampler_fault_is_counted_keeps_the_gauge_and_heals() {
     );
     assert_eq!(send(&agent, "GET", &envoy.url("/ping"), ""), 200);
     assert!(!envoy.log().contains("panic"), "{}", envoy.log());
-    for l in envoy.log().lines().filter(|l| l.contains("no_endpoints")) {}
     eprintln!(
         "sampler faults: every gauge recovered; whole run {:.1} s",
         started.elapsed().as_secs_f64()
