@@ -47,9 +47,11 @@ pub fn free_port() -> u16 {
 }
 
 /// Distinct `--base-id` per Envoy: tests run in parallel, and other processes may run Envoys too.
+/// 256 per process before one comes back: a test may keep an Envoy for a minute while another
+/// starts dozens (a base id still held makes Envoy exit; [`start_with_config_args`] then retries).
 fn next_base_id() -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    20_000 + (std::process::id() % 10_000) * 16 + NEXT.fetch_add(1, Ordering::SeqCst) % 16
+    20_000 + (std::process::id() % 10_000) * 256 + NEXT.fetch_add(1, Ordering::SeqCst) % 256
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -821,8 +823,30 @@ pub fn start_lds(
     )
 }
 
-/// [`Envoy::start_with_config`] with extra command-line arguments.
+/// [`Envoy::start_with_config`] with extra command-line arguments. A base id another Envoy
+/// (of any process) still holds is the harness's problem, not the test's: tried again with the
+/// next one.
 pub fn start_with_config_args(
+    config: &str,
+    concurrency: u32,
+    listen_port: u16,
+    admin_port: u16,
+    extra_args: &[&str],
+) -> Result<Envoy, String> {
+    let mut attempt = 0;
+    loop {
+        match start_once(config, concurrency, listen_port, admin_port, extra_args) {
+            Err(log)
+                if log.contains("unable to bind domain socket with base_id") && attempt < 5 =>
+            {
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+fn start_once(
     config: &str,
     concurrency: u32,
     listen_port: u16,
