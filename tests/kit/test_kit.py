@@ -8,14 +8,17 @@
   and the rules parses (as recording rules); target/kit/promql.json lists them all;
 - the filter's configuration in the WasmPlugin, the TrafficExtension and the plain-Envoy config is
   accepted by the real filter in the real Envoy (`envoy --mode validate` runs on_configure), and
-  the copies agree with each other, with the stat tags and with the histogram buckets;
-  target/kit/*-config.json hold them as the filter receives them;
+  the copies agree with each other; target/kit/*-config.json hold them as the filter receives them;
+- `app-metrics check` (the crate's binary) accepts every shipped file holding a configuration
+  (envoy/, istio/, k8s/ and their kustomize builds in target/kit/kustomize/, the bench's rendered
+  configs in target/kit/bench/), and the stat tags and histogram buckets shipped (istio/app-patch.yaml,
+  istio/mesh/, the Envoy bootstraps) are the ones it prints;
 - the plain-Envoy variant serves the metrics on loopback, admin unreachable from the metrics port;
 - the OCI image: layout, media types, digests, the wasm byte-identical to the build, reproducible,
   and a push to / pull from a real registry on 127.0.0.1 keeps the manifest digest.
 
-Needs: kubectl, promtool, skopeo, docker-registry; ENVOY_BIN and APP_METRICS_WASM (make passes
-them); `make oci k8s` done first (make kit does).
+Needs: kubectl, promtool, skopeo, docker-registry, cargo; ENVOY_BIN and APP_METRICS_WASM (make
+passes them); `make oci k8s` done first (make kit does).
 """
 
 import base64
@@ -103,13 +106,6 @@ def cargo_version():
     return m.group(1)
 
 
-def label_names():
-    """LABEL_NAMES from src/labels.rs: the labels the filter encodes in its stat names."""
-    m = re.search(r"pub const LABEL_NAMES: \[&str; \d+\] = \[([^\]]*)\]", (ROOT / "src/labels.rs").read_text())
-    assert m, "LABEL_NAMES not found in src/labels.rs"
-    return re.findall(r'"([^"]+)"', m.group(1))
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -195,11 +191,19 @@ def find(docs, kind, name=None):
 def built():
     """`kubectl kustomize` of every kustomization: {dir: (returncode, stderr, docs)}."""
     result = {}
+    (OUT / "kustomize").mkdir(parents=True, exist_ok=True)
     for d in KUSTOMIZATIONS:
         p = run(["kubectl", "kustomize", str(ROOT / d)])
         docs = [x for x in yaml.safe_load_all(p.stdout) if x] if p.returncode == 0 else []
+        if p.returncode == 0:
+            kustomized(d).write_text(p.stdout)
         result[d] = (p.returncode, p.stderr, docs)
     return result
+
+
+def kustomized(kdir):
+    """Where the `built` fixture leaves `kubectl kustomize kdir`'s output, for the check."""
+    return OUT / "kustomize" / (kdir.replace("/", "_") + ".yaml")
 
 
 @pytest.fixture(scope="session")
@@ -365,8 +369,8 @@ def test_every_promql_expression_parses(dashboard, rules, tmp_path):
 def test_promql_uses_only_metrics_the_kit_produces(dashboard, rules, wasmplugin):
     cfg = wasmplugin["spec"]["pluginConfig"]
     known = {c["name"] for c in cfg["counters"]} | {s["name"] for s in cfg["samplers"]}
-    known |= {"http_requests_total", "app_metrics_sampler_errors_total", "app_metrics_config_valid",
-              "app_metrics_sampler_last_success_timestamp_seconds"}
+    known |= {"http_requests_total", "app_metrics_sampler_errors_total",
+              "app_metrics_sampler_last_success_timestamp_seconds", "app_metrics_config_valid"}
     known |= {f"{h}_{s}" for h in ("http_request_duration_milliseconds", "http_request_size_bytes",
                                    "http_response_size_bytes") for s in ("bucket", "sum", "count")}
     # The proxies' own request counters, for "the filter is silent" (Istio; the plain-Envoy
@@ -504,9 +508,11 @@ def test_sampler_cluster_is_the_one_istio_generates(wasmplugin, built):
     assert ep["address"] == "127.0.0.1" and ep["port_value"] == int(port)
 
 
-def filter_accepts(config_json, tmp_path, name):
+def filter_refusals(config_json, tmp_path, name):
     """Runs `envoy --mode validate` on envoy/envoy.yaml carrying `config_json`: Envoy loads the
-    built filter and calls on_configure, which rejects what src/config.rs rejects."""
+    built filter and calls on_configure. A configuration the filter refuses never fails Envoy
+    (it keeps serving); the filter logs the refusal at error level as `app_metrics: <field path>:
+    <expectation>`. Returns the distinct lines the filter logged at error level."""
     bootstrap = yaml.safe_load((ROOT / "envoy/envoy.yaml").read_text())
     wasm = wasm_filter_config(bootstrap)
     wasm["configuration"]["value"] = config_json
@@ -514,45 +520,27 @@ def filter_accepts(config_json, tmp_path, name):
     f = tmp_path / f"{name}.yaml"
     f.write_text(yaml.safe_dump(bootstrap))
     p = run([envoy_bin(), "--mode", "validate", "-c", str(f), "-l", "error", "--base-id", "640"])
-    return p.returncode == 0, p.stdout + p.stderr
+    assert p.returncode == 0, f"{name}: Envoy refuses the bootstrap:\n{p.stdout}{p.stderr}"
+    return sorted(set(re.findall(r"wasm log \S+ \S+: app_metrics: (.*)$", p.stdout + p.stderr, re.M)))
 
 
-def test_every_plugin_config_is_accepted_by_the_filter(wasmplugin, trafficextension, sidecar_envoy_config, built, tmp_path, wasm_bytes):
+def test_every_plugin_config_is_accepted_by_the_filter(wasmplugin, trafficextension, sidecar_envoy_config, built,
+                                                        tmp_path, wasm_bytes, check_bin):
     configs = plugin_configs(wasmplugin, trafficextension, sidecar_envoy_config, built)
     for name, cfg in configs.items():
         # Istio hands pluginConfig to the filter as JSON text (protojson of a Struct).
-        ok, log = filter_accepts(json.dumps(cfg), tmp_path, name)
-        assert ok, f"{name}: the filter rejects its configuration:\n{log}"
+        refused = filter_refusals(json.dumps(cfg), tmp_path, name)
+        assert refused == [], f"{name}: the filter refuses its configuration: {refused}"
+    # A wrong field name: the real filter logs the very line `app-metrics check` prints.
     bad = copy.deepcopy(configs["wasmplugin"])
     bad["samplers"][0]["interval_second"] = 30
-    ok, log = filter_accepts(json.dumps(bad), tmp_path, "bad")
-    assert not ok and "interval_second" in log, "a wrong field name must be rejected"
-
-
-def test_stat_tags_cover_every_label(app_patch, sidecar_envoy_config):
-    names = label_names()
-    annotations = app_patch["spec"]["template"]["metadata"]["annotations"]
-    proxy_config = yaml.safe_load(annotations["proxy.istio.io/config"])
-    assert proxy_config == {"extraStatTags": names}
-    for f in ("istio/mesh/istiooperator.yaml", "istio/mesh/istiod-values.yaml"):
-        doc = load_yaml_docs(ROOT / f)[0]
-        mesh = doc["spec"]["meshConfig"] if doc.get("kind") == "IstioOperator" else doc["meshConfig"]
-        assert mesh["defaultConfig"]["extraStatTags"] == names, f
-    # Plain Envoy: the regex Istio generates for each extra stat tag.
-    tags = sidecar_envoy_config["stats_config"]["stats_tags"]
-    assert tags == [{"tag_name": n, "regex": f"({n}=\\.=(.*?);\\.;)"} for n in names]
-    assert sidecar_envoy_config["stats_config"]["use_all_default_tags"] is False
-
-
-def test_histogram_buckets_cover_every_handler(app_patch, sidecar_envoy_config, wasmplugin):
-    annotations = app_patch["spec"]["template"]["metadata"]["annotations"]
-    buckets = json.loads(annotations["sidecar.istio.io/statsHistogramBuckets"])
-    handlers = wasmplugin["spec"]["pluginConfig"]["http_metrics"]["handlers"] + ["none"]
-    assert set(buckets) == {f"wasmcustom.handler=.={h};.;method=.=" for h in handlers}
-    for bounds in buckets.values():
-        assert bounds == sorted(bounds) and len(set(bounds)) == len(bounds) and bounds[0] > 0
-    settings = sidecar_envoy_config["stats_config"]["histogram_bucket_settings"]
-    assert {s["match"]["prefix"]: s["buckets"] for s in settings} == buckets
+    text = json.dumps(bad)
+    refused = filter_refusals(text, tmp_path, "bad")
+    assert len(refused) == 1 and "interval_second" in refused[0], refused
+    f = tmp_path / "bad.json"
+    f.write_text(text)
+    rc, err, results = check(check_bin, f)
+    assert (rc, results, err.splitlines()) == (1, [], [f"{f}: {refused[0]}"])
 
 
 def test_patch_applies_to_a_deployment(app_patch):
@@ -573,6 +561,139 @@ def test_patch_applies_to_a_deployment(app_patch):
     assert set(volumes) == set(mounts) == {"app-metrics-wasm"}
     assert volumes["app-metrics-wasm"]["configMap"]["name"] == "app-metrics-wasm"
     assert mounts["app-metrics-wasm"]["mountPath"] == "/var/local/app-metrics"
+
+
+# ---------------------------------------------------------------------------------- app-metrics check
+
+# A configuration in a file's text, outside comments: an Istio pluginConfig or an Envoy wasm HTTP
+# filter (an embedded Envoy config in a ConfigMap included). Independent of the check's own
+# finding, so that the two are compared.
+CONFIG_MARKER = re.compile(r"^[ \t]*(?!#)[^\n]*?(\bpluginConfig:|envoy\.extensions\.filters\.http\.wasm\.v3\.Wasm\b)", re.M)
+SHIPPED_DIRS = ["envoy", "istio", "k8s"]
+
+
+@pytest.fixture(scope="session")
+def check_bin():
+    """The crate's `app-metrics` binary, built for the host."""
+    p = run(["cargo", "build", "--quiet", "--bin", "app-metrics", "--message-format=json"], cwd=ROOT, timeout=900)
+    assert p.returncode == 0, p.stderr
+    exes = [m["executable"] for m in map(json.loads, p.stdout.splitlines())
+            if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "app-metrics" and m.get("executable")]
+    assert len(exes) == 1, p.stdout
+    return exes[0]
+
+
+def check(check_bin, path, *options):
+    """`app-metrics check [options] path`: (exit code, stderr, [{location, tags, buckets}]) with the
+    buckets' keys in the order printed."""
+    p = run([check_bin, "check", *options, str(path)], cwd=ROOT)
+    results = []
+    for line in p.stdout.splitlines():
+        if line.endswith(": valid") and not line.startswith(" "):
+            results.append({"location": line.removesuffix(": valid")})
+        elif line.startswith("  extraStatTags: "):
+            results[-1]["tags"] = json.loads(line.split(": ", 1)[1])
+        elif line.startswith("  sidecar.istio.io/statsHistogramBuckets: "):
+            results[-1]["buckets"] = json.loads(line.split(": ", 1)[1])
+        else:
+            raise AssertionError(f"unexpected output line: {line!r}")
+    return p.returncode, p.stderr, results
+
+
+def only_needs(check_bin, path):
+    """What the check prints for the one configuration in `path`."""
+    rc, err, results = check(check_bin, path)
+    assert rc == 0 and len(results) == 1, f"{path}: exit {rc}, {len(results)} configurations:\n{err}"
+    return results[0]
+
+
+def app_metrics_bench_configs():
+    """bench/run.py's rendered Envoy configs of every variant loading this build of the filter."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench/run.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ports = {"admin": 9901, "front": 10000, "app": 8000}
+    out = OUT / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    configs = []
+    for key in [k for k, _, _ in bench.VARIANTS + bench.DIAGNOSTIC]:
+        text = bench.variant_config(key, ports, "direct", bench.reference_plugin_config())
+        if f'filename: "{bench.APP_WASM}"' in text or f'filename: "{bench.RAW_WASM}"' in text:
+            (out / f"{key}.yaml").write_text(text)
+            configs.append(out / f"{key}.yaml")
+    return configs
+
+
+def shipped_config_files(built):
+    """Every shipped file holding a configuration: sources, kustomize builds, rendered bench configs."""
+    files = [f for d in SHIPPED_DIRS for f in sorted((ROOT / d).rglob("*"))
+             if f.suffix in (".yaml", ".yml", ".json") and CONFIG_MARKER.search(f.read_text())]
+    for d in KUSTOMIZATIONS:
+        rc, err, _ = built[d]
+        assert rc == 0, err
+        if CONFIG_MARKER.search(kustomized(d).read_text()):
+            files.append(kustomized(d))
+    return files + app_metrics_bench_configs()
+
+
+def test_check_accepts_every_shipped_configuration(check_bin, built):
+    files = shipped_config_files(built)
+    shown = sorted(str(f.relative_to(ROOT)) for f in files)
+    for must in ("envoy/envoy.yaml", "istio/wasmplugin.yaml", "istio/trafficextension/trafficextension.yaml",
+                 "k8s/envoy-sidecar/envoy.yaml", "target/kit/kustomize/k8s_envoy-sidecar.yaml",
+                 "target/kit/kustomize/k8s_istio-file.yaml", "target/kit/bench/full.yaml"):
+        assert must in shown, f"{must} not among the files checked: {shown}"
+    for f in files:
+        rc, err, results = check(check_bin, f)
+        assert rc == 0, f"app-metrics check {f} exits {rc}:\n{err}"
+        # Every configuration in the file was found: as many as the file's text shows.
+        assert len(results) == len(CONFIG_MARKER.findall(f.read_text())), f"{f}:\n{results}\n{err}"
+
+
+def test_check_refuses_a_broken_shipped_configuration(check_bin, wasmplugin, tmp_path):
+    """The check has teeth on the shipped objects: a wrong field name fails with its path."""
+    bad = copy.deepcopy(wasmplugin)
+    bad["spec"]["pluginConfig"]["samplers"][0]["interval_second"] = 30
+    f = tmp_path / "wasmplugin.yaml"
+    f.write_text(yaml.safe_dump(bad))
+    rc, err, results = check(check_bin, f)
+    assert rc == 1 and not results
+    assert f"{f} document 1, WasmPlugin default/app-metrics, spec.pluginConfig: " \
+           "samplers[0].interval_second: unknown field `interval_second`" in err, err
+
+
+def test_stat_tags_are_what_the_check_prints(check_bin, app_patch, sidecar_envoy_config):
+    tags = only_needs(check_bin, ROOT / "istio/wasmplugin.yaml")["tags"]
+    assert {"handler", "method", "status"} <= set(tags)
+    annotations = app_patch["spec"]["template"]["metadata"]["annotations"]
+    assert yaml.safe_load(annotations["proxy.istio.io/config"]) == {"extraStatTags": tags}
+    for f in ("istio/mesh/istiooperator.yaml", "istio/mesh/istiod-values.yaml"):
+        doc = load_yaml_docs(ROOT / f)[0]
+        mesh = doc["spec"]["meshConfig"] if doc.get("kind") == "IstioOperator" else doc["meshConfig"]
+        assert mesh["defaultConfig"]["extraStatTags"] == tags, f
+    # Plain Envoy: the regex Istio generates for each extra stat tag, for each bootstrap's own
+    # configuration (the bench's as bench/run.py renders it).
+    for f in ("envoy/envoy.yaml", "k8s/envoy-sidecar/envoy.yaml", "target/kit/bench/full.yaml"):
+        needed = only_needs(check_bin, ROOT / f)["tags"]
+        assert needed == tags, f
+        stats = load_yaml_docs(ROOT / f)[0]["stats_config"]
+        assert stats["stats_tags"] == [{"tag_name": n, "regex": f"({n}=\\.=(.*?);\\.;)"} for n in needed], f
+        assert stats["use_all_default_tags"] is False, f
+
+
+def test_histogram_buckets_are_what_the_check_prints(check_bin, app_patch, sidecar_envoy_config):
+    buckets = only_needs(check_bin, ROOT / "istio/wasmplugin.yaml")["buckets"]
+    annotations = app_patch["spec"]["template"]["metadata"]["annotations"]
+    shipped = json.loads(annotations["sidecar.istio.io/statsHistogramBuckets"])
+    assert list(shipped.items()) == list(buckets.items())
+    assert buckets, "the shipped configuration has request metrics: it needs buckets"
+    for bounds in buckets.values():
+        assert bounds == sorted(bounds) and len(set(bounds)) == len(bounds) and bounds[0] > 0
+    needed = only_needs(check_bin, ROOT / "k8s/envoy-sidecar/envoy.yaml")["buckets"]
+    settings = sidecar_envoy_config["stats_config"]["histogram_bucket_settings"]
+    assert [(s["match"]["prefix"], s["buckets"]) for s in settings] == list(needed.items())
 
 
 # ---------------------------------------------------------------------------------- Istio objects
@@ -720,6 +841,17 @@ def test_envoy_sidecar_serves_metrics_on_loopback(tmp_path, wasm_bytes):
             assert line in text.splitlines(), line
         assert re.search(r"^envoy_http_app_downstream_rq_total\{\} [1-9]", text, re.M)
         assert re.search(r"^total_users\{\} \d+", text, re.M)
+        # The duration histogram takes the bucket prefixes `app-metrics check` prints (2.5 ms is
+        # none of Envoy's default bounds); the size histograms keep Envoy's. Histograms appear
+        # at Envoy's next stats flush (5 s).
+        deadline = time.monotonic() + 30
+        while "http_request_duration_milliseconds_bucket{" not in text and time.monotonic() < deadline:
+            time.sleep(0.5)
+            text = http("GET", f"{metrics}/stats/prometheus")[2].decode()
+        assert re.search(r'^http_request_duration_milliseconds_bucket\{handler="/login",method="POST",le="2.5"\} \d+$',
+                         text, re.M), text
+        assert re.search(r'^http_request_size_bytes_bucket\{handler="/login",le="1"\} ', text, re.M), text
+        assert not re.search(r'^http_request_size_bytes_bucket\{[^}]*le="2.5"\}', text, re.M), text
     finally:
         for p in procs:
             p.terminate()
