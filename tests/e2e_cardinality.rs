@@ -106,14 +106,15 @@ const BUCKETS: usize = 20;
 /// label sets per metric: one per counter; http_requests_total (handlers + none) × 10 methods ×
 /// 6 status labels; the duration histogram (handlers + none) × 10 methods; the two size
 /// histograms (handlers + none) each; per sampler its gauge, its last-success gauge and one
-/// error counter per reason (8). Returns (label sets of counters and gauges, label sets of
-/// histograms).
+/// error counter per reason (8); the plugin's `app_metrics_config_valid`. Returns (label sets
+/// of counters and gauges, label sets of histograms).
 fn series_bound() -> (usize, usize) {
     let handlers = HANDLERS.len() + 1;
     let (methods, statuses) = (METHOD_LABELS.len(), STATUS_LABELS.len());
     let flat = COUNTERS.len()
         + handlers * methods * statuses
-        + SAMPLERS.len() * (1 + 1 + REASON_LABELS.len());
+        + SAMPLERS.len() * (1 + 1 + REASON_LABELS.len())
+        + 1;
     let histograms = handlers * methods + handlers + handlers;
     (flat, histograms)
 }
@@ -636,6 +637,7 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
             "http_response_size_bytes",
             "app_metrics_sampler_errors_total",
             "app_metrics_sampler_last_success_timestamp_seconds",
+            "app_metrics_config_valid",
             "http_request_duration_milliseconds_sum",
             "http_request_duration_milliseconds_count",
             "http_request_size_bytes_sum",
@@ -663,6 +665,8 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
                 "status" => STATUS_LABELS.contains(&v.as_str()),
                 "sampler" => SAMPLERS.contains(&v.as_str()),
                 "reason" => REASON_LABELS.contains(&v.as_str()),
+                // The harness's one plugin (tests/common: config.name app_metrics).
+                "plugin" => v == "app_metrics",
                 _ => false,
             };
             assert!(ok, "{}: label {k}={v:?} outside the allowed set", s.metric);

@@ -192,16 +192,6 @@ fn invalid_configurations_are_logged_and_cost_no_request() {
     );
 }
 
-/// Removes a directory when dropped.
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 const SEED_WITH_HANDLERS: &str = r#"{"http_metrics": {"handlers": ["/login", "/orders"]}}"#;
 
 /// The same, plus a counter the first configuration did not have.
@@ -243,7 +233,7 @@ fn traffic(envoy: &Envoy, good: u32, bad: u32, orders: u32) {
 fn hot_reload_keeps_the_last_good_config_over_a_bad_one_and_counters_across_a_good_one() {
     let started = Instant::now();
     let upstream = shop();
-    let dir = TempDir(temp_dir("lds"));
+    let dir = TempDir::new("lds");
     let opts = EnvoyOptions::new(SEED_WITH_HANDLERS, upstream.port);
     // Old filter chains drain for 1 s (600 s by default), so the checks after the good push below
     // run once the old configuration is gone, not while it still holds the stats.

@@ -44,7 +44,7 @@ struct Case {
 const POINTER: &str = r#"{"json_pointer": "/count"}"#;
 const HEADER: &str = r#"{"header": "x-total-count"}"#;
 
-const CASES: [Case; 15] = [
+const CASES: [Case; 16] = [
     Case {
         name: "s_status",
         cluster: "app",
@@ -152,6 +152,16 @@ const CASES: [Case; 15] = [
     Case {
         name: "s_refusing",
         cluster: "refusing",
+        path: "/count",
+        value: POINTER,
+        timeout_ms: 2000,
+        reason: "unreachable",
+    },
+    // The cluster loses its last endpoint (EDS): Envoy refuses the call at once (host status
+    // 10, no healthy upstream), which is as unreachable as a refused connection.
+    Case {
+        name: "s_no_endpoints",
+        cluster: "no_endpoints",
         path: "/count",
         value: POINTER,
         timeout_ms: 2000,
@@ -418,16 +428,14 @@ fn every_sampler_fault_is_counted_keeps_the_gauge_and_heals() {
     let index = |name: &str| CASES.iter().position(|c| c.name == name).unwrap();
     let down = Server::start(count(value_of(index("s_down"), 1)));
     let refusing = Server::start(count(value_of(index("s_refusing"), 1)));
+    let lonely = Server::start(count(value_of(index("s_no_endpoints"), 1)));
+    let eds = TempDir::new("eds");
+    push_eds(&eds.0, "no_endpoints", &[lonely.port]);
     let mut opts = EnvoyOptions::new(&config(), app.port);
     opts.extra_clusters = vec![
-        Cluster {
-            name: "down".into(),
-            port: down.port,
-        },
-        Cluster {
-            name: "refusing".into(),
-            port: refusing.port,
-        },
+        Cluster::fixed("down", down.port),
+        Cluster::fixed("refusing", refusing.port),
+        Cluster::eds("no_endpoints", &eds.0),
     ];
     let envoy = Envoy::start(opts);
     let agent = agent();
@@ -448,6 +456,7 @@ fn every_sampler_fault_is_counted_keeps_the_gauge_and_heals() {
     app.set_route(broken);
     down.set(Mode::Down);
     refusing.set(Mode::Refusing);
+    push_eds(&eds.0, "no_endpoints", &[]);
     let baseline = all_errors(&envoy.scrape());
     let mut flowing = 0;
     let m = eventually(Duration::from_secs(30), "each fault counted twice", || {
@@ -502,6 +511,8 @@ fn every_sampler_fault_is_counted_keeps_the_gauge_and_heals() {
     app.set_route(healthy(2));
     down.set(count(value_of(index("s_down"), 2)));
     refusing.set(count(value_of(index("s_refusing"), 2)));
+    lonely.set(count(value_of(index("s_no_endpoints"), 2)));
+    push_eds(&eds.0, "no_endpoints", &[lonely.port]);
     wait_generation(&envoy, 2, "recovery");
     // A slow request sent just before healing may still time out (1 s after it was sent).
     thread::sleep(Duration::from_millis(1200));
