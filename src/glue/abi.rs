@@ -50,10 +50,10 @@ fn configure(plugins: &mut Plugins<Root>, id: u32) {
         let good = plugins.last_good(&name).and_then(|raw| config::parse(raw).ok());
         match good {
             Some(_) => log::warn!(
-                "plugin {shown:?}: configuration refused; its last good configuration stays in force"
+                "plugin {shown:?}: configuration refused; this VM keeps its last good one in force"
             ),
             None => log::warn!(
-                "plugin {shown:?}: configuration refused and none was good before: requests pass unrecorded"
+                "plugin {shown:?}: configuration refused, and this VM had no good one before (a new proxy, or Envoy's configuration check): what it serves passes unrecorded"
             ),
         }
         good.ok_or(())
