@@ -11,12 +11,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Names the filter itself publishes; user metrics may not take them.
-pub const RESERVED_NAMES: [&str; 4] = [
+pub const RESERVED_NAMES: [&str; 6] = [
     "http_requests_total",
+    "http_proxy_responses_total",
     "http_request_duration_milliseconds",
+    "http_request_total_duration_milliseconds",
     "http_request_size_bytes",
     "http_response_size_bytes",
 ];
+/// The counters above; the others are histograms.
+const RESERVED_COUNTERS: [&str; 2] = ["http_requests_total", "http_proxy_responses_total"];
 /// The lines each histogram above also renders as.
 const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
 /// Prefix of the filter's self-metrics.
@@ -122,6 +126,9 @@ pub struct HttpMetrics {
     pub enabled: bool,
     pub handlers: Vec<String>,
     pub excluded_handlers: Vec<String>,
+    /// `http_request_total_duration_milliseconds`: Envoy's time for the whole request, at one
+    /// more host call per request.
+    pub total_duration: bool,
 }
 
 impl Default for HttpMetrics {
@@ -130,6 +137,7 @@ impl Default for HttpMetrics {
             enabled: true,
             handlers: Vec::new(),
             excluded_handlers: Vec::new(),
+            total_duration: false,
         }
     }
 }
@@ -363,13 +371,15 @@ fn read_status(node: Node<'_>) -> Result<StatusMatch, ConfigError> {
 }
 
 fn read_http_metrics(node: Node<'_>) -> Result<HttpMetrics, ConfigError> {
-    node.object(&["enabled", "handlers", "excluded_handlers"], |f| {
+    let fields = ["enabled", "handlers", "excluded_handlers", "total_duration"];
+    node.object(&fields, |f| {
         Ok(HttpMetrics {
             enabled: f.optional("enabled", |n| n.bool())?.unwrap_or(true),
             handlers: f.optional("handlers", strings)?.unwrap_or_default(),
             excluded_handlers: f
                 .optional("excluded_handlers", strings)?
                 .unwrap_or_default(),
+            total_duration: f.optional("total_duration", |n| n.bool())?.unwrap_or(false),
         })
     })
 }
@@ -750,7 +760,7 @@ fn check_metric_name(name: &str, at: &str) -> Result<(), ConfigError> {
     }
     let ours = RESERVED_NAMES.iter().any(|r| {
         name == *r
-            || (*r != "http_requests_total"
+            || (!RESERVED_COUNTERS.contains(r)
                 && HISTOGRAM_SUFFIXES
                     .iter()
                     .any(|suffix| name.strip_suffix(suffix) == Some(r)))

@@ -37,6 +37,8 @@ pub const UPSTREAM_TIME: &str = "x-envoy-upstream-service-time";
 pub struct HttpMetrics {
     pub handlers: Routes,
     pub excluded: Routes,
+    /// Whether every request is also timed by Envoy's clock (`http_metrics.total_duration`).
+    pub total_duration: bool,
 }
 
 impl HttpMetrics {
@@ -66,6 +68,7 @@ impl Filter {
         let http = config.http_metrics.enabled.then(|| HttpMetrics {
             handlers: Routes::new(&config.http_metrics.handlers),
             excluded: Routes::new(&config.http_metrics.excluded_handlers),
+            total_duration: config.http_metrics.total_duration,
         });
         let rules = Rules::new(&config.counters);
         let names = |fixed: &[&str], more: &[String]| {
@@ -93,6 +96,11 @@ impl Filter {
     /// Whether any request needs to be looked at at all.
     pub fn observes_requests(&self) -> bool {
         self.http.is_some() || !self.rules.is_empty()
+    }
+
+    /// Whether a request counted in the request metrics is timed whole by Envoy's clock too.
+    pub fn total_duration(&self) -> bool {
+        self.http.as_ref().is_some_and(|h| h.total_duration)
     }
 
     /// Whether a request with `method` needs its path read at all: with no templates and no rule

@@ -5,11 +5,12 @@
 //! The host side is a trait so this logic is tested on the host with a fake.
 
 use crate::extract::Reason;
-use crate::filter::{Exchange, Filter};
+use crate::filter::{Exchange, Filter, HttpMetrics};
 use crate::labels::{
     method_label, plugin_label_value, stat_name, status_index, status_label, METHOD_COUNT,
     OTHER_STATUS, STATUS_COUNT,
 };
+use crate::proxy::ProxyReason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -26,7 +27,9 @@ pub trait MetricHost {
 }
 
 pub const REQUESTS_TOTAL: &str = "http_requests_total";
+pub const PROXY_RESPONSES: &str = "http_proxy_responses_total";
 pub const DURATION: &str = "http_request_duration_milliseconds";
+pub const TOTAL_DURATION: &str = "http_request_total_duration_milliseconds";
 pub const REQUEST_SIZE: &str = "http_request_size_bytes";
 pub const RESPONSE_SIZE: &str = "http_response_size_bytes";
 pub const SAMPLER_ERRORS: &str = "app_metrics_sampler_errors_total";
@@ -50,6 +53,10 @@ pub struct Completed<'a> {
     pub status: Option<u16>,
     pub response_headers: &'a [Option<&'a [u8]>],
     pub duration_ms: Option<u64>,
+    /// Set for an answer Envoy made itself rather than the app: why (`http_proxy_responses_total`).
+    pub proxy: Option<ProxyReason>,
+    /// Envoy's time for the whole request, first byte in to last byte out (`total_duration`).
+    pub total_ms: Option<u64>,
     pub request_bytes: u64,
     pub response_bytes: u64,
 }
@@ -60,6 +67,10 @@ pub struct Registry {
     gauges: Vec<Option<u32>>,
     requests: Vec<Option<u32>>,
     durations: Vec<Option<u32>>,
+    /// By (handler, status class, reason).
+    proxy_responses: Vec<Option<u32>>,
+    /// Empty unless `total_duration` is on.
+    total_durations: Vec<Option<u32>>,
     request_sizes: Vec<Option<u32>>,
     response_sizes: Vec<Option<u32>>,
     sampler_errors: Vec<Option<u32>>,
@@ -84,6 +95,7 @@ impl Registry {
     /// Defines the configured counters and gauges at once so they read 0 before first use.
     pub fn new(filter: &Filter, host: &impl MetricHost) -> Self {
         let handlers = filter.http.as_ref().map_or(0, |h| h.handler_count());
+        let timed_whole = if filter.total_duration() { handlers } else { 0 };
         let samplers = filter.samplers.len();
         Registry {
             counters: filter
@@ -99,6 +111,8 @@ impl Registry {
                 .collect(),
             requests: vec![None; handlers * METHOD_COUNT * STATUS_COUNT],
             durations: vec![None; handlers * METHOD_COUNT],
+            proxy_responses: vec![None; handlers * STATUS_COUNT * ProxyReason::ALL.len()],
+            total_durations: vec![None; timed_whole * METHOD_COUNT],
             request_sizes: vec![None; handlers],
             response_sizes: vec![None; handlers],
             sampler_errors: vec![None; samplers * Reason::ALL.len()],
@@ -144,6 +158,9 @@ impl Registry {
             )
         })
         .is_some_and(|id| host.increment(id, 1));
+        if done.proxy.is_some() || done.total_ms.is_some() {
+            ok &= self.record_envoy_side(http, host, done, (h, m, s));
+        }
         if let Some(ms) = done.duration_ms {
             ok &= id_in(
                 self.durations.get_mut(h * METHOD_COUNT + m),
@@ -169,6 +186,56 @@ impl Registry {
             || stat_name(RESPONSE_SIZE, &[("handler", handler())]),
         )
         .is_some_and(|id| host.record(id, done.response_bytes));
+        ok
+    }
+
+    /// What only Envoy knows: whether it answered itself, and its time for the whole request.
+    /// Apart from [`Registry::record`], which requests the app answered with the default
+    /// configuration never enter.
+    #[inline(never)]
+    fn record_envoy_side(
+        &mut self,
+        http: &HttpMetrics,
+        host: &impl MetricHost,
+        done: &Completed<'_>,
+        (h, m, s): (usize, usize, usize),
+    ) -> bool {
+        let mut ok = true;
+        let handler = || http.handler_label(h);
+        if let Some(reason) = done.proxy {
+            let series = (h * STATUS_COUNT + s) * ProxyReason::ALL.len() + reason.index();
+            ok &= id_in(
+                self.proxy_responses.get_mut(series),
+                host,
+                Kind::Counter,
+                || {
+                    stat_name(
+                        PROXY_RESPONSES,
+                        &[
+                            ("handler", handler()),
+                            ("status", status_label(s)),
+                            ("reason", reason.label()),
+                        ],
+                    )
+                },
+            )
+            .is_some_and(|id| host.increment(id, 1));
+        }
+        // Only kept when the configuration asks for it.
+        if let Some(ms) = done.total_ms.filter(|_| !self.total_durations.is_empty()) {
+            ok &= id_in(
+                self.total_durations.get_mut(h * METHOD_COUNT + m),
+                host,
+                Kind::Histogram,
+                || {
+                    stat_name(
+                        TOTAL_DURATION,
+                        &[("handler", handler()), ("method", method_label(m))],
+                    )
+                },
+            )
+            .is_some_and(|id| host.record(id, ms));
+        }
         ok
     }
 

@@ -54,6 +54,19 @@ logic_test!(
 );
 
 logic_test!(
+    fn total_duration_is_off_unless_asked_for() {
+        assert!(!parse(b"{}").unwrap().http_metrics.total_duration);
+        let on = parse(br#"{"http_metrics": {"total_duration": true}}"#).unwrap();
+        assert!(on.http_metrics.total_duration && on.http_metrics.enabled);
+        // Only the histograms have _bucket/_sum/_count series; the counters reserve their own name.
+        assert!(parse(
+            br#"{"counters": [{"name": "http_proxy_responses_total_count", "match": {}}]}"#
+        )
+        .is_ok());
+    }
+);
+
+logic_test!(
     fn sampler_defaults() {
         let config = parse(br#"{"samplers": [{"name": "n", "cluster": "c", "path": "/n", "value": {"text": true}}]}"#).unwrap();
         let s = &config.samplers[0];
@@ -197,6 +210,15 @@ logic_test!(
         (r#"{"http_metrics": {"handlers": ["/a;b"]}}"#.into(), r#"http_metrics.handlers[0]: "/a;b" contains ';' or '='"#),
         (r#"{"http_metrics": {"excluded_handlers": ["metrics"]}}"#.into(), r#"http_metrics.excluded_handlers[0]: "metrics" is not a path"#),
         (r#"{"http_metrics": {"enabled": "yes"}}"#.into(), "http_metrics.enabled: invalid type: string \"yes\", expected a boolean"),
+        (r#"{"http_metrics": {"total_duration": 1}}"#.into(), "http_metrics.total_duration: invalid type: integer `1`, expected a boolean"),
+        (r#"{"http_metrics": {"total_durations": true}}"#.into(),
+         "http_metrics.total_durations: unknown field `total_durations`, expected one of `enabled`, `handlers`, `excluded_handlers`, `total_duration`"),
+        (r#"{"counters": [{"name": "http_proxy_responses_total", "match": {}}]}"#.into(),
+         "counters[0].name: \"http_proxy_responses_total\" is reserved"),
+        (r#"{"samplers": [{"name": "http_request_total_duration_milliseconds_bucket", "cluster": "c", "path": "/p", "value": {"text": true}}]}"#.into(),
+         "samplers[0].name: \"http_request_total_duration_milliseconds_bucket\" is reserved"),
+        (r#"{"counters": [{"name": "http_request_total_duration_milliseconds", "match": {}}]}"#.into(),
+         "counters[0].name: \"http_request_total_duration_milliseconds\" is reserved"),
         (sampler(r#", "interval_seconds": 0"#), "samplers[0].interval_seconds: 0 is out of range (expected 1-86400)"),
         (sampler(r#", "timeout_ms": 0"#), "samplers[0].timeout_ms: 0 is out of range (expected 1-60000)"),
         (sampler(r#", "max_body_bytes": 0"#), "samplers[0].max_body_bytes: 0 is out of range"),
