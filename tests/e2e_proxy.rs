@@ -143,7 +143,9 @@ fn slow_upload(port: u16, path: &str, pause: Duration) -> Option<u16> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let head = format!("POST {path} HTTP/1.1\r\nhost: app\r\ncontent-length: 5\r\nconnection: close\r\n\r\n");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: app\r\ncontent-length: 5\r\nconnection: close\r\n\r\n"
+    );
     stream.write_all(head.as_bytes()).unwrap();
     thread::sleep(pause);
     stream.write_all(b"hello").unwrap();
@@ -261,10 +263,14 @@ fn envoys_own_answers_are_counted_by_reason_and_the_apps_never() {
         )
     })
     .collect();
-    let m = eventually(Duration::from_secs(10), "every proxy answer counted", || {
-        let m = envoy.scrape();
-        (m.series("http_proxy_responses_total") == want).then_some(m)
-    });
+    let m = eventually(
+        Duration::from_secs(10),
+        "every proxy answer counted",
+        || {
+            let m = envoy.scrape();
+            (m.series("http_proxy_responses_total") == want).then_some(m)
+        },
+    );
     // Every request, the app's and Envoy's, is in http_requests_total as before.
     let requests = m.series("http_requests_total");
     let counted = |handler: &str, method: &str, status: &str| {
@@ -291,7 +297,11 @@ fn envoys_own_answers_are_counted_by_reason_and_the_apps_never() {
     // http_requests_total, summed over status.
     let mut per_request: BTreeMap<Vec<(String, String)>, f64> = BTreeMap::new();
     for (labels, n) in &requests {
-        let key = labels.iter().filter(|(k, _)| k != "status").cloned().collect();
+        let key = labels
+            .iter()
+            .filter(|(k, _)| k != "status")
+            .cloned()
+            .collect();
         *per_request.entry(key).or_default() += n;
     }
     let m = eventually(Duration::from_secs(15), "histogram flush", || {

@@ -315,7 +315,11 @@ fn named_listener_yaml(
     listener: &str,
     plugin: &str,
 ) -> String {
-    let filters_before: String = opts.filters_before.iter().map(|f| list_item(f, 6)).collect();
+    let filters_before: String = opts
+        .filters_before
+        .iter()
+        .map(|f| list_item(f, 6))
+        .collect();
     format!(
         r#"name: {listener}
 address:
