@@ -134,8 +134,9 @@ pub fn needs(config: &Config) -> Needs {
     }
 }
 
-/// The stat name of `handler`'s duration histogram up to its method value: the histogram of
-/// every method of that handler, and nothing else (the size histograms have no method label).
+/// The stat name of `handler`'s duration histogram up to its method value: the histograms of
+/// every method of that handler, the app's time and (with `total_duration`) the whole request's
+/// alike, and nothing else (the size histograms have no method label).
 fn duration_prefix(handler: &str) -> String {
     // A method value that cannot occur, cut off again: the name's start is the prefix.
     const CUT: &str = "\u{0}";

@@ -785,4 +785,21 @@ fn needs_follow_the_parsed_configuration() {
         .histogram_buckets
         .iter()
         .all(|(_, b)| b == &DURATION_BUCKETS_MS));
+    // Each prefix takes both duration histograms of its handler, the app's time and the whole
+    // request's (`total_duration`), and no other stat.
+    for metric in [
+        app_metrics::metrics::DURATION,
+        app_metrics::metrics::TOTAL_DURATION,
+    ] {
+        let name = app_metrics::labels::stat_name(metric, &[("handler", "/b"), ("method", "GET")]);
+        assert!(
+            format!("wasmcustom.{name}").starts_with(prefixes[0]),
+            "{name}"
+        );
+    }
+    let proxy = app_metrics::labels::stat_name(
+        app_metrics::metrics::PROXY_RESPONSES,
+        &[("handler", "/b"), ("status", "5xx"), ("reason", "timeout")],
+    );
+    assert!(!format!("wasmcustom.{proxy}").starts_with(prefixes[0]));
 }
