@@ -89,6 +89,8 @@ DIAGNOSTIC = [
      "probe: read both header maps (what any filter reading :method and :status pays here)"),
     ("probe-default", "req-map resp-map counter histogram histogram histogram",
      "probe: the default config's host calls"),
+    ("total-duration", '{"http_metrics": {"total_duration": true}}',
+     "app-metrics, default config + total_duration"),
 ]
 LABEL = {k: label for k, _, label in VARIANTS + DIAGNOSTIC}
 # `--baseline WASM`: the default configuration on another build of the module (e.g. main's), in
@@ -1026,6 +1028,9 @@ def main():
                         "filter is still built")
     p.add_argument("--no-report", action="store_true", help="leave BENCHMARKS.md alone")
     p.add_argument("--quick", action="store_true", help="a short trial: 1 round, short runs")
+    p.add_argument("--add", metavar="KEY", action="append", default=[],
+                   help="also measure this diagnostic variant in the main run (e.g. "
+                        "total-duration: what http_metrics.total_duration costs)")
     p.add_argument("--baseline", metavar="WASM",
                    help="also measure the default configuration on this .wasm (an A/B against "
                         "another build, e.g. main's), reported as default/default-base")
@@ -1061,6 +1066,10 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     keys = [k for k, _, _ in VARIANTS] + ["probe-maps"]
+    for key in args.add:
+        if key not in LABEL:
+            sys.exit(f"--add: no variant {key} (one of {', '.join(LABEL)})")
+        keys.append(key)
     if args.baseline:
         global BASELINE_WASM
         BASELINE_WASM = Path(args.baseline).resolve()
