@@ -584,7 +584,7 @@ def check_bin():
 
 
 def check(check_bin, path, *options):
-    """`app-metrics check [options] path`: (exit code, stderr, [{location, tags, buckets}]) with the
+    """`app-metrics check [options] path`: (exit code, stderr, [{location, tags, buckets, series}]) with the
     buckets' keys in the order printed."""
     p = run([check_bin, "check", *options, str(path)], cwd=ROOT)
     results = []
@@ -595,6 +595,8 @@ def check(check_bin, path, *options):
             results[-1]["tags"] = json.loads(line.split(": ", 1)[1])
         elif line.startswith("  sidecar.istio.io/statsHistogramBuckets: "):
             results[-1]["buckets"] = json.loads(line.split(": ", 1)[1])
+        elif line.startswith("  series: at most "):
+            results[-1]["series"] = int(line.removeprefix("  series: at most ").split(" ", 1)[0])
         else:
             raise AssertionError(f"unexpected output line: {line!r}")
     return p.returncode, p.stderr, results
