@@ -99,15 +99,16 @@ pub struct Needs {
 }
 
 impl Needs {
-    /// `at most 219 (counters 2, http_requests_total 180, histograms 36, samplers 0,
-    /// app_metrics_config_valid 1)`
+    /// `at most 363 (counters 2, http_requests_total 180, http_proxy_responses_total 144,
+    /// histograms 36, samplers 0, app_metrics_config_valid 1)`
     pub fn series_text(&self) -> String {
         let s = &self.series;
         format!(
-            "at most {} (counters {}, http_requests_total {}, histograms {}, samplers {}, app_metrics_config_valid {})",
+            "at most {} (counters {}, http_requests_total {}, http_proxy_responses_total {}, histograms {}, samplers {}, app_metrics_config_valid {})",
             s.total(),
             s.counters,
             s.requests,
+            s.proxy_responses,
             s.histograms,
             s.samplers,
             s.config_valid
@@ -178,10 +179,10 @@ pub fn needs(config: &Config) -> Needs {
     }
 }
 
-/// The stat name of `handler`'s duration histogram up to its method value: the histogram of
-/// every method of that handler, and nothing else (the size histograms have no method label).
-/// Constant labels come first in a stat name, so they are part of the prefix; dynamic ones come
-/// after the method.
+/// The stat name of `handler`'s duration histogram up to its method value: the histograms of
+/// every method of that handler, the app's time and (with `total_duration`) the whole request's
+/// alike, and nothing else (the size histograms have no method label). Constant labels come
+/// first in a stat name, so they are part of the prefix; dynamic ones come after the method.
 fn duration_prefix(filter: &Filter, handler: &str) -> String {
     // A method value that cannot occur, cut off again: the name's start is the prefix.
     const CUT: &str = "\u{0}";

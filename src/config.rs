@@ -12,12 +12,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Names the filter itself publishes; user metrics may not take them.
-pub const RESERVED_NAMES: [&str; 4] = [
+pub const RESERVED_NAMES: [&str; 6] = [
     "http_requests_total",
+    "http_proxy_responses_total",
     "http_request_duration_milliseconds",
+    "http_request_total_duration_milliseconds",
     "http_request_size_bytes",
     "http_response_size_bytes",
 ];
+/// The counters above; the others are histograms.
+const RESERVED_COUNTERS: [&str; 2] = ["http_requests_total", "http_proxy_responses_total"];
 /// The lines each histogram above also renders as.
 const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
 /// Prefix of the filter's self-metrics.
@@ -162,6 +166,9 @@ pub struct HttpMetrics {
     pub excluded_handlers: Vec<String>,
     /// Dynamic labels on every request metric.
     pub labels: Vec<LabelSpec>,
+    /// `http_request_total_duration_milliseconds`: Envoy's time for the whole request, at one
+    /// more host call per request.
+    pub total_duration: bool,
 }
 
 impl Default for HttpMetrics {
@@ -171,6 +178,7 @@ impl Default for HttpMetrics {
             handlers: Vec::new(),
             excluded_handlers: Vec::new(),
             labels: Vec::new(),
+            total_duration: false,
         }
     }
 }
@@ -429,19 +437,24 @@ fn read_status(node: Node<'_>) -> Result<StatusMatch, ConfigError> {
 }
 
 fn read_http_metrics(node: Node<'_>) -> Result<HttpMetrics, ConfigError> {
-    node.object(
-        &["enabled", "handlers", "excluded_handlers", "labels"],
-        |f| {
-            Ok(HttpMetrics {
-                enabled: f.optional("enabled", |n| n.bool())?.unwrap_or(true),
-                handlers: f.optional("handlers", strings)?.unwrap_or_default(),
-                excluded_handlers: f
-                    .optional("excluded_handlers", strings)?
-                    .unwrap_or_default(),
-                labels: f.optional("labels", read_labels)?.unwrap_or_default(),
-            })
-        },
-    )
+    let fields = [
+        "enabled",
+        "handlers",
+        "excluded_handlers",
+        "total_duration",
+        "labels",
+    ];
+    node.object(&fields, |f| {
+        Ok(HttpMetrics {
+            enabled: f.optional("enabled", |n| n.bool())?.unwrap_or(true),
+            handlers: f.optional("handlers", strings)?.unwrap_or_default(),
+            excluded_handlers: f
+                .optional("excluded_handlers", strings)?
+                .unwrap_or_default(),
+            total_duration: f.optional("total_duration", |n| n.bool())?.unwrap_or(false),
+            labels: f.optional("labels", read_labels)?.unwrap_or_default(),
+        })
+    })
 }
 
 fn read_sampler(node: Node<'_>) -> Result<Sampler, ConfigError> {
@@ -835,13 +848,15 @@ fn check_label_value(value: &str, at: &str) -> Result<(), ConfigError> {
 
 /// The most series a configuration can make, by kind: label sets (a histogram counts once).
 /// With H handler templates, L = Π (values + 2) over `http_metrics.labels` and L_c over a
-/// counter's labels: counters Σ L_c; `http_requests_total` (H+1)·10·6·L; histograms
-/// (H+1)·10·L (duration) + 2·(H+1)·L (sizes); 10 per sampler (its gauge, its last-success
-/// gauge, its errors by 8 reasons); `app_metrics_config_valid` 1.
+/// counter's labels: counters Σ L_c; `http_requests_total` (H+1)·10·6·L;
+/// `http_proxy_responses_total` (H+1)·6·8·L; histograms (H+1)·10·L (duration) + 2·(H+1)·L
+/// (sizes) + (H+1)·10·L (whole-request duration, with `total_duration`); 10 per sampler (its
+/// gauge, its last-success gauge, its errors by 8 reasons); `app_metrics_config_valid` 1.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SeriesBound {
     pub counters: u64,
     pub requests: u64,
+    pub proxy_responses: u64,
     pub histograms: u64,
     pub samplers: u64,
     pub config_valid: u64,
@@ -851,6 +866,7 @@ impl SeriesBound {
     pub fn total(&self) -> u64 {
         self.counters
             .saturating_add(self.requests)
+            .saturating_add(self.proxy_responses)
             .saturating_add(self.histograms)
             .saturating_add(self.samplers)
             .saturating_add(self.config_valid)
@@ -866,15 +882,17 @@ fn combinations(specs: &[LabelSpec]) -> u64 {
 pub fn series_bound(config: &Config) -> SeriesBound {
     use crate::labels::{METHOD_COUNT, STATUS_COUNT};
     let http = &config.http_metrics;
-    let (requests, histograms) = if http.enabled {
+    let (requests, proxy_responses, histograms) = if http.enabled {
         let per_handler = combinations(&http.labels);
         let handlers = (http.handlers.len() as u64 + 1).saturating_mul(per_handler);
+        let durations = if http.total_duration { 2 } else { 1 };
         (
             handlers.saturating_mul((METHOD_COUNT * STATUS_COUNT) as u64),
-            handlers.saturating_mul(METHOD_COUNT as u64 + 2),
+            handlers.saturating_mul((STATUS_COUNT * crate::proxy::ProxyReason::ALL.len()) as u64),
+            handlers.saturating_mul((durations * METHOD_COUNT + 2) as u64),
         )
     } else {
-        (0, 0)
+        (0, 0, 0)
     };
     SeriesBound {
         counters: config
@@ -882,6 +900,7 @@ pub fn series_bound(config: &Config) -> SeriesBound {
             .iter()
             .fold(0u64, |n, c| n.saturating_add(combinations(&c.labels))),
         requests,
+        proxy_responses,
         histograms,
         samplers: (config.samplers.len() * (2 + crate::extract::Reason::ALL.len())) as u64,
         config_valid: 1,
@@ -1164,7 +1183,7 @@ fn check_metric_name(name: &str, at: &str) -> Result<(), ConfigError> {
     }
     let ours = RESERVED_NAMES.iter().any(|r| {
         name == *r
-            || (*r != "http_requests_total"
+            || (!RESERVED_COUNTERS.contains(r)
                 && HISTOGRAM_SUFFIXES
                     .iter()
                     .any(|suffix| name.strip_suffix(suffix) == Some(r)))

@@ -45,8 +45,10 @@ pub const UPSTREAM_TIME: &str = "x-envoy-upstream-service-time";
 pub struct HttpMetrics {
     pub handlers: Routes,
     pub excluded: Routes,
-    /// Dynamic labels of all four request metrics.
+    /// Dynamic labels of every request metric.
     pub labels: LabelSet,
+    /// Whether every request is also timed by Envoy's clock (`http_metrics.total_duration`).
+    pub total_duration: bool,
 }
 
 impl HttpMetrics {
@@ -88,6 +90,7 @@ impl Filter {
             handlers: Routes::new(&config.http_metrics.handlers),
             excluded: Routes::new(&config.http_metrics.excluded_handlers),
             labels: label_set(&config.http_metrics.labels, &mut headers),
+            total_duration: config.http_metrics.total_duration,
         });
         let names = |fixed: &[&str], more: Vec<String>| {
             fixed.iter().map(|n| n.to_string()).chain(more).collect()
@@ -131,6 +134,11 @@ impl Filter {
     /// Whether any request needs to be looked at at all.
     pub fn observes_requests(&self) -> bool {
         self.http.is_some() || !self.rules.is_empty()
+    }
+
+    /// Whether a request counted in the request metrics is timed whole by Envoy's clock too.
+    pub fn total_duration(&self) -> bool {
+        self.http.as_ref().is_some_and(|h| h.total_duration)
     }
 
     /// Whether a request with `method` needs its path read at all: with no templates and no rule

@@ -19,6 +19,7 @@ pub mod labels;
 pub mod lifecycle;
 pub mod metrics;
 pub mod pairs;
+pub mod proxy;
 pub mod routes;
 pub mod rules;
 pub mod schedule;

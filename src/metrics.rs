@@ -9,11 +9,12 @@
 //! host with a fake.
 
 use crate::extract::Reason;
-use crate::filter::{Exchange, Filter};
+use crate::filter::{Exchange, Filter, HttpMetrics};
 use crate::labels::{
     method_label, plugin_label_value, stat_name, status_index, status_label, LabelSet,
     METHOD_COUNT, OTHER_STATUS, STATUS_COUNT,
 };
+use crate::proxy::ProxyReason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -30,7 +31,9 @@ pub trait MetricHost {
 }
 
 pub const REQUESTS_TOTAL: &str = "http_requests_total";
+pub const PROXY_RESPONSES: &str = "http_proxy_responses_total";
 pub const DURATION: &str = "http_request_duration_milliseconds";
+pub const TOTAL_DURATION: &str = "http_request_total_duration_milliseconds";
 pub const REQUEST_SIZE: &str = "http_request_size_bytes";
 pub const RESPONSE_SIZE: &str = "http_response_size_bytes";
 pub const SAMPLER_ERRORS: &str = "app_metrics_sampler_errors_total";
@@ -59,6 +62,10 @@ pub struct Completed<'a> {
     pub status: Option<u16>,
     pub response_headers: &'a [Option<&'a [u8]>],
     pub duration_ms: Option<u64>,
+    /// Set for an answer Envoy made itself rather than the app: why (`http_proxy_responses_total`).
+    pub proxy: Option<ProxyReason>,
+    /// Envoy's time for the whole request, first byte in to last byte out (`total_duration`).
+    pub total_ms: Option<u64>,
     pub request_bytes: u64,
     pub response_bytes: u64,
 }
@@ -69,6 +76,10 @@ pub struct Registry {
     gauges: Vec<Option<u32>>,
     requests: Vec<Option<u32>>,
     durations: Vec<Option<u32>>,
+    /// By (handler, status class, reason).
+    proxy_responses: Vec<Option<u32>>,
+    /// Empty unless `total_duration` is on.
+    total_durations: Vec<Option<u32>>,
     request_sizes: Vec<Option<u32>>,
     response_sizes: Vec<Option<u32>>,
     sampler_errors: Vec<Option<u32>>,
@@ -85,6 +96,8 @@ enum Family {
     Duration = 2,
     RequestSize = 3,
     ResponseSize = 4,
+    ProxyResponses = 5,
+    TotalDuration = 6,
 }
 
 /// A labelled series' key: the metric, then its series in the flat order (counter index;
@@ -121,6 +134,7 @@ impl Registry {
             .as_ref()
             .filter(|h| h.labels.is_empty())
             .map_or(0, |h| h.handler_count());
+        let timed_whole = if filter.total_duration() { handlers } else { 0 };
         let samplers = filter.samplers.len();
         let unlabelled = |i: usize| filter.counter_labels.get(i).is_none_or(LabelSet::is_empty);
         Registry {
@@ -142,6 +156,8 @@ impl Registry {
                 .collect(),
             requests: vec![None; handlers * METHOD_COUNT * STATUS_COUNT],
             durations: vec![None; handlers * METHOD_COUNT],
+            proxy_responses: vec![None; handlers * STATUS_COUNT * ProxyReason::ALL.len()],
+            total_durations: vec![None; timed_whole * METHOD_COUNT],
             request_sizes: vec![None; handlers],
             response_sizes: vec![None; handlers],
             sampler_errors: vec![None; samplers * Reason::ALL.len()],
@@ -195,8 +211,8 @@ impl Registry {
         .is_some_and(|id| host.increment(id, 1))
     }
 
-    /// The request metrics of a request when they have dynamic labels: the same four updates as
-    /// the flat path, in the sparse table, the labels' values looked up once.
+    /// The request metrics of a request when they have dynamic labels: the same updates as the
+    /// flat path, in the sparse table, the labels' values looked up once.
     fn record_labelled(
         &mut self,
         filter: &Filter,
@@ -212,12 +228,19 @@ impl Registry {
         let set = &http.labels;
         let combinations = set.combinations();
         let combination = set.combination(done.request_headers, done.response_headers);
+        let handler = http.handler_label(h);
         let fixed = [
-            ("handler", http.handler_label(h)),
+            ("handler", handler),
             ("method", method_label(m)),
             ("status", status_label(s)),
         ];
         let first = |n: usize| fixed.get(..n).unwrap_or_default();
+        let proxy = [
+            ("handler", handler),
+            ("status", status_label(s)),
+            ("reason", done.proxy.map_or("", ProxyReason::label)),
+        ];
+        let reasons = ProxyReason::ALL.len();
         // (metric, its series in flat order, kind, name, fixed labels, what to count or record)
         let updates = [
             (
@@ -251,6 +274,22 @@ impl Registry {
                 RESPONSE_SIZE,
                 first(1),
                 Some(done.response_bytes),
+            ),
+            (
+                Family::ProxyResponses,
+                (h * STATUS_COUNT + s) * reasons + done.proxy.map_or(0, ProxyReason::index),
+                Kind::Counter,
+                PROXY_RESPONSES,
+                &proxy[..],
+                done.proxy.map(|_| 1),
+            ),
+            (
+                Family::TotalDuration,
+                h * METHOD_COUNT + m,
+                Kind::Histogram,
+                TOTAL_DURATION,
+                first(2),
+                done.total_ms.filter(|_| http.total_duration),
             ),
         ];
         let mut ok = true;
@@ -315,6 +354,9 @@ impl Registry {
             )
         })
         .is_some_and(|id| host.increment(id, 1));
+        if done.proxy.is_some() || done.total_ms.is_some() {
+            ok &= self.record_envoy_side(filter, http, host, done, (h, m, s));
+        }
         if let Some(ms) = done.duration_ms {
             ok &= id_in(
                 self.durations.get_mut(h * METHOD_COUNT + m),
@@ -341,6 +383,59 @@ impl Registry {
             || filter.series_name(RESPONSE_SIZE, &[("handler", handler())], &[]),
         )
         .is_some_and(|id| host.record(id, done.response_bytes));
+        ok
+    }
+
+    /// What only Envoy knows: whether it answered itself, and its time for the whole request.
+    /// Apart from [`Registry::record`], which requests the app answered with the default
+    /// configuration never enter.
+    #[inline(never)]
+    fn record_envoy_side(
+        &mut self,
+        filter: &Filter,
+        http: &HttpMetrics,
+        host: &impl MetricHost,
+        done: &Completed<'_>,
+        (h, m, s): (usize, usize, usize),
+    ) -> bool {
+        let mut ok = true;
+        let handler = || http.handler_label(h);
+        if let Some(reason) = done.proxy {
+            let series = (h * STATUS_COUNT + s) * ProxyReason::ALL.len() + reason.index();
+            ok &= id_in(
+                self.proxy_responses.get_mut(series),
+                host,
+                Kind::Counter,
+                || {
+                    filter.series_name(
+                        PROXY_RESPONSES,
+                        &[
+                            ("handler", handler()),
+                            ("status", status_label(s)),
+                            ("reason", reason.label()),
+                        ],
+                        &[],
+                    )
+                },
+            )
+            .is_some_and(|id| host.increment(id, 1));
+        }
+        // Only kept when the configuration asks for it.
+        if let Some(ms) = done.total_ms.filter(|_| !self.total_durations.is_empty()) {
+            ok &= id_in(
+                self.total_durations.get_mut(h * METHOD_COUNT + m),
+                host,
+                Kind::Histogram,
+                || {
+                    filter.series_name(
+                        TOTAL_DURATION,
+                        &[("handler", handler()), ("method", method_label(m))],
+                        &[],
+                    )
+                },
+            )
+            .is_some_and(|id| host.record(id, ms));
+        }
         ok
     }
 

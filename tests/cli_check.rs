@@ -94,14 +94,15 @@ fn buckets_line(handlers: &[&str]) -> String {
 }
 
 /// The series line, from README's formula: with H+1 handler label values (`handlers`, `none`
-/// included) and no dynamic labels, 60 (H+1) request counters, 12 (H+1) histograms, 10 series
-/// per sampler and `app_metrics_config_valid`.
+/// included) and no dynamic labels, 60 (H+1) request counters, 48 (H+1) proxy answers, 12 (H+1)
+/// histograms, 10 series per sampler and `app_metrics_config_valid`.
 fn series_line(handlers: usize, counters: usize, samplers: usize) -> String {
-    let (requests, histograms) = (60 * handlers, 12 * handlers);
-    let total = counters + requests + histograms + 10 * samplers + 1;
+    let (requests, proxy, histograms) = (60 * handlers, 48 * handlers, 12 * handlers);
+    let total = counters + requests + proxy + histograms + 10 * samplers + 1;
     format!(
         "  series: at most {total} (counters {counters}, http_requests_total {requests}, \
-         histograms {histograms}, samplers {}, app_metrics_config_valid 1)",
+         http_proxy_responses_total {proxy}, histograms {histograms}, samplers {}, \
+         app_metrics_config_valid 1)",
         10 * samplers
     )
 }
@@ -167,14 +168,14 @@ fn json_labels_add_their_names_to_the_tags_and_multiply_the_series() {
     let prefix = |h: &str| {
         format!("\"wasmcustom.service=.=shop;.;team=.=payments;.;handler=.={h};.;method=.=\":{B}")
     };
-    // H+1 = 2; L = (2+2)·(3+2) = 20; the counter's L_c = 4.
+    // H+1 = 2; L = (2+2)·(3+2) = 20; the counter's L_c = 4: 4 + 2·20·(60 + 48 + 12) + 1.
     assert_eq!(
         r.out(),
         vec![
             "labels.json: valid".to_string(),
             "  extraStatTags: [\"handler\",\"method\",\"status\",\"sampler\",\"reason\",\"plugin\",\"service\",\"team\",\"client\",\"version\"]".to_string(),
             format!("  sidecar.istio.io/statsHistogramBuckets: {{{},{}}}", prefix("/login"), prefix("none")),
-            "  series: at most 2885 (counters 4, http_requests_total 2400, histograms 480, samplers 0, app_metrics_config_valid 1)".to_string(),
+            "  series: at most 4805 (counters 4, http_requests_total 2400, http_proxy_responses_total 1920, histograms 480, samplers 0, app_metrics_config_valid 1)".to_string(),
         ]
     );
     let bad = r#"{"http_metrics": {"labels": [{"name": "client", "request_header": "x-client", "values": ["web", "other"]}]}}"#;
@@ -210,8 +211,8 @@ fn json_without_request_metrics_needs_no_buckets() {
             "off.json: valid".to_string(),
             tags_line(),
             "  sidecar.istio.io/statsHistogramBuckets: {}".to_string(),
-            "  series: at most 3 (counters 2, http_requests_total 0, histograms 0, samplers 0, \
-             app_metrics_config_valid 1)"
+            "  series: at most 3 (counters 2, http_requests_total 0, http_proxy_responses_total 0, \
+             histograms 0, samplers 0, app_metrics_config_valid 1)"
                 .to_string(),
         ]
     );
@@ -829,7 +830,7 @@ fn needs_follow_the_parsed_configuration() {
     .unwrap();
     let n = needs(&config);
     assert_eq!(n.extra_stat_tags, LABEL_NAMES.to_vec());
-    assert_eq!(n.series.total(), 2 + 3 * 72 + 1);
+    assert_eq!(n.series.total(), 2 + 3 * 120 + 1);
     let prefixes: Vec<&str> = n
         .histogram_buckets
         .iter()
@@ -847,4 +848,21 @@ fn needs_follow_the_parsed_configuration() {
         .histogram_buckets
         .iter()
         .all(|(_, b)| b == &DURATION_BUCKETS_MS));
+    // Each prefix takes both duration histograms of its handler, the app's time and the whole
+    // request's (`total_duration`), and no other stat.
+    for metric in [
+        app_metrics::metrics::DURATION,
+        app_metrics::metrics::TOTAL_DURATION,
+    ] {
+        let name = app_metrics::labels::stat_name(metric, &[("handler", "/b"), ("method", "GET")]);
+        assert!(
+            format!("wasmcustom.{name}").starts_with(prefixes[0]),
+            "{name}"
+        );
+    }
+    let proxy = app_metrics::labels::stat_name(
+        app_metrics::metrics::PROXY_RESPONSES,
+        &[("handler", "/b"), ("status", "5xx"), ("reason", "timeout")],
+    );
+    assert!(!format!("wasmcustom.{proxy}").starts_with(prefixes[0]));
 }

@@ -56,6 +56,17 @@ const METHOD_LABELS: [&str; 10] = [
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "other",
 ];
 const STATUS_LABELS: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+/// `reason` of Envoy's own answers (`http_proxy_responses_total`, proxy.rs, documented).
+const PROXY_REASON_LABELS: [&str; 8] = [
+    "no_route",
+    "no_healthy_upstream",
+    "connection_failure",
+    "timeout",
+    "reset",
+    "overflow",
+    "rate_limited",
+    "other",
+];
 const REASON_LABELS: [&str; 8] = [
     "dispatch",
     "timeout",
@@ -84,7 +95,7 @@ fn config() -> String {
     {{"name": "admin_calls_total", "match": {{"request_headers": {{"x-role": "admin"}}}}}},
     {{"name": "cache_hits_total", "match": {{"response_headers": {{"x-cache": "HIT"}}}}}}
   ],
-  "http_metrics": {{"enabled": true, "handlers": [{}], "excluded_handlers": ["/metrics"]}},
+  "http_metrics": {{"enabled": true, "handlers": [{}], "excluded_handlers": ["/metrics"], "total_duration": true}},
   "samplers": [
     {{"name": "total_users", "cluster": "app", "path": "/users/count", "interval_seconds": 1,
       "timeout_ms": 500, "value": {{"json_pointer": "/count"}}}}
@@ -94,8 +105,9 @@ fn config() -> String {
     )
 }
 
-const HISTOGRAMS: [&str; 3] = [
+const HISTOGRAMS: [&str; 4] = [
     "http_request_duration_milliseconds",
+    "http_request_total_duration_milliseconds",
     "http_request_size_bytes",
     "http_response_size_bytes",
 ];
@@ -104,7 +116,8 @@ const BUCKETS: usize = 20;
 
 /// The most series the filter can export under `config()`, from labels.rs and metrics.rs, as
 /// label sets per metric: one per counter; http_requests_total (handlers + none) × 10 methods ×
-/// 6 status labels; the duration histogram (handlers + none) × 10 methods; the two size
+/// 6 status labels; http_proxy_responses_total (handlers + none) × 6 status labels × 8 reasons;
+/// the two duration histograms (handlers + none) × 10 methods each; the two size
 /// histograms (handlers + none) each; per sampler its gauge, its last-success gauge and one
 /// error counter per reason (8); the plugin's `app_metrics_config_valid`. Returns (label sets
 /// of counters and gauges, label sets of histograms).
@@ -113,9 +126,10 @@ fn series_bound() -> (usize, usize) {
     let (methods, statuses) = (METHOD_LABELS.len(), STATUS_LABELS.len());
     let flat = COUNTERS.len()
         + handlers * methods * statuses
+        + handlers * statuses * PROXY_REASON_LABELS.len()
         + SAMPLERS.len() * (1 + 1 + REASON_LABELS.len())
         + 1;
-    let histograms = handlers * methods + handlers + handlers;
+    let histograms = 2 * handlers * methods + handlers + handlers;
     (flat, histograms)
 }
 
@@ -618,11 +632,17 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
     assert!(per_metric.get("http_requests_total").copied().unwrap_or(0) <= h * 10 * 6);
     assert!(
         per_metric
-            .get("http_request_duration_milliseconds")
+            .get("http_proxy_responses_total")
             .copied()
             .unwrap_or(0)
-            <= h * 10
+            <= h * 6 * 8
     );
+    for histogram in [
+        "http_request_duration_milliseconds",
+        "http_request_total_duration_milliseconds",
+    ] {
+        assert!(per_metric.get(histogram).copied().unwrap_or(0) <= h * 10);
+    }
 
     // Only label values from the configuration or the fixed sets.
     let handlers: BTreeSet<&str> = HANDLERS.iter().copied().chain(["none"]).collect();
@@ -632,7 +652,9 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
         .copied()
         .chain([
             "http_requests_total",
+            "http_proxy_responses_total",
             "http_request_duration_milliseconds",
+            "http_request_total_duration_milliseconds",
             "http_request_size_bytes",
             "http_response_size_bytes",
             "app_metrics_sampler_errors_total",
@@ -640,6 +662,8 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
             "app_metrics_config_valid",
             "http_request_duration_milliseconds_sum",
             "http_request_duration_milliseconds_count",
+            "http_request_total_duration_milliseconds_sum",
+            "http_request_total_duration_milliseconds_count",
             "http_request_size_bytes_sum",
             "http_request_size_bytes_count",
             "http_response_size_bytes_sum",
@@ -664,6 +688,9 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
                 "method" => METHOD_LABELS.contains(&v.as_str()),
                 "status" => STATUS_LABELS.contains(&v.as_str()),
                 "sampler" => SAMPLERS.contains(&v.as_str()),
+                "reason" if s.metric == "http_proxy_responses_total" => {
+                    PROXY_REASON_LABELS.contains(&v.as_str())
+                }
                 "reason" => REASON_LABELS.contains(&v.as_str()),
                 // The harness's one plugin (tests/common: config.name app_metrics).
                 "plugin" => v == "app_metrics",

@@ -6,7 +6,8 @@
 )] // test code
 //! Labels in a real Envoy: constant labels on every series but `app_metrics_config_valid`,
 //! dynamic labels from a request and a response header counted exactly per value (listed,
-//! `other`, `none`) on all four request metrics and on a counter; two configurations sharing a
+//! `other`, `none`) on every request metric (Envoy's own answers included) and on a counter;
+//! two configurations sharing a
 //! VM, told apart by their `service` label, each series counted only by its own traffic, their
 //! samplers on schedules of their own.
 
@@ -25,7 +26,7 @@ const SHOP: &str = r#"{
      "labels": [{"name": "client", "request_header": "x-client", "values": ["web", "ios"]}]},
     {"name": "logins_total", "match": {"method": "POST", "path": "/login"}}
   ],
-  "http_metrics": {"handlers": ["/login", "/health"],
+  "http_metrics": {"handlers": ["/login", "/health", "/dead"],
                    "labels": [{"name": "client", "request_header": "x-client", "values": ["web", "ios"]},
                               {"name": "version", "response_header": "x-app-version", "values": ["1.4.2", "2.0.0"]}]},
   "samplers": [{"name": "total_users", "cluster": "app", "path": "/users/count", "interval_seconds": 1,
@@ -67,10 +68,14 @@ fn key(labels: &[(&str, &str)]) -> Vec<(String, String)> {
 #[test]
 fn dynamic_labels_count_listed_values_other_and_none_exactly() {
     let upstream = app();
-    let envoy = Envoy::start(EnvoyOptions::new(SHOP, upstream.port));
+    let mut opts = EnvoyOptions::new(SHOP, upstream.port);
+    // Nothing listens behind /dead: Envoy answers 503 itself (http_proxy_responses_total).
+    opts.extra_clusters = vec![Cluster::fixed("dead", free_port())];
+    opts.routes = vec![route_yaml("/dead", "dead", "2s")];
+    let envoy = Envoy::start(opts);
     let agent = agent();
     // (method, path, x-client, query: status and version, times)
-    let traffic: [(&str, &str, Option<&str>, &str, usize); 7] = [
+    let traffic: [(&str, &str, Option<&str>, &str, usize); 8] = [
         ("POST", "/login", Some("web"), "s=401&v=1.4.2", 3),
         ("POST", "/login", Some("ios"), "s=400", 2),
         ("POST", "/login", Some("curl/8.1-qz"), "s=401&v=qz-9", 4),
@@ -79,6 +84,7 @@ fn dynamic_labels_count_listed_values_other_and_none_exactly() {
         // Values match exactly: another spelling is `other`.
         ("POST", "/login", Some("WEB"), "s=200&v=2.0.0", 2),
         ("GET", "/health", Some("ios"), "v=1.4.2", 1),
+        ("GET", "/dead", Some("ios"), "s=503", 2),
     ];
     for (method, path, client, query, times) in traffic {
         let headers: Vec<(&str, &str)> = client.map(|c| ("x-client", c)).into_iter().collect();
@@ -116,6 +122,7 @@ fn dynamic_labels_count_listed_values_other_and_none_exactly() {
         ("/login", "POST", "2xx", "web", "2.0.0", 5.0),
         ("/login", "POST", "2xx", "other", "2.0.0", 2.0),
         ("/health", "GET", "2xx", "ios", "1.4.2", 1.0),
+        ("/dead", "GET", "5xx", "ios", "none", 2.0),
     ]
     .into_iter()
     .map(|(handler, method, status, client, version, n)| {
@@ -131,6 +138,23 @@ fn dynamic_labels_count_listed_values_other_and_none_exactly() {
     })
     .collect();
     assert_eq!(m.series("http_requests_total"), requests);
+    // Envoy's own answers: the same labels.
+    assert_eq!(
+        m.series("http_proxy_responses_total"),
+        [(
+            key(&[
+                ("service", "shop"),
+                ("handler", "/dead"),
+                ("status", "5xx"),
+                ("reason", "connection_failure"),
+                ("client", "ios"),
+                ("version", "none"),
+            ]),
+            2.0
+        )]
+        .into_iter()
+        .collect()
+    );
 
     // The three histograms carry the same labels (less status; the sizes less method too):
     // counted once the stats flush shows them.
@@ -142,6 +166,7 @@ fn dynamic_labels_count_listed_values_other_and_none_exactly() {
         ("/login", "POST", "web", "2.0.0", 5.0),
         ("/login", "POST", "other", "2.0.0", 2.0),
         ("/health", "GET", "ios", "1.4.2", 1.0),
+        ("/dead", "GET", "ios", "none", 2.0),
     ];
     let want = |with_method: bool| -> BTreeMap<Vec<(String, String)>, f64> {
         durations
@@ -200,8 +225,8 @@ fn dynamic_labels_count_listed_values_other_and_none_exactly() {
         );
     }
     eprintln!(
-        "labels: 18 requests, 4 client values on the counter, 7 request series with client and version, \
-         the same on 3 histograms; sampler and its self-metric labelled service=shop"
+        "labels: 20 requests, 4 client values on the counter, 8 request series with client and version, \
+         the same on Envoy's own answers and 3 histograms; sampler and its self-metric labelled service=shop"
     );
 }
 

@@ -85,14 +85,18 @@ fn every_shipped_expression_evaluates_with_data() {
         (_, "/boom") => Reply::new(500, ""),
         _ => Reply::new(200, "{}"),
     });
-    // The reference config, plus a sampler that fails so the error panels and alerts have data.
+    // The reference config, plus a sampler that fails so the error panels and alerts have data,
+    // and a route to a cluster where nothing listens: Envoy's own 503s beside the app's 500s.
     let config = r#"{
-      "http_metrics": {"handlers": ["/login", "/users", "/users/count", "/users/{user_id}", "/health", "/boom"]},
+      "http_metrics": {"handlers": ["/login", "/users", "/users/count", "/users/{user_id}", "/health", "/boom", "/unreachable"]},
       "samplers": [
         {"name": "total_users", "cluster": "app", "path": "/users/count", "interval_seconds": 1, "value": {"json_pointer": "/count"}},
         {"name": "broken_gauge", "cluster": "app", "path": "/boom", "interval_seconds": 1, "value": {"text": true}}
       ]}"#;
-    let envoy = Envoy::start(EnvoyOptions::new(config, upstream.port));
+    let mut opts = EnvoyOptions::new(config, upstream.port);
+    opts.extra_clusters = vec![Cluster::fixed("nowhere", free_port())];
+    opts.routes = vec![route_yaml("/unreachable", "nowhere", "10s")];
+    let envoy = Envoy::start(opts);
     let prometheus = Prometheus::start(&format!("127.0.0.1:{}", envoy.admin_port));
     let agent = agent();
     // Mostly failed logins (the failure-ratio alert fires), some 5xx, for longer than a few scrapes.
@@ -104,6 +108,7 @@ fn every_shipped_expression_evaluates_with_data() {
         }
         send(&agent, "GET", &envoy.url("/users/7"), "");
         send(&agent, "GET", &envoy.url("/boom"), "");
+        assert_eq!(send(&agent, "GET", &envoy.url("/unreachable"), ""), 503);
         thread::sleep(Duration::from_millis(100));
     }
     let expressions = shipped_expressions();
@@ -149,5 +154,19 @@ fn every_shipped_expression_evaluates_with_data() {
             .query("sum(rate(failed_login_details_total[1m]))")
             .unwrap()
             > 0.0
+    );
+    // "App or mesh": as many 500s from the app as 503s from Envoy were sent (one each per
+    // round), and Envoy's were a connection failure.
+    let app_5xx = r#"sum(increase(http_requests_total{status="5xx"}[5m])) - sum(increase(http_proxy_responses_total{status="5xx"}[5m]))"#;
+    let proxy_5xx = r#"sum(increase(http_proxy_responses_total{status="5xx", reason="connection_failure"}[5m]))"#;
+    let (app, proxy) = (prometheus.query(app_5xx), prometheus.query(proxy_5xx));
+    assert!(
+        matches!((app, proxy), (Some(a), Some(p)) if p > 0.0 && (a - p).abs() < 0.5 * p),
+        "app {app:?} vs proxy {proxy:?}"
+    );
+    assert_eq!(
+        prometheus.query(r#"count(http_proxy_responses_total{reason!="connection_failure"})"#),
+        None,
+        "only the unreachable route's answers are Envoy's"
     );
 }

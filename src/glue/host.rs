@@ -177,6 +177,12 @@ pub fn request_duration_ns() -> Option<u64> {
     u64::try_from(i64::from_le_bytes(bytes)).ok()
 }
 
+/// What Envoy recorded about how the response came about (`response.code_details`, a string
+/// such as `via_upstream` or `no_healthy_upstream`, see `crate::proxy`).
+pub fn response_code_details() -> Option<Vec<u8>> {
+    property(&["response", "code_details"]).ok().flatten()
+}
+
 /// This plugin's name (`plugin_name`), in the root context or a request's.
 pub fn plugin_name() -> Option<Vec<u8>> {
     property(&["plugin_name"]).ok().flatten()

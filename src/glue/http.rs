@@ -11,7 +11,9 @@
 //! prometheus-fastapi-instrumentator measures it inside the app, and free to read here. So the
 //! module needs no callback when a request starts (see `abi.rs`). An answer Envoy made itself
 //! (an upstream timeout, no healthy upstream, a direct response) has no such header: then
-//! Envoy's own time for the whole request, `request.duration`, one more host call.
+//! Envoy's own time for the whole request, `request.duration`, and what Envoy recorded about the
+//! stream, `response.code_details` (`proxy.rs`: which reason, if any), two more host calls for
+//! those answers only. `http_metrics.total_duration` reads `request.duration` for every request.
 
 use super::host::{self, Map, Stats};
 use super::root::State;
@@ -22,6 +24,7 @@ use crate::filter::{
 };
 use crate::metrics::Completed;
 use crate::pairs::{self, Found};
+use crate::proxy;
 
 pub fn on_log(state: &mut State) {
     let filter = &state.filter;
@@ -53,24 +56,34 @@ pub fn on_log(state: &mut State) {
         response_map.as_deref().unwrap_or_default(),
         &filter.response_names,
     );
-    let duration_ms = exchange.handler.and_then(|_| {
-        response
-            .get(RESPONSE_UPSTREAM_TIME)
-            .and_then(pairs::decimal)
-            .or_else(|| host::request_duration_ns().map(|ns| ns / 1_000_000))
-    });
+    // No :status when the client went away before any response.
+    let status = response
+        .get(RESPONSE_STATUS)
+        .and_then(pairs::decimal)
+        .and_then(|s| u16::try_from(s).ok());
+    let app_ms = response
+        .get(RESPONSE_UPSTREAM_TIME)
+        .and_then(pairs::decimal);
+    let timed = exchange.handler.is_some();
+    // Envoy's clock: for answers without the app's time, and for every request when asked.
+    let envoy_ms = (timed && (app_ms.is_none() || filter.total_duration()))
+        .then(host::request_duration_ns)
+        .flatten()
+        .map(|ns| ns / 1_000_000);
+    // An answer without the router's header was Envoy's own, unless its details say otherwise.
+    let proxy = (timed && app_ms.is_none() && status.is_some())
+        .then(|| proxy::classify(host::response_code_details().as_deref()))
+        .flatten();
     // Body sizes as prometheus-fastapi-instrumentator measures them: Content-Length, 0 without.
     let length = |found: &Found, i| found.get(i).and_then(pairs::decimal).unwrap_or(0);
     let done = Completed {
         exchange: &exchange,
         request_headers,
-        // No :status when the client went away before any response.
-        status: response
-            .get(RESPONSE_STATUS)
-            .and_then(pairs::decimal)
-            .and_then(|s| u16::try_from(s).ok()),
+        status,
         response_headers: response.from(RESPONSE_RULE_HEADERS),
-        duration_ms,
+        duration_ms: exchange.handler.and(app_ms.or(envoy_ms)),
+        proxy,
+        total_ms: envoy_ms.filter(|_| filter.total_duration()),
         request_bytes: length(&request, REQUEST_LENGTH),
         response_bytes: length(&response, RESPONSE_LENGTH),
     };

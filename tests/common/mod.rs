@@ -89,6 +89,7 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 }
 
 /// An upstream cluster in the generated bootstrap.
+#[derive(Clone)]
 pub struct Cluster {
     pub name: String,
     /// Its one endpoint, 127.0.0.1:port (when `eds_dir` is None).
@@ -117,11 +118,21 @@ impl Cluster {
 }
 
 /// What to start Envoy with.
+#[derive(Clone)]
 pub struct EnvoyOptions {
     pub plugin_config: String,
     pub upstream_port: u16,
     pub concurrency: u32,
     pub extra_clusters: Vec<Cluster>,
+    /// More cluster entries, as YAML mappings (e.g. with circuit breakers).
+    pub raw_clusters: Vec<String>,
+    /// Routes tried in order before the catch-all, as YAML mappings (e.g. [`route_yaml`]).
+    pub routes: Vec<String>,
+    /// The last route, `prefix: "/"` to cluster `app` with a 10 s timeout. Without it a path
+    /// that no route matches gets Envoy's own 404.
+    pub catch_all: bool,
+    /// HTTP filters ahead of the app-metrics filter, as YAML mappings (`name`, `typed_config`).
+    pub filters_before: Vec<String>,
 }
 
 impl EnvoyOptions {
@@ -131,8 +142,21 @@ impl EnvoyOptions {
             upstream_port,
             concurrency: 2,
             extra_clusters: Vec::new(),
+            raw_clusters: Vec::new(),
+            routes: Vec::new(),
+            catch_all: true,
+            filters_before: Vec::new(),
         }
     }
+}
+
+/// A route sending paths under `prefix` to `cluster`, giving up after `timeout` (`"0.2s"`).
+pub fn route_yaml(prefix: &str, cluster: &str, timeout: &str) -> String {
+    format!(
+        r#"match: {{ prefix: "{prefix}" }}
+route: {{ cluster: "{cluster}", timeout: {timeout} }}
+"#
+    )
 }
 
 pub struct Envoy {
@@ -198,7 +222,7 @@ pub fn push_eds(dir: &std::path::Path, name: &str, ports: &[u16]) {
     push_file(dir, "eds.yaml", &resources.to_string());
 }
 
-/// Cluster `app` (the upstream) and the options' extra clusters.
+/// Cluster `app` (the upstream) and the options' extra and raw clusters.
 fn clusters_yaml(opts: &EnvoyOptions) -> String {
     let mut clusters = cluster_yaml("app", opts.upstream_port);
     for c in &opts.extra_clusters {
@@ -206,6 +230,9 @@ fn clusters_yaml(opts: &EnvoyOptions) -> String {
             Some(dir) => eds_cluster_yaml(&c.name, dir),
             None => cluster_yaml(&c.name, c.port),
         });
+    }
+    for c in &opts.raw_clusters {
+        clusters.push_str(&list_item(c, 2));
     }
     clusters
 }
@@ -277,9 +304,7 @@ pub fn shared_vm_bootstrap(
         .map(|(port, name, config)| {
             let opts = EnvoyOptions {
                 plugin_config: config.to_string(),
-                upstream_port: opts.upstream_port,
-                concurrency: opts.concurrency,
-                extra_clusters: Vec::new(),
+                ..opts.clone()
             };
             let listener = format!("{name}-{port}");
             list_item(&named_listener_yaml(&opts, *port, &listener, name), 2)
@@ -294,6 +319,11 @@ fn named_listener_yaml(
     listener: &str,
     plugin: &str,
 ) -> String {
+    let filters_before: String = opts
+        .filters_before
+        .iter()
+        .map(|f| list_item(f, 6))
+        .collect();
     format!(
         r#"name: {listener}
 address:
@@ -309,10 +339,8 @@ filter_chains:
         - name: app
           domains: ["*"]
           routes:
-          - match: {{ prefix: "/" }}
-            route: {{ cluster: app, timeout: 10s }}
-      http_filters:
-      - name: envoy.filters.http.wasm
+{routes}      http_filters:
+{filters_before}      - name: envoy.filters.http.wasm
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
           config:
@@ -333,7 +361,17 @@ filter_chains:
 "#,
         config = indent(&opts.plugin_config, 16),
         wasm = wasm_path(),
+        routes = routes_yaml(opts),
     )
+}
+
+/// The options' routes as the items of `routes:`, then the catch-all.
+fn routes_yaml(opts: &EnvoyOptions) -> String {
+    let mut routes: String = opts.routes.iter().map(|r| list_item(r, 10)).collect();
+    if opts.catch_all {
+        routes.push_str(&list_item(&route_yaml("/", "app", "10s"), 10));
+    }
+    routes
 }
 
 /// `yaml` as an item of a YAML list indented by `spaces`.

@@ -369,10 +369,11 @@ def test_every_promql_expression_parses(dashboard, rules, tmp_path):
 def test_promql_uses_only_metrics_the_kit_produces(dashboard, rules, wasmplugin):
     cfg = wasmplugin["spec"]["pluginConfig"]
     known = {c["name"] for c in cfg["counters"]} | {s["name"] for s in cfg["samplers"]}
-    known |= {"http_requests_total", "app_metrics_sampler_errors_total",
+    known |= {"http_requests_total", "http_proxy_responses_total", "app_metrics_sampler_errors_total",
               "app_metrics_sampler_last_success_timestamp_seconds", "app_metrics_config_valid"}
     known |= {f"{h}_{s}" for h in ("http_request_duration_milliseconds", "http_request_size_bytes",
-                                   "http_response_size_bytes") for s in ("bucket", "sum", "count")}
+                                   "http_response_size_bytes", "http_request_total_duration_milliseconds")
+              for s in ("bucket", "sum", "count")}
     # The proxies' own request counters, for "the filter is silent" (Istio; the plain-Envoy
     # listener with stat_prefix app in k8s/envoy-sidecar/envoy.yaml and envoy/envoy.yaml).
     known |= {"istio_requests_total", "envoy_http_app_downstream_rq_total"}
@@ -428,6 +429,19 @@ def test_dashboard_has_http_and_health_panels(dashboard):
     assert 'http_requests_total{status="5xx"}' in exprs
     assert "sum by (sampler, reason) (rate(app_metrics_sampler_errors_total[" in exprs
     assert "time() - app_metrics_sampler_last_success_timestamp_seconds" in exprs
+
+
+def test_dashboard_and_alerts_tell_the_app_from_the_mesh(dashboard, rules):
+    origin = panel(dashboard, "5xx by origin: app vs. proxy")
+    app, proxy = origin["targets"]
+    assert app["legendFormat"] == "app" and proxy["legendFormat"] == "proxy: {{reason}}"
+    # The app's own 5xx are all 5xx less the proxy's, which may have no series at all yet.
+    assert app["expr"].startswith('sum(rate(http_requests_total{status="5xx"}[$__rate_interval])) - (')
+    assert 'http_proxy_responses_total{status="5xx"}' in app["expr"] and "or vector(0)" in app["expr"]
+    assert proxy["expr"] == 'sum by (reason) (rate(http_proxy_responses_total{status="5xx"}[$__rate_interval]))'
+    alerts = {r["alert"]: r["expr"] for g in rules["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert "- (sum by (namespace) (rate(http_proxy_responses_total{status=\"5xx\"}[5m])) or" in alerts["AppServerErrorsHigh"]
+    assert "sum by (namespace, reason) (rate(http_proxy_responses_total{status=\"5xx\"}[5m]))" in alerts["AppUnreachableThroughMesh"]
 
 
 def test_dashboard_is_well_formed(dashboard):

@@ -54,6 +54,19 @@ logic_test!(
 );
 
 logic_test!(
+    fn total_duration_is_off_unless_asked_for() {
+        assert!(!parse(b"{}").unwrap().http_metrics.total_duration);
+        let on = parse(br#"{"http_metrics": {"total_duration": true}}"#).unwrap();
+        assert!(on.http_metrics.total_duration && on.http_metrics.enabled);
+        // Only the histograms have _bucket/_sum/_count series; the counters reserve their own name.
+        assert!(parse(
+            br#"{"counters": [{"name": "http_proxy_responses_total_count", "match": {}}]}"#
+        )
+        .is_ok());
+    }
+);
+
+logic_test!(
     fn sampler_defaults() {
         let config = parse(br#"{"samplers": [{"name": "n", "cluster": "c", "path": "/n", "value": {"text": true}}]}"#).unwrap();
         let s = &config.samplers[0];
@@ -197,6 +210,15 @@ logic_test!(
         (r#"{"http_metrics": {"handlers": ["/a;b"]}}"#.into(), r#"http_metrics.handlers[0]: "/a;b" contains ';' or '='"#),
         (r#"{"http_metrics": {"excluded_handlers": ["metrics"]}}"#.into(), r#"http_metrics.excluded_handlers[0]: "metrics" is not a path"#),
         (r#"{"http_metrics": {"enabled": "yes"}}"#.into(), "http_metrics.enabled: invalid type: string \"yes\", expected a boolean"),
+        (r#"{"http_metrics": {"total_duration": 1}}"#.into(), "http_metrics.total_duration: invalid type: integer `1`, expected a boolean"),
+        (r#"{"http_metrics": {"total_durations": true}}"#.into(),
+         "http_metrics.total_durations: unknown field `total_durations`, expected one of `enabled`, `handlers`, `excluded_handlers`, `total_duration`"),
+        (r#"{"counters": [{"name": "http_proxy_responses_total", "match": {}}]}"#.into(),
+         "counters[0].name: \"http_proxy_responses_total\" is reserved"),
+        (r#"{"samplers": [{"name": "http_request_total_duration_milliseconds_bucket", "cluster": "c", "path": "/p", "value": {"text": true}}]}"#.into(),
+         "samplers[0].name: \"http_request_total_duration_milliseconds_bucket\" is reserved"),
+        (r#"{"counters": [{"name": "http_request_total_duration_milliseconds", "match": {}}]}"#.into(),
+         "counters[0].name: \"http_request_total_duration_milliseconds\" is reserved"),
         (sampler(r#", "interval_seconds": 0"#), "samplers[0].interval_seconds: 0 is out of range (expected 1-86400)"),
         (sampler(r#", "timeout_ms": 0"#), "samplers[0].timeout_ms: 0 is out of range (expected 1-60000)"),
         (sampler(r#", "max_body_bytes": 0"#), "samplers[0].max_body_bytes: 0 is out of range"),
@@ -280,19 +302,23 @@ logic_test!(
 logic_test!(
     fn series_bound_follows_the_formula() {
         let bound = |json: &str| series_bound(&parse(json.as_bytes()).unwrap());
-        // Defaults: 2 counters, H = 0: 60 + 12 label sets, config_valid.
+        // Defaults: 2 counters, H = 0: 60 + 48 + 12 label sets, config_valid.
         let d = bound("{}");
         assert_eq!(
             (
                 d.counters,
                 d.requests,
+                d.proxy_responses,
                 d.histograms,
                 d.samplers,
                 d.config_valid
             ),
-            (2, 60, 12, 0, 1)
+            (2, 60, 48, 12, 0, 1)
         );
-        assert_eq!(d.total(), 75);
+        assert_eq!(d.total(), 123);
+        // The whole-request histogram: 10 more per handler value.
+        let t = bound(r#"{"http_metrics": {"total_duration": true}}"#);
+        assert_eq!((t.histograms, t.total()), (22, 133));
         // H = 2, L = (2+2)·(1+2) = 12; a counter with L_c = 4, one without; a sampler.
         let b = bound(
             r#"{"labels": {"service": "a"},
@@ -305,13 +331,22 @@ logic_test!(
         );
         assert_eq!(b.counters, 4 + 1);
         assert_eq!(b.requests, 3 * 10 * 6 * 12);
+        assert_eq!(b.proxy_responses, 3 * 6 * 8 * 12);
         assert_eq!(b.histograms, 3 * 12 * 12);
         assert_eq!(b.samplers, 10);
-        assert_eq!(b.total(), 5 + 2160 + 432 + 10 + 1);
+        assert_eq!(b.total(), 5 + 2160 + 1728 + 432 + 10 + 1);
         let off = bound(
             r#"{"http_metrics": {"enabled": false, "labels": [{"name": "c", "request_header": "x", "values": ["a"]}]}}"#,
         );
-        assert_eq!((off.requests, off.histograms, off.total()), (0, 0, 3));
+        assert_eq!(
+            (
+                off.requests,
+                off.proxy_responses,
+                off.histograms,
+                off.total()
+            ),
+            (0, 0, 0, 3)
+        );
     }
 );
 
@@ -382,12 +417,13 @@ logic_test!(
             (format!(r#"{{"counters": [{{"name": "a", "match": {{"request_headers": {{{}}}}}}}], "http_metrics": {{"labels": [{{"name": "l", "request_header": "h32", "values": ["a"]}}]}}}}"#,
                 (0..32).map(|i| format!(r#""h{i:02}": true"#)).collect::<Vec<_>>().join(", ")),
              "http_metrics.labels[0].request_header: is one header name too many: counters and labels may read at most 32 distinct request headers (each is looked up in every request)"),
-            // (0+1) handlers · 72 · 34 · 34 = 83,232, plus 3: fine; a third label makes 72 · 34³ + 3.
+            // (0+1) handlers · 120 · 34³, plus 3: 120 = 60 request counters, 48 proxy
+            // answers, 12 histograms per handler value and combination.
             (http(&(0..3).map(|i| format!(r#"{{"name": "l{i}", "request_header": "x{i}", "values": [{}]}}"#,
                 (0..32).map(|j| format!(r#""v{j}""#)).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join(", ")),
-             "http_metrics.labels: brings the configuration's series bound to 2829891 (expected at most 100000: fewer labels, label values or handlers)"),
+             "http_metrics.labels: brings the configuration's series bound to 4716483 (expected at most 100000: fewer labels, label values or handlers)"),
             (format!(r#"{{"counters": [], "http_metrics": {{"handlers": [{}]}}}}"#,
-                (0..1389).map(|i| format!(r#""/p{i}""#)).collect::<Vec<_>>().join(", ")),
+                (0..833).map(|i| format!(r#""/p{i}""#)).collect::<Vec<_>>().join(", ")),
              "http_metrics.handlers: brings the configuration's series bound to 100081 (expected at most 100000: fewer labels, label values or handlers)"),
             (format!(r#"{{"http_metrics": {{"enabled": false}}, "counters": [{}]}}"#,
                 (0..3).map(|i| format!(r#"{{"name": "c{i}", "match": {{}}, "labels": [{}]}}"#,
@@ -407,13 +443,13 @@ logic_test!(
             ),
             constant(r#""service": "k8s-sample-api", "tenant": "t_1""#),
             named("client"),
-            // 72 · 34 · 34 + 3 = 83,235 series: under the bound.
+            // 120 · 28 · 28 + 3 = 94,083 series: under the bound.
             http(
                 &(0..2)
                     .map(|i| {
                         format!(
                             r#"{{"name": "l{i}", "request_header": "x{i}", "values": [{}]}}"#,
-                            (0..32)
+                            (0..26)
                                 .map(|j| format!(r#""v{j}""#))
                                 .collect::<Vec<_>>()
                                 .join(", ")

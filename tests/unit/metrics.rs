@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::parse;
+use crate::proxy::ProxyReason;
 use crate::test_support::*;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -64,6 +65,8 @@ fn run(
         status: Some(status),
         response_headers: &[],
         duration_ms: Some(3),
+        proxy: None,
+        total_ms: None,
         request_bytes: 10,
         response_bytes: 20,
     };
@@ -167,6 +170,8 @@ logic_test!(
             status: None,
             response_headers: &[],
             duration_ms: Some(2500),
+            proxy: None,
+            total_ms: None,
             request_bytes: 7,
             response_bytes: 0,
         };
@@ -182,6 +187,145 @@ logic_test!(
         // The counter without a status condition counts it; the one asking for 2xx does not.
         assert_eq!(host.value("logins_total"), [1]);
         assert!(host.value("successful_logins_total").is_empty());
+    }
+);
+
+/// One finished request as the glue hands it over: `proxy` for an answer Envoy made itself,
+/// `total_ms` when `total_duration` is on.
+fn finish(
+    filter: &Filter,
+    registry: &mut Registry,
+    host: &FakeHost,
+    (method, path, status): (&str, &str, Option<u16>),
+    proxy: Option<ProxyReason>,
+    total_ms: Option<u64>,
+) {
+    let exchange = filter.classify(method.as_bytes(), Some(path), &[]);
+    let done = Completed {
+        exchange: &exchange,
+        request_headers: &[],
+        status,
+        response_headers: &[],
+        duration_ms: Some(7),
+        proxy,
+        total_ms,
+        request_bytes: 0,
+        response_bytes: 0,
+    };
+    assert!(registry.record(filter, host, &done));
+}
+
+logic_test!(
+    fn envoys_own_answers_are_counted_by_reason_beside_every_request() {
+        let config = br#"{"counters": [], "http_metrics": {"handlers": ["/users/{id}"]}}"#;
+        let filter = Filter::new(&parse(config).unwrap());
+        let host = FakeHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        let get = |status| ("GET", "/users/7", Some(status));
+        for _ in 0..3 {
+            finish(&filter, &mut registry, &host, get(503), None, None); // the app's 503
+        }
+        finish(&filter, &mut registry, &host, get(500), None, None);
+        for _ in 0..2 {
+            let unreachable = Some(ProxyReason::ConnectionFailure);
+            finish(&filter, &mut registry, &host, get(503), unreachable, None);
+        }
+        let timeout = Some(ProxyReason::Timeout);
+        finish(&filter, &mut registry, &host, get(504), timeout, None);
+        let nowhere = ("POST", "/nowhere", Some(404));
+        finish(
+            &filter,
+            &mut registry,
+            &host,
+            nowhere,
+            Some(ProxyReason::NoRoute),
+            None,
+        );
+        let proxy = |handler: &str, status: &str, reason: &str| {
+            host.value(&format!(
+                "handler=.={handler};.;status=.={status};.;reason=.={reason};.;http_proxy_responses_total"
+            ))
+        };
+        assert_eq!(proxy("/users/{id}", "5xx", "connection_failure"), [2]);
+        assert_eq!(proxy("/users/{id}", "5xx", "timeout"), [1]);
+        assert_eq!(proxy("none", "4xx", "no_route"), [1]);
+        // Every request is in http_requests_total, the app's and Envoy's alike.
+        assert_eq!(
+            host.value("handler=.=/users/{id};.;method=.=GET;.;status=.=5xx;.;http_requests_total"),
+            [7]
+        );
+        let proxy_series = host
+            .names
+            .borrow()
+            .iter()
+            .filter(|(_, n)| n.ends_with("http_proxy_responses_total"))
+            .count();
+        assert_eq!(proxy_series, 3, "nothing for the app's own 5xx");
+        // Without total_duration, no whole-request histogram, whatever the glue hands over.
+        finish(&filter, &mut registry, &host, get(200), None, Some(9));
+        assert!(host
+            .names
+            .borrow()
+            .iter()
+            .all(|(_, n)| !n.contains("total_duration")));
+    }
+);
+
+logic_test!(
+    fn total_duration_times_every_request_when_asked() {
+        let config = br#"{"counters": [], "http_metrics": {"total_duration": true}}"#;
+        let filter = Filter::new(&parse(config).unwrap());
+        assert!(filter.total_duration());
+        let host = FakeHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        finish(
+            &filter,
+            &mut registry,
+            &host,
+            ("GET", "/a", Some(200)),
+            None,
+            Some(12),
+        );
+        let reset = Some(ProxyReason::Reset);
+        finish(
+            &filter,
+            &mut registry,
+            &host,
+            ("GET", "/b", Some(503)),
+            reset,
+            Some(40),
+        );
+        finish(
+            &filter,
+            &mut registry,
+            &host,
+            ("PUT", "/c", None),
+            None,
+            Some(900),
+        );
+        assert_eq!(
+            host.value("handler=.=none;.;method=.=GET;.;http_request_total_duration_milliseconds"),
+            [12, 40]
+        );
+        assert_eq!(
+            host.value("handler=.=none;.;method=.=PUT;.;http_request_total_duration_milliseconds"),
+            [900]
+        );
+        // The app-time histogram is unchanged beside it.
+        assert_eq!(
+            host.value("handler=.=none;.;method=.=GET;.;http_request_duration_milliseconds"),
+            [7, 7]
+        );
+        assert_eq!(
+            host.value(
+                "handler=.=none;.;status=.=5xx;.;reason=.=reset;.;http_proxy_responses_total"
+            ),
+            [1]
+        );
+        let off = Filter::new(
+            &parse(br#"{"http_metrics": {"enabled": false, "total_duration": true}}"#).unwrap(),
+        );
+        assert!(!off.total_duration());
     }
 );
 
@@ -231,6 +375,8 @@ fn run_with(
         status,
         response_headers: response,
         duration_ms: Some(4),
+        proxy: None,
+        total_ms: None,
         request_bytes: 1,
         response_bytes: 2,
     };
@@ -398,6 +544,8 @@ logic_test!(
             status: Some(401),
             response_headers: &[],
             duration_ms: None,
+            proxy: None,
+            total_ms: None,
             request_bytes: 0,
             response_bytes: 0,
         };
@@ -409,5 +557,60 @@ logic_test!(
                 .value("service=.=shop;.;client=.=web;.;failed_login_details_total"),
             [1]
         );
+    }
+);
+
+// The request metrics issue 15 added carry the same labels as the others: constant and dynamic.
+logic_test!(
+    fn proxy_responses_and_total_durations_carry_the_labels_too() {
+        for dynamic in [false, true] {
+            let labels = if dynamic {
+                r#", "labels": [{"name": "client", "request_header": "x-client", "values": ["web"]}]"#
+            } else {
+                ""
+            };
+            let config = format!(
+                r#"{{"labels": {{"service": "shop"}}, "counters": [],
+                    "http_metrics": {{"handlers": ["/users/{{id}}"], "total_duration": true{labels}}}}}"#
+            );
+            let filter = Filter::new(&parse(config.as_bytes()).unwrap());
+            let host = FakeHost::default();
+            let mut registry = Registry::new(&filter, &host);
+            let exchange = filter.classify(b"GET", Some("/users/7"), &[]);
+            let web: [Option<&[u8]>; 1] = [Some(b"web")];
+            for (proxy, total_ms) in [
+                (Some(ProxyReason::Timeout), Some(1000)),
+                (None, Some(12)),
+                (Some(ProxyReason::Timeout), Some(1001)),
+            ] {
+                let done = Completed {
+                    exchange: &exchange,
+                    request_headers: &web,
+                    status: Some(504),
+                    response_headers: &[],
+                    duration_ms: Some(5),
+                    proxy,
+                    total_ms,
+                    request_bytes: 0,
+                    response_bytes: 0,
+                };
+                assert!(registry.record(&filter, &host, &done));
+            }
+            let client = if dynamic { "client=.=web;.;" } else { "" };
+            assert_eq!(
+                host.value(&format!(
+                    "service=.=shop;.;handler=.=/users/{{id}};.;status=.=5xx;.;reason=.=timeout;.;{client}http_proxy_responses_total"
+                )),
+                [2],
+                "dynamic labels: {dynamic}"
+            );
+            assert_eq!(
+                host.value(&format!(
+                    "service=.=shop;.;handler=.=/users/{{id}};.;method=.=GET;.;{client}http_request_total_duration_milliseconds"
+                )),
+                [1000, 12, 1001],
+                "dynamic labels: {dynamic}"
+            );
+        }
     }
 );

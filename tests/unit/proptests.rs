@@ -10,6 +10,7 @@ use crate::extract::{sample_value, Answer, Reason};
 use crate::filter::Filter;
 use crate::labels::{LABEL_NAMES, METHODS, STATUS_CLASSES, UNMATCHED_HANDLER};
 use crate::metrics::{self, Completed, Kind, MetricHost, Registry};
+use crate::proxy::{self, ProxyReason};
 use crate::routes::Routes;
 use crate::rules::Rules;
 use proptest::prelude::*;
@@ -223,6 +224,10 @@ fn config_shaped_json() -> BoxedStrategy<Value> {
         ),
         ("handlers", templates_field()),
         ("excluded_handlers", templates_field()),
+        (
+            "total_duration",
+            field(any::<bool>().prop_map(Value::from).boxed()),
+        ),
         ("labels", labels_field()),
     ]);
     let value = object(vec![
@@ -382,6 +387,7 @@ struct ValidConfig {
     enabled: bool,
     handlers: Vec<String>,
     excluded: Vec<String>,
+    total_duration: bool,
     samplers: Vec<ValidSampler>,
 }
 
@@ -481,14 +487,16 @@ fn valid_config() -> impl Strategy<Value = ValidConfig> {
         any::<bool>(),
         handler_templates("h"),
         handler_templates("x"),
+        any::<bool>(),
         (0usize..3).prop_flat_map(|n| (0..n).map(valid_sampler).collect::<Vec<_>>()),
     )
         .prop_map(
-            |(counters, enabled, handlers, excluded, samplers)| ValidConfig {
+            |(counters, enabled, handlers, excluded, total_duration, samplers)| ValidConfig {
                 counters,
                 enabled,
                 handlers,
                 excluded,
+                total_duration,
                 samplers,
             },
         )
@@ -555,7 +563,8 @@ fn to_json(c: &ValidConfig) -> Value {
         .collect();
     json!({
         "counters": counters,
-        "http_metrics": {"enabled": c.enabled, "handlers": c.handlers, "excluded_handlers": c.excluded},
+        "http_metrics": {"enabled": c.enabled, "handlers": c.handlers, "excluded_handlers": c.excluded,
+                         "total_duration": c.total_duration},
         "samplers": samplers,
     })
 }
@@ -760,6 +769,7 @@ proptest! {
         prop_assert_eq!(config.http_metrics.enabled, valid.enabled);
         prop_assert_eq!(&config.http_metrics.handlers, &valid.handlers);
         prop_assert_eq!(&config.http_metrics.excluded_handlers, &valid.excluded);
+        prop_assert_eq!(config.http_metrics.total_duration, valid.total_duration);
         prop_assert_eq!(config.samplers.len(), valid.samplers.len());
         for (got, want) in config.samplers.iter().zip(&valid.samplers) {
             prop_assert_eq!(&got.name, &want.name);
@@ -943,6 +953,15 @@ proptest! {
                 prop::option::of(hostile_path()),
                 prop::option::of(any::<u16>()),
                 prop::option::of(any::<u64>()),
+                // Envoy's response code details for an answer without the app's header.
+                prop::option::of(prop::option::of(prop_oneof![
+                    prop::collection::vec(any::<u8>(), 0..48),
+                    prop::sample::select(vec![
+                        "via_upstream", "no_healthy_upstream", "route_not_found",
+                        "upstream_reset_before_response_started{overflow}",
+                        "upstream_reset_before_response_started{remote_connection_failure|x}",
+                    ]).prop_map(|d| d.as_bytes().to_vec()),
+                ])),
             ),
             1..6,
         ),
@@ -954,7 +973,7 @@ proptest! {
         let host = NameHost::default();
         let mut registry = Registry::new(&filter, &host);
         let handlers = &config.http_metrics.handlers;
-        for (method, path, status, duration) in &requests {
+        for (method, path, status, duration, details) in &requests {
             let headers = vec![Some(&b"v"[..]); filter.rules.request_headers.len()];
             let e = filter.classify(method, path.as_deref(), &headers);
             if let (Some(http), Some(h)) = (&filter.http, e.handler) {
@@ -970,12 +989,21 @@ proptest! {
                 status: *status,
                 response_headers: &response_headers,
                 duration_ms: *duration,
+                proxy: details.as_ref().and_then(|d| proxy::classify(d.as_deref())),
+                total_ms: *duration,
                 request_bytes: 1,
                 response_bytes: 2,
             };
             registry.record(&filter, &host, &done);
         }
-        let own = [metrics::REQUESTS_TOTAL, metrics::DURATION, metrics::REQUEST_SIZE, metrics::RESPONSE_SIZE];
+        let own = [
+            metrics::REQUESTS_TOTAL,
+            metrics::PROXY_RESPONSES,
+            metrics::DURATION,
+            metrics::TOTAL_DURATION,
+            metrics::REQUEST_SIZE,
+            metrics::RESPONSE_SIZE,
+        ];
         for (_, name) in host.names.borrow().iter() {
             let mut parts: Vec<&str> = name.split(";.;").collect();
             let metric = parts.pop().unwrap_or_default();
@@ -992,6 +1020,8 @@ proptest! {
                     "handler" => value == UNMATCHED_HANDLER || handlers.iter().any(|t| t == value),
                     "method" => value == "other" || METHODS.contains(&value),
                     "status" => value == "other" || STATUS_CLASSES.contains(&value),
+                    "reason" => metric == metrics::PROXY_RESPONSES
+                        && ProxyReason::ALL.iter().any(|r| r.label() == value),
                     _ => false,
                 };
                 prop_assert!(allowed, "label {}={:?} in {:?}", key, value, name);
@@ -1062,6 +1092,8 @@ proptest! {
                 status: *status,
                 response_headers: &response,
                 duration_ms: Some(1),
+                proxy: None,
+                total_ms: None,
                 request_bytes: 0,
                 response_bytes: 0,
             };
