@@ -201,8 +201,8 @@ pub struct Sampler {
 
 impl Sampler {
     /// `authority`, else the host of an Istio cluster name (`outbound|8000||app.ns.svc.cluster.local`
-    /// → `app.ns.svc.cluster.local:8000`; `inbound|8000||`, this pod's app → `localhost:8000`),
-    /// else the cluster name.
+    /// → `app.ns.svc.cluster.local:8000`; a waypoint's `inbound-vip|8000|http|app.ns.svc.cluster.local`
+    /// the same; `inbound|8000||`, this pod's app → `localhost:8000`), else the cluster name.
     pub fn authority(&self) -> std::borrow::Cow<'_, str> {
         if let Some(authority) = &self.authority {
             return authority.as_str().into();
@@ -215,15 +215,17 @@ impl Sampler {
             parts.next(),
             parts.next(),
         ) {
-            (Some(direction @ ("outbound" | "inbound")), Some(port), Some(_), Some(host), None)
-                if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                match host {
-                    "" if direction == "inbound" => format!("localhost:{port}").into(),
-                    "" => self.cluster.as_str().into(),
-                    host => format!("{host}:{port}").into(),
-                }
-            }
+            (
+                Some(direction @ ("outbound" | "inbound" | "inbound-vip")),
+                Some(port),
+                Some(_),
+                Some(host),
+                None,
+            ) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => match host {
+                "" if direction == "inbound" => format!("localhost:{port}").into(),
+                "" => self.cluster.as_str().into(),
+                host => format!("{host}:{port}").into(),
+            },
             _ => self.cluster.as_str().into(),
         }
     }

@@ -104,6 +104,15 @@ logic_test!(
             "app"
         );
         assert_eq!(sampler("inbound|8000||", "").unwrap(), "localhost:8000");
+        // A waypoint's cluster for a Service it serves (Istio ambient mode).
+        assert_eq!(
+            sampler("inbound-vip|8000|http|app.ns.svc.cluster.local", "").unwrap(),
+            "app.ns.svc.cluster.local:8000"
+        );
+        assert!(
+            sampler("inbound-vip|8000|http|", "").is_err(),
+            "no host: the cluster name is no authority"
+        );
         assert_eq!(sampler("app_8000", "").unwrap(), "app_8000");
         assert!(
             sampler("outbound|http|v1|app", "").is_err(),
