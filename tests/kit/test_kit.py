@@ -97,7 +97,7 @@ TARGET_KINDS = {("", "Service"), ("networking.istio.io", "ServiceEntry"),
 
 # Grafana's variables, replaced by a fixed duration so that promtool (and Prometheus) can read
 # the dashboard's expressions.
-GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
+GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h", "$service": ".*"}
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -504,12 +504,15 @@ def override_color(p, name):
 
 
 def test_dashboard_has_the_seed_panels(dashboard):
+    """The seed's queries, per selected service (test_dashboard_and_alerts_select_by_service)."""
     total = panel(dashboard, "Total Users")
-    assert [(t["expr"], t["legendFormat"]) for t in total["targets"]] == [("max(total_users)", "Total Users")]
+    assert [(t["expr"], t["legendFormat"]) for t in total["targets"]] == [
+        ('max by (service) (total_users{service=~"$service"})', "{{service}} Total Users")]
     logins = panel(dashboard, "Login Success/Failure Rates")
     assert [(t["expr"], t["legendFormat"]) for t in logins["targets"]] == [
-        ("sum(rate(successful_login_details_total[1m]))", "Successful Logins"),
-        ("sum(rate(failed_login_details_total[1m]))", "Failed Logins"),
+        ('sum by (service) (rate(successful_login_details_total{service=~"$service"}[1m]))',
+         "{{service}} Successful Logins"),
+        ('sum by (service) (rate(failed_login_details_total{service=~"$service"}[1m]))', "{{service}} Failed Logins"),
     ]
     assert override_color(logins, "Successful Logins") == "green"
     assert override_color(logins, "Failed Logins") == "red"
@@ -518,24 +521,29 @@ def test_dashboard_has_the_seed_panels(dashboard):
 def test_dashboard_has_http_and_health_panels(dashboard):
     exprs = " ".join(e["expr"] for e in dashboard_exprs(dashboard))
     for q in ("0.5", "0.95", "0.99"):
-        assert f"histogram_quantile({q}, sum by (handler, le) (rate(http_request_duration_milliseconds_bucket" in exprs
-    assert "sum by (handler) (rate(http_requests_total[" in exprs
-    assert 'http_requests_total{status="5xx"}' in exprs
-    assert "sum by (sampler, reason) (rate(app_metrics_sampler_errors_total[" in exprs
+        assert f"histogram_quantile({q}, sum by (service, handler, le) (rate(http_request_duration_milliseconds_bucket" in exprs
+    assert "sum by (service, handler) (rate(http_requests_total{" in exprs
+    assert 'http_requests_total{service=~"$service", status="5xx"}' in exprs
+    assert "sum by (service, sampler, reason) (rate(app_metrics_sampler_errors_total{" in exprs
     assert "time() - app_metrics_sampler_last_success_timestamp_seconds" in exprs
 
 
 def test_dashboard_and_alerts_tell_the_app_from_the_mesh(dashboard, rules):
     origin = panel(dashboard, "5xx by origin: app vs. proxy")
     app, proxy = origin["targets"]
-    assert app["legendFormat"] == "app" and proxy["legendFormat"] == "proxy: {{reason}}"
-    # The app's own 5xx are all 5xx less the proxy's, which may have no series at all yet.
-    assert app["expr"].startswith('sum(rate(http_requests_total{status="5xx"}[$__rate_interval])) - (')
-    assert 'http_proxy_responses_total{status="5xx"}' in app["expr"] and "or vector(0)" in app["expr"]
-    assert proxy["expr"] == 'sum by (reason) (rate(http_proxy_responses_total{status="5xx"}[$__rate_interval]))'
+    assert app["legendFormat"] == "{{service}} app" and proxy["legendFormat"] == "{{service}} proxy: {{reason}}"
+    # The app's own 5xx are all 5xx less the proxy's, which may have no series at all yet (then
+    # the same sum times 0, per service: a bare vector(0) has no service to match).
+    five = 'rate(http_requests_total{service=~"$service", status="5xx"}[$__rate_interval])'
+    assert app["expr"].startswith(f'sum by (service) ({five}) - (')
+    assert 'http_proxy_responses_total{service=~"$service", status="5xx"}' in app["expr"]
+    assert app["expr"].endswith(f" or sum by (service) ({five}) * 0)")
+    assert proxy["expr"] == ('sum by (service, reason) (rate(http_proxy_responses_total{service=~"$service", '
+                             'status="5xx"}[$__rate_interval]))')
     alerts = {r["alert"]: r["expr"] for g in rules["spec"]["groups"] for r in g["rules"] if "alert" in r}
-    assert "- (sum by (namespace) (rate(http_proxy_responses_total{status=\"5xx\"}[5m])) or" in alerts["AppServerErrorsHigh"]
-    assert "sum by (namespace, reason) (rate(http_proxy_responses_total{status=\"5xx\"}[5m]))" in alerts["AppUnreachableThroughMesh"]
+    assert "- (sum by (namespace, service) (rate(http_proxy_responses_total{status=\"5xx\"}[5m])) or" in alerts["AppServerErrorsHigh"]
+    assert ("sum by (namespace, service, reason) (rate(http_proxy_responses_total{status=\"5xx\"}[5m]))"
+            in alerts["AppUnreachableThroughMesh"])
 
 
 def test_dashboard_is_well_formed(dashboard):
@@ -560,6 +568,28 @@ def test_dashboard_is_well_formed(dashboard):
             assert len(refs) == len(set(refs)), p["title"]
             for t in p["targets"]:
                 assert t["datasource"] == p["datasource"], p["title"]
+
+
+def test_dashboard_and_alerts_select_by_service(dashboard, rules):
+    """The `service` variable (the configuration's constant label) filters every metric of every
+    panel and splits its sums; the app alerts are per (namespace, service)."""
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    service = variables["service"]
+    assert service["query"]["query"] == "label_values(http_requests_total, service)"
+    # "All" is `.*`, which also matches series without the label (a sidecar's configuration).
+    assert service["includeAll"] and service["allValue"] == ".*" and service["multi"]
+    metric = re.compile(r"\b((?:http|app_metrics)_[a-z_]+|[a-z_]+_login_details_total|total_users)(\{[^}]*\})?")
+    for e in dashboard_exprs(dashboard):
+        for name, selector in metric.findall(e["expr"]):
+            assert selector.startswith('{service=~"$service"'), f"{e['panel']}: {name}{selector}"
+        for group in re.findall(r"by \(([^)]*)\)", e["expr"]):
+            assert group.split(", ")[0] == "service", f"{e['panel']}: by ({group})"
+        assert "{{service}}" in e["legend"], e
+    app_rules = [r for r in rule_exprs(rules) if r["group"] == "app-metrics-wasm.app"]
+    assert app_rules
+    for r in app_rules:
+        groups = re.findall(r"by \(([^)]*)\)", r["expr"]) + re.findall(r"on \(([^)]*)\)", r["expr"])
+        assert groups and all(g.startswith("namespace, service") for g in groups), r
 
 
 def test_grafana_configmap_is_generated_for_the_sidecar(built):
