@@ -9,7 +9,7 @@
 //! The duration is the one Envoy's router puts on every upstream answer
 //! (`x-envoy-upstream-service-time`, whole milliseconds): how long the application took, as
 //! prometheus-fastapi-instrumentator measures it inside the app, and free to read here. So the
-//! module needs no callback when a request starts (see `abi.rs`). An answer Envoy made itself
+//! module keeps nothing from the start of a request but its root (see `abi.rs`). An answer Envoy made itself
 //! (an upstream timeout, no healthy upstream, a direct response) has no such header: then
 //! Envoy's own time for the whole request, `request.duration`, and what Envoy recorded about the
 //! stream, `response.code_details` (`proxy.rs`: which reason, if any), two more host calls for
