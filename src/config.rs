@@ -532,13 +532,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     let mut header_names = HeaderNames::default();
-    let mut labels = LabelNames::default();
-    for (name, value) in &config.labels {
-        let at = format!("labels.{name}");
-        labels.claim(name, &at)?;
-        check_label_value(value, &at)?;
-    }
-    labels.constant = labels.in_use.len();
+    let mut labels = validate_constant_labels(&config.labels)?;
     for (i, counter) in config.counters.iter().enumerate() {
         let at = format!("counters[{i}]");
         claim(&counter.name, format!("{at}.name"))?;
@@ -604,6 +598,19 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     check_series_bound(config)
 }
 
+/// The constant labels (`labels`): the first names in use.
+#[inline(never)] // as validate_match
+fn validate_constant_labels(constant: &[(String, String)]) -> Result<LabelNames, ConfigError> {
+    let mut labels = LabelNames::default();
+    for (name, value) in constant {
+        let at = format!("labels.{name}");
+        labels.claim(name, &at)?;
+        check_label_value(value, &at)?;
+    }
+    labels.constant = labels.in_use.len();
+    Ok(labels)
+}
+
 fn side_field(side: Side) -> &'static str {
     match side {
         Side::Request => "request_headers",
@@ -620,6 +627,7 @@ struct HeaderNames {
 }
 
 impl HeaderNames {
+    #[inline(never)] // as validate_match
     fn read(
         &mut self,
         side: Side,
@@ -911,6 +919,7 @@ pub fn series_bound(config: &Config) -> SeriesBound {
 
 /// Refuses a configuration whose [`series_bound`] passes [`MAX_SERIES`], at the field that
 /// takes it there (counters in order, then the request metrics).
+#[inline(never)] // as validate_match
 fn check_series_bound(config: &Config) -> Result<(), ConfigError> {
     let bound = series_bound(config);
     let over = |n: u64, at: String| {
