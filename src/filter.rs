@@ -4,8 +4,8 @@
 //! read into a small [`Exchange`] (indices only: no request data is kept). On completion,
 //! `metrics::Registry::record` turns that plus the status into metric updates.
 
-use crate::config::{Config, Sampler};
-use crate::labels::{method_index, UNMATCHED_HANDLER};
+use crate::config::{Config, LabelSpec, Sampler};
+use crate::labels::{method_index, stat_name, Dynamic, LabelSet, Side, UNMATCHED_HANDLER};
 use crate::routes::Routes;
 use crate::rules::Rules;
 
@@ -16,9 +16,17 @@ pub struct Filter {
     pub http: Option<HttpMetrics>,
     pub samplers: Vec<Sampler>,
     /// The headers read from each map per request, in one pass (`pairs::Found`): the fixed ones
-    /// at the indices below, then those rules read ([`Rules::request_headers`], in order).
+    /// at the indices below, then those rules read ([`Rules::request_headers`], in order), then
+    /// those only dynamic labels read. A label header a rule reads too is read once.
     pub request_names: Vec<String>,
     pub response_names: Vec<String>,
+    /// Constant labels of every series (`labels`), first in each stat name.
+    pub constant: Vec<(String, String)>,
+    /// Each counter's dynamic labels, by rule index (empty: unlabelled).
+    pub counter_labels: Vec<LabelSet>,
+    /// Each sampler's shared-data schedule key: its gauge's stat name (constant labels
+    /// included), so configurations with the same sampler name but other labels keep their own.
+    pub sampler_keys: Vec<String>,
 }
 
 pub const REQUEST_METHOD: usize = 0;
@@ -37,6 +45,8 @@ pub const UPSTREAM_TIME: &str = "x-envoy-upstream-service-time";
 pub struct HttpMetrics {
     pub handlers: Routes,
     pub excluded: Routes,
+    /// Dynamic labels of every request metric.
+    pub labels: LabelSet,
     /// Whether every request is also timed by Envoy's clock (`http_metrics.total_duration`).
     pub total_duration: bool,
 }
@@ -65,32 +75,60 @@ pub struct Exchange {
 
 impl Filter {
     pub fn new(config: &Config) -> Self {
+        let rules = Rules::new(&config.counters);
+        // Label headers after the rules' (whose indices stay), each read once.
+        let mut headers = (
+            rules.request_headers.clone(),
+            rules.response_headers.clone(),
+        );
+        let counter_labels = config
+            .counters
+            .iter()
+            .map(|c| label_set(&c.labels, &mut headers))
+            .collect();
         let http = config.http_metrics.enabled.then(|| HttpMetrics {
             handlers: Routes::new(&config.http_metrics.handlers),
             excluded: Routes::new(&config.http_metrics.excluded_handlers),
+            labels: label_set(&config.http_metrics.labels, &mut headers),
             total_duration: config.http_metrics.total_duration,
         });
-        let rules = Rules::new(&config.counters);
-        let names = |fixed: &[&str], more: &[String]| {
-            fixed
-                .iter()
-                .map(|n| n.to_string())
-                .chain(more.iter().cloned())
-                .collect()
+        let names = |fixed: &[&str], more: Vec<String>| {
+            fixed.iter().map(|n| n.to_string()).chain(more).collect()
         };
-        Filter {
-            request_names: names(
-                &[":method", ":path", "content-length"],
-                &rules.request_headers,
-            ),
-            response_names: names(
-                &[":status", "content-length", UPSTREAM_TIME],
-                &rules.response_headers,
-            ),
+        let mut filter = Filter {
+            request_names: names(&[":method", ":path", "content-length"], headers.0),
+            response_names: names(&[":status", "content-length", UPSTREAM_TIME], headers.1),
             rules,
             http,
             samplers: config.samplers.clone(),
-        }
+            constant: config.labels.clone(),
+            counter_labels,
+            sampler_keys: Vec::new(),
+        };
+        filter.sampler_keys = filter
+            .samplers
+            .iter()
+            .map(|s| crate::schedule::key(&filter.series_name(&s.name, &[], &[])))
+            .collect();
+        filter
+    }
+
+    /// The stat name of a series of metric `name`: the constant labels, then `fixed` (handler,
+    /// method, status; sampler, reason), then `dynamic`.
+    pub fn series_name(
+        &self,
+        name: &str,
+        fixed: &[(&str, &str)],
+        dynamic: &[(&str, &str)],
+    ) -> String {
+        let labels: Vec<(&str, &str)> = self
+            .constant
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(fixed.iter().copied())
+            .chain(dynamic.iter().copied())
+            .collect();
+        stat_name(name, &labels)
     }
 
     /// Whether any request needs to be looked at at all.
@@ -133,6 +171,35 @@ impl Filter {
             candidates: self.rules.candidates(method, path, request_headers),
         }
     }
+}
+
+/// Compiles dynamic labels, adding their headers to `headers` (request, response) unless there.
+fn label_set(specs: &[LabelSpec], headers: &mut (Vec<String>, Vec<String>)) -> LabelSet {
+    let labels = specs
+        .iter()
+        .filter_map(|spec| {
+            // Checked by config::validate; a label without exactly one header is left out.
+            let (side, header) = spec.header()?;
+            let names = match side {
+                Side::Request => &mut headers.0,
+                Side::Response => &mut headers.1,
+            };
+            let index = match names.iter().position(|n| *n == header) {
+                Some(i) => i,
+                None => {
+                    names.push(header);
+                    names.len() - 1
+                }
+            };
+            Some(Dynamic {
+                name: spec.name.clone(),
+                side,
+                header: index,
+                values: spec.values.clone(),
+            })
+        })
+        .collect();
+    LabelSet { labels }
 }
 
 #[cfg(test)]

@@ -8,6 +8,140 @@
 /// Label names the filter emits; the Envoy bootstrap needs one `stats_tags` entry for each.
 pub const LABEL_NAMES: [&str; 6] = ["handler", "method", "status", "sampler", "reason", "plugin"];
 
+/// Label names a configuration may not give its own labels: the filter's, and those Prometheus
+/// adds to histogram and summary series.
+pub const RESERVED_LABEL_NAMES: [&str; 8] = [
+    "handler", "method", "status", "sampler", "reason", "plugin", "le", "quantile",
+];
+
+/// The `tag_name`s of Istio's own bootstrap `stats_tags` (1.30; `../shared/notes/envoy-wasm-facts.md`).
+/// Envoy refuses a bootstrap naming a tag twice, so a configured label (added to `extraStatTags`)
+/// may not take one of these names.
+pub const ISTIO_TAG_NAMES: [&str; 16] = [
+    "cluster_name",
+    "http_conn_manager_prefix",
+    "thread_name",
+    "tcp_prefix",
+    "response_code",
+    "response_code_class",
+    "http_conn_manager_listener_prefix",
+    "listener_address",
+    "mongo_prefix",
+    "cache",
+    "component",
+    "tag",
+    "wasm_filter",
+    "authz_enforce_result",
+    "authz_dry_run_action",
+    "authz_dry_run_result",
+];
+
+/// What a dynamic label reads when its header holds a value that is not listed.
+pub const OTHER_VALUE: &str = "other";
+/// What a dynamic label reads when its header is absent.
+pub const ABSENT_VALUE: &str = "none";
+
+/// Which header map a dynamic label's header is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Request,
+    Response,
+}
+
+/// A label whose value comes from a header, mapped onto a fixed set: one of `values` when the
+/// header's (first) value is exactly that, [`OTHER_VALUE`] when it is present but not listed,
+/// [`ABSENT_VALUE`] when absent. So it takes `values.len() + 2` values at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dynamic {
+    pub name: String,
+    pub side: Side,
+    /// The header's index among the headers the filter reads from that side beyond the fixed
+    /// ones (`filter::REQUEST_RULE_HEADERS` onwards).
+    pub header: usize,
+    pub values: Vec<String>,
+}
+
+impl Dynamic {
+    /// The index of the label value for a header value: listed values first, then `other`, then
+    /// `none`.
+    pub fn index(&self, value: Option<&[u8]>) -> usize {
+        match value {
+            None => self.values.len() + 1,
+            Some(v) => self
+                .values
+                .iter()
+                .position(|w| w.as_bytes() == v)
+                .unwrap_or(self.values.len()),
+        }
+    }
+
+    /// The label value at `index` (see [`Dynamic::index`]).
+    pub fn label(&self, index: usize) -> &str {
+        match self.values.get(index) {
+            Some(v) => v,
+            None if index == self.values.len() => OTHER_VALUE,
+            None => ABSENT_VALUE,
+        }
+    }
+
+    /// How many label values it can take.
+    pub fn radix(&self) -> u64 {
+        self.values.len() as u64 + 2
+    }
+}
+
+/// The dynamic labels of one metric. A request's values are one number, the combination
+/// (mixed radix over the labels), so a labelled series is found by (series, combination).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelSet {
+    pub labels: Vec<Dynamic>,
+}
+
+impl LabelSet {
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// How many combinations of values the labels can take (1 without labels).
+    pub fn combinations(&self) -> u64 {
+        self.labels
+            .iter()
+            .fold(1u64, |n, l| n.saturating_mul(l.radix()))
+    }
+
+    /// The combination of a request: `request` and `response` hold the values of the headers
+    /// read beyond the fixed ones (the labels' `header` indices), `None` when absent.
+    pub fn combination(&self, request: &[Option<&[u8]>], response: &[Option<&[u8]>]) -> u64 {
+        self.labels.iter().fold(0u64, |n, l| {
+            let values = match l.side {
+                Side::Request => request,
+                Side::Response => response,
+            };
+            let value = values.get(l.header).copied().flatten();
+            n.saturating_mul(l.radix())
+                .saturating_add(l.index(value) as u64)
+        })
+    }
+
+    /// The (name, value) labels of `combination`, in the labels' order.
+    pub fn pairs(&self, combination: u64) -> Vec<(&str, &str)> {
+        let mut rest = combination;
+        let mut pairs: Vec<(&str, &str)> = self
+            .labels
+            .iter()
+            .rev()
+            .map(|l| {
+                let radix = l.radix();
+                let index = usize::try_from(rest % radix).unwrap_or(usize::MAX);
+                rest /= radix;
+                (l.name.as_str(), l.label(index))
+            })
+            .collect();
+        pairs.reverse();
+        pairs
+    }
+}
+
 /// What Istio's bootstrap tag regexes (1.30; `../shared/notes/envoy-wasm-facts.md`) capture
 /// anywhere in a stat name, besides our own `NAME=.=VALUE;.;` ones: a label value holding one of
 /// these gains an extra label and loses part of its text. Each `.` is followed in a stat name by

@@ -2,13 +2,17 @@
 //!
 //! Stat ids are defined once per series and cached in flat tables indexed by label positions, so
 //! the request path does no hashing, no formatting and no allocation after a series' first use.
-//! The host side is a trait so this logic is tested on the host with a fake.
+//! Metrics with dynamic labels (`labels::LabelSet`) can have far more series than are ever used,
+//! so theirs live in one sparse table instead, sorted by (metric, series, combination) and
+//! binary-searched; their flat tables stay empty, which is how the request path tells them apart
+//! at no cost to unlabelled metrics. The host side is a trait so this logic is tested on the
+//! host with a fake.
 
 use crate::extract::Reason;
 use crate::filter::{Exchange, Filter, HttpMetrics};
 use crate::labels::{
-    method_label, plugin_label_value, stat_name, status_index, status_label, METHOD_COUNT,
-    OTHER_STATUS, STATUS_COUNT,
+    method_label, plugin_label_value, stat_name, status_index, status_label, LabelSet,
+    METHOD_COUNT, OTHER_STATUS, STATUS_COUNT,
 };
 use crate::proxy::ProxyReason;
 
@@ -38,6 +42,8 @@ pub const CONFIG_VALID: &str = "app_metrics_config_valid";
 
 /// `app_metrics_config_valid{plugin}`: 1 while plugin `name`'s last delivered configuration is in
 /// force, 0 while it is refused. Set on configuration changes only, so defined by name each time.
+/// Only `plugin`, never the configuration's constant labels: a refused configuration's labels
+/// cannot be trusted, and the gauge must be found by plugin whatever they are.
 pub fn config_valid(host: &impl MetricHost, name: &[u8], valid: bool) -> bool {
     let stat = stat_name(CONFIG_VALID, &[("plugin", &plugin_label_value(name))]);
     host.define(Kind::Gauge, &stat)
@@ -48,6 +54,9 @@ pub fn config_valid(host: &impl MetricHost, name: &[u8], valid: bool) -> bool {
 #[derive(Debug, Clone)]
 pub struct Completed<'a> {
     pub exchange: &'a Exchange,
+    /// The values of the request headers read beyond the fixed ones (`Filter::request_names`
+    /// from `filter::REQUEST_RULE_HEADERS`): the rules', then the labels'.
+    pub request_headers: &'a [Option<&'a [u8]>],
     /// `None` when no response was sent (e.g. the client went away first): counted with status
     /// class `other`, by counters without a status condition, and timed by Envoy's clock.
     pub status: Option<u16>,
@@ -75,6 +84,30 @@ pub struct Registry {
     response_sizes: Vec<Option<u32>>,
     sampler_errors: Vec<Option<u32>>,
     sampler_success: Vec<Option<u32>>,
+    /// Series of metrics with dynamic labels: (key, stat id), sorted by key ([`labelled_key`]).
+    labelled: Vec<(u64, u32)>,
+}
+
+/// Which metric a [`labelled_key`] belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Family {
+    Counter = 0,
+    Requests = 1,
+    Duration = 2,
+    RequestSize = 3,
+    ResponseSize = 4,
+    ProxyResponses = 5,
+    TotalDuration = 6,
+}
+
+/// A labelled series' key: the metric, then its series in the flat order (counter index;
+/// handler, method, status), then the combination of its dynamic labels. `config::MAX_SERIES`
+/// keeps `series * combinations` far below 2^56.
+fn labelled_key(family: Family, series: usize, combinations: u64, combination: u64) -> u64 {
+    ((family as u64) << 56)
+        | (series as u64)
+            .saturating_mul(combinations)
+            .saturating_add(combination)
 }
 
 /// The cached id in `slot`, defining the stat on first use.
@@ -92,22 +125,34 @@ fn id_in(
 }
 
 impl Registry {
-    /// Defines the configured counters and gauges at once so they read 0 before first use.
+    /// Defines the configured counters and gauges at once so they read 0 before first use;
+    /// counters with dynamic labels have no series until a request makes one.
     pub fn new(filter: &Filter, host: &impl MetricHost) -> Self {
-        let handlers = filter.http.as_ref().map_or(0, |h| h.handler_count());
+        // With dynamic labels the request metrics' series are all labelled: no flat tables.
+        let handlers = filter
+            .http
+            .as_ref()
+            .filter(|h| h.labels.is_empty())
+            .map_or(0, |h| h.handler_count());
         let timed_whole = if filter.total_duration() { handlers } else { 0 };
         let samplers = filter.samplers.len();
+        let unlabelled = |i: usize| filter.counter_labels.get(i).is_none_or(LabelSet::is_empty);
         Registry {
             counters: filter
                 .rules
                 .rules
                 .iter()
-                .map(|r| host.define(Kind::Counter, &r.name))
+                .enumerate()
+                .map(|(i, r)| {
+                    unlabelled(i)
+                        .then(|| host.define(Kind::Counter, &filter.series_name(&r.name, &[], &[])))
+                        .flatten()
+                })
                 .collect(),
             gauges: filter
                 .samplers
                 .iter()
-                .map(|s| host.define(Kind::Gauge, &s.name))
+                .map(|s| host.define(Kind::Gauge, &filter.series_name(&s.name, &[], &[])))
                 .collect(),
             requests: vec![None; handlers * METHOD_COUNT * STATUS_COUNT],
             durations: vec![None; handlers * METHOD_COUNT],
@@ -117,7 +162,152 @@ impl Registry {
             response_sizes: vec![None; handlers],
             sampler_errors: vec![None; samplers * Reason::ALL.len()],
             sampler_success: vec![None; samplers],
+            labelled: Vec::new(),
         }
+    }
+
+    /// The id of a labelled series, defined (named by `name`) on first use. `name` is a `dyn`:
+    /// one copy of this function in the module, not one per caller.
+    fn labelled_id(
+        &mut self,
+        key: u64,
+        host: &impl MetricHost,
+        kind: Kind,
+        name: &dyn Fn() -> String,
+    ) -> Option<u32> {
+        match self.labelled.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(at) => self.labelled.get(at).map(|(_, id)| *id),
+            Err(at) => {
+                let id = host.define(kind, &name())?;
+                self.labelled.insert(at, (key, id));
+                Some(id)
+            }
+        }
+    }
+
+    /// Counts a confirmed counter that has no flat id: one with dynamic labels (or one the host
+    /// refused to define, which counts nothing, as before).
+    fn count_labelled(
+        &mut self,
+        filter: &Filter,
+        host: &impl MetricHost,
+        index: usize,
+        done: &Completed<'_>,
+    ) -> bool {
+        let (Some(rule), Some(set)) = (
+            filter.rules.rules.get(index),
+            filter.counter_labels.get(index),
+        ) else {
+            return false;
+        };
+        if set.is_empty() {
+            return false;
+        }
+        let combination = set.combination(done.request_headers, done.response_headers);
+        let key = labelled_key(Family::Counter, index, set.combinations(), combination);
+        self.labelled_id(key, host, Kind::Counter, &|| {
+            filter.series_name(&rule.name, &[], &set.pairs(combination))
+        })
+        .is_some_and(|id| host.increment(id, 1))
+    }
+
+    /// The request metrics of a request when they have dynamic labels: the same updates as the
+    /// flat path, in the sparse table, the labels' values looked up once.
+    fn record_labelled(
+        &mut self,
+        filter: &Filter,
+        host: &impl MetricHost,
+        done: &Completed<'_>,
+        h: usize,
+        m: usize,
+        s: usize,
+    ) -> bool {
+        let Some(http) = filter.http.as_ref() else {
+            return false;
+        };
+        let set = &http.labels;
+        let combinations = set.combinations();
+        let combination = set.combination(done.request_headers, done.response_headers);
+        let handler = http.handler_label(h);
+        let fixed = [
+            ("handler", handler),
+            ("method", method_label(m)),
+            ("status", status_label(s)),
+        ];
+        let first = |n: usize| fixed.get(..n).unwrap_or_default();
+        let proxy = [
+            ("handler", handler),
+            ("status", status_label(s)),
+            ("reason", done.proxy.map_or("", ProxyReason::label)),
+        ];
+        let reasons = ProxyReason::ALL.len();
+        // (metric, its series in flat order, kind, name, fixed labels, what to count or record)
+        let updates = [
+            (
+                Family::Requests,
+                (h * METHOD_COUNT + m) * STATUS_COUNT + s,
+                Kind::Counter,
+                REQUESTS_TOTAL,
+                first(3),
+                Some(1),
+            ),
+            (
+                Family::Duration,
+                h * METHOD_COUNT + m,
+                Kind::Histogram,
+                DURATION,
+                first(2),
+                done.duration_ms,
+            ),
+            (
+                Family::RequestSize,
+                h,
+                Kind::Histogram,
+                REQUEST_SIZE,
+                first(1),
+                Some(done.request_bytes),
+            ),
+            (
+                Family::ResponseSize,
+                h,
+                Kind::Histogram,
+                RESPONSE_SIZE,
+                first(1),
+                Some(done.response_bytes),
+            ),
+            (
+                Family::ProxyResponses,
+                (h * STATUS_COUNT + s) * reasons + done.proxy.map_or(0, ProxyReason::index),
+                Kind::Counter,
+                PROXY_RESPONSES,
+                &proxy[..],
+                done.proxy.map(|_| 1),
+            ),
+            (
+                Family::TotalDuration,
+                h * METHOD_COUNT + m,
+                Kind::Histogram,
+                TOTAL_DURATION,
+                first(2),
+                done.total_ms.filter(|_| http.total_duration),
+            ),
+        ];
+        let mut ok = true;
+        for (family, series, kind, metric, fixed, value) in updates {
+            let Some(value) = value else {
+                continue;
+            };
+            let key = labelled_key(family, series, combinations, combination);
+            ok &= self
+                .labelled_id(key, host, kind, &|| {
+                    filter.series_name(metric, fixed, &set.pairs(combination))
+                })
+                .is_some_and(|id| match kind {
+                    Kind::Counter => host.increment(id, value),
+                    _ => host.record(id, value),
+                });
+        }
+        ok
     }
 
     /// Counts one finished request: counters whose rules match, then the request metrics.
@@ -131,12 +321,12 @@ impl Registry {
         let mut ok = true;
         for &i in &done.exchange.candidates {
             if filter.rules.confirm(i, done.status, done.response_headers) {
-                ok &= self
-                    .counters
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .is_some_and(|id| host.increment(id, 1));
+                // An unlabelled counter has its id here since configure time: the labelled
+                // path is taken only when it has none.
+                ok &= match self.counters.get(i).copied().flatten() {
+                    Some(id) => host.increment(id, 1),
+                    None => self.count_labelled(filter, host, i, done),
+                };
             }
         }
         let (Some(http), Some(h)) = (filter.http.as_ref(), done.exchange.handler) else {
@@ -147,19 +337,25 @@ impl Registry {
         // No response at all (the client went away first) is status class `other`.
         let s = done.status.map_or(OTHER_STATUS, status_index);
         let series = (h * METHOD_COUNT + m) * STATUS_COUNT + s;
-        ok &= id_in(self.requests.get_mut(series), host, Kind::Counter, || {
-            stat_name(
+        // The flat tables are empty when the request metrics have dynamic labels: the same
+        // bounds check that finds the slot sends those to the sparse table.
+        let Some(slot) = self.requests.get_mut(series) else {
+            return ok & self.record_labelled(filter, host, done, h, m, s);
+        };
+        ok &= id_in(Some(slot), host, Kind::Counter, || {
+            filter.series_name(
                 REQUESTS_TOTAL,
                 &[
                     ("handler", handler()),
                     ("method", method_label(m)),
                     ("status", status_label(s)),
                 ],
+                &[],
             )
         })
         .is_some_and(|id| host.increment(id, 1));
         if done.proxy.is_some() || done.total_ms.is_some() {
-            ok &= self.record_envoy_side(http, host, done, (h, m, s));
+            ok &= self.record_envoy_side(filter, http, host, done, (h, m, s));
         }
         if let Some(ms) = done.duration_ms {
             ok &= id_in(
@@ -167,23 +363,24 @@ impl Registry {
                 host,
                 Kind::Histogram,
                 || {
-                    stat_name(
+                    filter.series_name(
                         DURATION,
                         &[("handler", handler()), ("method", method_label(m))],
+                        &[],
                     )
                 },
             )
             .is_some_and(|id| host.record(id, ms));
         }
         ok &= id_in(self.request_sizes.get_mut(h), host, Kind::Histogram, || {
-            stat_name(REQUEST_SIZE, &[("handler", handler())])
+            filter.series_name(REQUEST_SIZE, &[("handler", handler())], &[])
         })
         .is_some_and(|id| host.record(id, done.request_bytes));
         ok &= id_in(
             self.response_sizes.get_mut(h),
             host,
             Kind::Histogram,
-            || stat_name(RESPONSE_SIZE, &[("handler", handler())]),
+            || filter.series_name(RESPONSE_SIZE, &[("handler", handler())], &[]),
         )
         .is_some_and(|id| host.record(id, done.response_bytes));
         ok
@@ -195,6 +392,7 @@ impl Registry {
     #[inline(never)]
     fn record_envoy_side(
         &mut self,
+        filter: &Filter,
         http: &HttpMetrics,
         host: &impl MetricHost,
         done: &Completed<'_>,
@@ -209,13 +407,14 @@ impl Registry {
                 host,
                 Kind::Counter,
                 || {
-                    stat_name(
+                    filter.series_name(
                         PROXY_RESPONSES,
                         &[
                             ("handler", handler()),
                             ("status", status_label(s)),
                             ("reason", reason.label()),
                         ],
+                        &[],
                     )
                 },
             )
@@ -228,9 +427,10 @@ impl Registry {
                 host,
                 Kind::Histogram,
                 || {
-                    stat_name(
+                    filter.series_name(
                         TOTAL_DURATION,
                         &[("handler", handler()), ("method", method_label(m))],
+                        &[],
                     )
                 },
             )
@@ -261,7 +461,7 @@ impl Registry {
             self.sampler_success.get_mut(sampler),
             host,
             Kind::Gauge,
-            || stat_name(SAMPLER_LAST_SUCCESS, &[("sampler", &spec.name)]),
+            || filter.series_name(SAMPLER_LAST_SUCCESS, &[("sampler", &spec.name)], &[]),
         )
         .is_some_and(|id| host.record(id, now_s));
         gauge && stamp
@@ -282,9 +482,10 @@ impl Registry {
             .sampler_errors
             .get_mut(sampler * Reason::ALL.len() + reason.index());
         id_in(slot, host, Kind::Counter, || {
-            stat_name(
+            filter.series_name(
                 SAMPLER_ERRORS,
                 &[("sampler", &spec.name), ("reason", reason.label())],
+                &[],
             )
         })
         .is_some_and(|id| host.increment(id, 1))

@@ -4,9 +4,11 @@
 //! compare-and-set it one interval further wins and sends the request. The key is created at
 //! configure time because a CAS on a missing key always succeeds.
 
-/// Shared-data key holding a sampler's next deadline.
-pub fn key(sampler: &str) -> String {
-    format!("app_metrics.sampler.{sampler}.deadline_ms")
+/// Shared-data key holding a sampler's next deadline. `series` is the sampler gauge's stat name,
+/// constant labels included (`service=.=a;.;total_users`): shared data is per Envoy, so two
+/// configurations whose samplers share a name but not their labels keep a schedule each.
+pub fn key(series: &str) -> String {
+    format!("app_metrics.sampler.{series}.deadline_ms")
 }
 
 pub fn encode(deadline_ms: u64) -> [u8; 8] {

@@ -93,11 +93,31 @@ fn buckets_line(handlers: &[&str]) -> String {
     )
 }
 
+/// The series line, from README's formula: with H+1 handler label values (`handlers`, `none`
+/// included) and no dynamic labels, 60 (H+1) request counters, 48 (H+1) proxy answers, 12 (H+1)
+/// histograms, 10 series per sampler and `app_metrics_config_valid`.
+fn series_line(handlers: usize, counters: usize, samplers: usize) -> String {
+    let (requests, proxy, histograms) = (60 * handlers, 48 * handlers, 12 * handlers);
+    let total = counters + requests + proxy + histograms + 10 * samplers + 1;
+    format!(
+        "  series: at most {total} (counters {counters}, http_requests_total {requests}, \
+         http_proxy_responses_total {proxy}, histograms {histograms}, samplers {}, \
+         app_metrics_config_valid 1)",
+        10 * samplers
+    )
+}
+
+/// A valid configuration with the seed's two counters and no sampler.
 fn valid(location: &str, handlers: &[&str]) -> Vec<String> {
+    valid_with(location, handlers, 2, 0)
+}
+
+fn valid_with(location: &str, handlers: &[&str], counters: usize, samplers: usize) -> Vec<String> {
     vec![
         format!("{location}: valid"),
         tags_line(),
         buckets_line(handlers),
+        series_line(handlers.len(), counters, samplers),
     ]
 }
 
@@ -135,6 +155,41 @@ fn json_valid_prints_tags_and_a_bucket_key_per_handler_and_none() {
 }
 
 #[test]
+fn json_labels_add_their_names_to_the_tags_and_multiply_the_series() {
+    let config = r#"{"labels": {"service": "shop", "team": "payments"},
+      "counters": [{"name": "failed_login_details_total", "match": {"method": "POST", "path": "/login", "status": [401]},
+                    "labels": [{"name": "client", "request_header": "x-client", "values": ["web", "ios"]}]}],
+      "http_metrics": {"handlers": ["/login"],
+                       "labels": [{"name": "client", "request_header": "x-client", "values": ["web", "ios"]},
+                                  {"name": "version", "response_header": "x-app-version", "values": ["1.4.2", "1.5.0", "2.0.0"]}]}}"#;
+    let r = check("json_labels", &[("labels.json", config)], &["labels.json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Constant labels lead every stat name, so the buckets' prefixes hold them.
+    let prefix = |h: &str| {
+        format!("\"wasmcustom.service=.=shop;.;team=.=payments;.;handler=.={h};.;method=.=\":{B}")
+    };
+    // H+1 = 2; L = (2+2)·(3+2) = 20; the counter's L_c = 4: 4 + 2·20·(60 + 48 + 12) + 1.
+    assert_eq!(
+        r.out(),
+        vec![
+            "labels.json: valid".to_string(),
+            "  extraStatTags: [\"handler\",\"method\",\"status\",\"sampler\",\"reason\",\"plugin\",\"service\",\"team\",\"client\",\"version\"]".to_string(),
+            format!("  sidecar.istio.io/statsHistogramBuckets: {{{},{}}}", prefix("/login"), prefix("none")),
+            "  series: at most 4805 (counters 4, http_requests_total 2400, http_proxy_responses_total 1920, histograms 480, samplers 0, app_metrics_config_valid 1)".to_string(),
+        ]
+    );
+    let bad = r#"{"http_metrics": {"labels": [{"name": "client", "request_header": "x-client", "values": ["web", "other"]}]}}"#;
+    let r = check("json_labels_bad", &[("bad.json", bad)], &["bad.json"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.err(),
+        vec![
+            r#"bad.json: http_metrics.labels[0].values[1]: "other" is what the label reads for a header value not listed (expected another value)"#
+        ]
+    );
+}
+
+#[test]
 fn json_empty_file_is_the_default_configuration() {
     // As in the filter: empty means the seed's counters and request metrics, no templates.
     let r = check("json_empty", &[("empty.json", "  \n")], &["empty.json"]);
@@ -155,7 +210,10 @@ fn json_without_request_metrics_needs_no_buckets() {
         vec![
             "off.json: valid".to_string(),
             tags_line(),
-            "  sidecar.istio.io/statsHistogramBuckets: {}".to_string()
+            "  sidecar.istio.io/statsHistogramBuckets: {}".to_string(),
+            "  series: at most 3 (counters 2, http_requests_total 0, http_proxy_responses_total 0, \
+             histograms 0, samplers 0, app_metrics_config_valid 1)"
+                .to_string(),
         ]
     );
 }
@@ -370,9 +428,11 @@ spec:
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(
         r.out(),
-        valid(
+        valid_with(
             "ecds.yaml document 1, resources[0].typed_config.config.configuration",
-            &["/a", "none"]
+            &["/a", "none"],
+            0,
+            0
         )
     );
     assert_eq!(
@@ -476,9 +536,11 @@ fn wasmplugins_in_a_multi_document_file() {
         &["all.yaml"],
     );
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
-    let mut out = valid(
+    let mut out = valid_with(
         "all.yaml document 2, WasmPlugin default/good, spec.pluginConfig",
         &["/users", "/users/{id}", "none"],
+        2,
+        1,
     );
     out.extend(valid(
         "all.yaml document 6, WasmPlugin default/defaults, spec.pluginConfig",
@@ -540,7 +602,7 @@ spec:
         r.err(),
         vec![
             "te.yaml document 3, TrafficExtension shop/typo, spec.wasm.pluginConfig: http_metric: unknown field \
-             `http_metric`, expected one of `counters`, `http_metrics`, `samplers`"
+             `http_metric`, expected one of `counters`, `http_metrics`, `samplers`, `labels`"
         ]
     );
 }
@@ -726,7 +788,7 @@ fn shipped_configurations_are_valid() {
         "istio/trafficextension/trafficextension.yaml document 1, TrafficExtension default/app-metrics, spec.wasm.pluginConfig".into(),
         format!("k8s/envoy-sidecar/envoy.yaml {envoy}"),
     ] {
-        out.extend(valid(&location, &handlers));
+        out.extend(valid_with(&location, &handlers, 2, 1));
     }
     assert_eq!(r.out(), out);
 }
@@ -768,6 +830,7 @@ fn needs_follow_the_parsed_configuration() {
     .unwrap();
     let n = needs(&config);
     assert_eq!(n.extra_stat_tags, LABEL_NAMES.to_vec());
+    assert_eq!(n.series.total(), 2 + 3 * 120 + 1);
     let prefixes: Vec<&str> = n
         .histogram_buckets
         .iter()

@@ -5,10 +5,12 @@
     clippy::indexing_slicing
 )] // test code
 //! Bounded cardinality: 100,000 hostile requests (random paths, random and invalid methods, odd
-//! upstream status codes, paths of 8-60 KB, non-UTF-8 bytes in paths and headers) cannot make the
-//! filter export more series than its configuration allows, nor a label value that is not a
-//! configured template, `none`, one of the 10 method labels or one of the 6 status labels. Envoy's
-//! memory after the run stays within a documented margin of before.
+//! upstream status codes, paths of 8-60 KB, non-UTF-8 bytes in paths and headers, random values
+//! in the headers dynamic labels read) cannot make the filter export more series than its
+//! configuration allows (`config::series_bound`, README "Labels"), nor a label value that is not a
+//! configured template, `none`, one of the 10 method labels, one of the 6 status labels, a listed
+//! label value, `other` or the constant label's value. Envoy's memory after the run stays within a
+//! documented margin of before.
 
 mod common;
 
@@ -88,21 +90,42 @@ fn config() -> String {
     };
     format!(
         r#"{{
+  "labels": {{"service": "{SERVICE}"}},
   "counters": [
     {{"name": "successful_login_details_total", "match": {{"method": "POST", "path": "/login", "status": ["2xx"]}}}},
     {{"name": "failed_login_details_total", "match": {{"method": "POST", "path": "/login", "status": [400, 401]}}}},
     {{"name": "user_lookups_missed_total", "match": {{"method": "GET", "path": "/users/{{user_id}}", "status": [404]}}}},
-    {{"name": "admin_calls_total", "match": {{"request_headers": {{"x-role": "admin"}}}}}},
+    {{"name": "admin_calls_total", "match": {{"request_headers": {{"x-role": "admin"}}}},
+      "labels": [{{"name": "tier", "request_header": "x-tier", "values": {tiers}}}]}},
     {{"name": "cache_hits_total", "match": {{"response_headers": {{"x-cache": "HIT"}}}}}}
   ],
-  "http_metrics": {{"enabled": true, "handlers": [{}], "excluded_handlers": ["/metrics"], "total_duration": true}},
+  "http_metrics": {{"enabled": true, "handlers": [{}], "excluded_handlers": ["/metrics"], "total_duration": true,
+    "labels": [{{"name": "client", "request_header": "x-client", "values": {clients}}},
+               {{"name": "version", "response_header": "x-app-version", "values": {versions}}}]}},
   "samplers": [
     {{"name": "total_users", "cluster": "app", "path": "/users/count", "interval_seconds": 1,
       "timeout_ms": 500, "value": {{"json_pointer": "/count"}}}}
   ]
 }}"#,
-        quoted(&HANDLERS)
+        quoted(&HANDLERS),
+        tiers = serde_json::json!(TIERS),
+        clients = serde_json::json!(CLIENTS),
+        versions = serde_json::json!(VERSIONS),
     )
+}
+
+/// The constant label of every series.
+const SERVICE: &str = "hostile-api";
+/// The listed values of the dynamic labels: `client` (request header `x-client`) and `version`
+/// (response header `x-app-version`) on the request metrics, `tier` (`x-tier`) on
+/// `admin_calls_total`. Any other header value is `other`, no header `none`.
+const CLIENTS: [&str; 2] = ["web", "ios"];
+const VERSIONS: [&str; 2] = ["1.4.2", "2.0.0"];
+const TIERS: [&str; 2] = ["gold", "free"];
+
+/// Combinations of the request metrics' dynamic labels: L = Π (values + 2) (README "Labels").
+fn request_label_combinations() -> usize {
+    (CLIENTS.len() + 2) * (VERSIONS.len() + 2)
 }
 
 const HISTOGRAMS: [&str; 4] = [
@@ -124,12 +147,16 @@ const BUCKETS: usize = 20;
 fn series_bound() -> (usize, usize) {
     let handlers = HANDLERS.len() + 1;
     let (methods, statuses) = (METHOD_LABELS.len(), STATUS_LABELS.len());
-    let flat = COUNTERS.len()
-        + handlers * methods * statuses
-        + handlers * statuses * PROXY_REASON_LABELS.len()
+    // The request metrics have L series for each of their label sets without dynamic labels;
+    // admin_calls_total has TIERS + 2 (other, none); the constant label multiplies nothing.
+    let l = request_label_combinations();
+    let flat = (COUNTERS.len() - 1)
+        + (TIERS.len() + 2)
+        + handlers * methods * statuses * l
+        + handlers * statuses * PROXY_REASON_LABELS.len() * l
         + SAMPLERS.len() * (1 + 1 + REASON_LABELS.len())
         + 1;
-    let histograms = 2 * handlers * methods + handlers + handlers;
+    let histograms = (2 * handlers * methods + handlers + handlers) * l;
     (flat, histograms)
 }
 
@@ -243,11 +270,14 @@ fn app() -> Upstream {
         } else {
             "ok"
         };
-        let reply = Reply::new(status, body);
+        let mut reply = Reply::new(status, body);
         if query.contains("hit") {
-            reply.header("x-cache", "HIT")
-        } else {
-            reply
+            reply = reply.header("x-cache", "HIT");
+        }
+        // The version the app reports, from the request: listed, random or none.
+        match query.split('&').find_map(|kv| kv.strip_prefix("ver=")) {
+            Some(v) => reply.header("x-app-version", v),
+            None => reply,
         }
     })
 }
@@ -375,11 +405,31 @@ fn plausible_request(rng: &mut Rng) -> (Vec<u8>, bool, u64) {
         *rng.pick(&STATUSES)
     };
     let hit = if rng.below(5) == 0 { "&hit" } else { "" };
+    // The app's x-app-version: a listed version, another one (random, with the marker), none.
+    let version = match rng.below(4) {
+        0 => format!("&ver={}", rng.pick(&VERSIONS)),
+        1 => format!("&ver={MARK}{}", rng.next() % 100_000),
+        2 => "&ver=2.0".to_string(),
+        _ => String::new(),
+    };
     let mut head = format!(
-        "{method} {path}?s={status}&{MARK}={}{hit} HTTP/1.1\r\nhost: app\r\n",
+        "{method} {path}?s={status}&{MARK}={}{hit}{version} HTTP/1.1\r\nhost: app\r\n",
         rng.next()
     )
     .into_bytes();
+    // The client: listed, another spelling, random (with the marker), not UTF-8, or absent.
+    let client: Option<Vec<u8>> = match rng.below(6) {
+        0 | 1 => Some(rng.pick(&CLIENTS).as_bytes().to_vec()),
+        2 => Some(b"WEB".to_vec()),
+        3 => Some(format!("{MARK}-{}", rng.next()).into_bytes()),
+        4 => Some(b"we\xffb".to_vec()),
+        _ => None,
+    };
+    if let Some(client) = client {
+        head.extend_from_slice(b"x-client: ");
+        head.extend_from_slice(&client);
+        head.extend_from_slice(b"\r\n");
+    }
     if rng.below(7) == 0 {
         // The one request header a rule reads, sometimes with bytes that are not UTF-8.
         head.extend_from_slice(b"x-role: ");
@@ -387,6 +437,12 @@ fn plausible_request(rng: &mut Rng) -> (Vec<u8>, bool, u64) {
         let role = *rng.pick(&ROLES);
         head.extend_from_slice(role);
         head.extend_from_slice(b"\r\n");
+        // The admin counter's label: a listed tier, a random one, or none.
+        match rng.below(3) {
+            0 => head.extend_from_slice(format!("x-tier: {}\r\n", rng.pick(&TIERS)).as_bytes()),
+            1 => head.extend_from_slice(format!("x-tier: {MARK}{}\r\n", rng.next()).as_bytes()),
+            _ => {}
+        }
     }
     if rng.below(50) == 0 {
         // A big header and many small ones.
@@ -527,6 +583,12 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
     let envoy = Envoy::start(EnvoyOptions::new(&config(), upstream.port));
     let (flat_bound, histogram_bound) = series_bound();
     let bound = flat_bound + histogram_bound;
+    // The filter's own bound (what `app-metrics check` prints) is the one computed here.
+    let filter_bound = app_metrics::config::series_bound(
+        &app_metrics::config::parse(config().as_bytes()).unwrap(),
+    );
+    assert_eq!(filter_bound.total(), bound as u64);
+    assert_eq!(filter_bound.histograms, histogram_bound as u64);
     // What Prometheus stores: a histogram label set is BUCKETS + 2 time series.
     let tsdb_bound = flat_bound + histogram_bound * (BUCKETS + 2);
 
@@ -598,16 +660,15 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
         "{counted} requests counted"
     );
     assert!(statuses.keys().any(|s| (600..=999).contains(s)));
+    let odd = [
+        ("handler".to_string(), "none".to_string()),
+        ("method".to_string(), "other".to_string()),
+        ("status".to_string(), "other".to_string()),
+    ];
     assert!(
-        m.value(
-            "http_requests_total",
-            &[
-                ("handler", "none"),
-                ("method", "other"),
-                ("status", "other")
-            ]
-        )
-        .is_some(),
+        m.series("http_requests_total")
+            .keys()
+            .any(|labels| odd.iter().all(|l| labels.contains(l))),
         "odd methods and statuses landed in `other`"
     );
 
@@ -623,26 +684,29 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
     assert!(series <= bound && tsdb <= tsdb_bound);
     // The harness's count (a histogram counts three times there) agrees.
     assert_eq!(m.filter_series_count(), flat + 3 * histograms);
-    // ... and nowhere near what the traffic would make of per-path or per-status labels.
+    // ... and nowhere near what the traffic would make of per-path or per-status labels (the
+    // dynamic labels multiply the series by up to 16 here; random header values add none).
     assert!(
-        series * 100 < distinct,
+        series * 10 < distinct,
         "{series} series for {distinct} distinct (method, path) pairs"
     );
     let h = HANDLERS.len() + 1;
-    assert!(per_metric.get("http_requests_total").copied().unwrap_or(0) <= h * 10 * 6);
+    let l = request_label_combinations();
+    assert!(per_metric.get("http_requests_total").copied().unwrap_or(0) <= h * 10 * 6 * l);
     assert!(
         per_metric
             .get("http_proxy_responses_total")
             .copied()
             .unwrap_or(0)
-            <= h * 6 * 8
+            <= h * 6 * 8 * l
     );
     for histogram in [
         "http_request_duration_milliseconds",
         "http_request_total_duration_milliseconds",
     ] {
-        assert!(per_metric.get(histogram).copied().unwrap_or(0) <= h * 10);
+        assert!(per_metric.get(histogram).copied().unwrap_or(0) <= h * 10 * l);
     }
+    assert!(per_metric.get("admin_calls_total").copied().unwrap_or(0) <= TIERS.len() + 2);
 
     // Only label values from the configuration or the fixed sets.
     let handlers: BTreeSet<&str> = HANDLERS.iter().copied().chain(["none"]).collect();
@@ -670,6 +734,13 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
             "http_response_size_bytes_count",
         ])
         .collect();
+    let listed = |values: &[&str], v: &str| v == "other" || v == "none" || values.contains(&v);
+    let request_metric = |metric: &str| {
+        HISTOGRAMS.iter().any(|h| metric.starts_with(h))
+            || ["http_requests_total", "http_proxy_responses_total"].contains(&metric)
+    };
+    // Every value a dynamic label took, per label name.
+    let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for s in m
         .scrape
         .samples
@@ -681,9 +752,32 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
             "unexpected metric {}",
             s.metric
         );
+        // The constant label on every series but app_metrics_config_valid; the dynamic ones on
+        // every series of their metrics.
+        let has = |label: &str| s.labels.get(label).is_some();
+        assert_eq!(
+            has("service"),
+            s.metric != "app_metrics_config_valid",
+            "{}",
+            s.metric
+        );
+        assert_eq!(
+            has("client") && has("version"),
+            request_metric(&s.metric),
+            "{}",
+            s.metric
+        );
+        assert_eq!(has("tier"), s.metric == "admin_calls_total", "{}", s.metric);
         for (k, v) in s.labels.iter() {
             let v = v.replace('\u{2045}', "{").replace('\u{2046}', "}");
+            if ["client", "version", "tier"].contains(&k.as_str()) {
+                seen.entry(k.clone()).or_default().insert(v.clone());
+            }
             let ok = match k.as_str() {
+                "service" => v == SERVICE,
+                "client" => listed(&CLIENTS, &v),
+                "version" => listed(&VERSIONS, &v),
+                "tier" => listed(&TIERS, &v),
                 "handler" => handlers.contains(v.as_str()),
                 "method" => METHOD_LABELS.contains(&v.as_str()),
                 "status" => STATUS_LABELS.contains(&v.as_str()),
@@ -699,6 +793,19 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
             assert!(ok, "{}: label {k}={v:?} outside the allowed set", s.metric);
         }
     }
+    // The random header values reached every label, and each took exactly its listed values,
+    // `other` and `none`: no more.
+    let all = |values: &[&str]| -> BTreeSet<String> {
+        values
+            .iter()
+            .chain(["other", "none"].iter())
+            .map(|v| v.to_string())
+            .collect()
+    };
+    assert_eq!(seen.get("client"), Some(&all(&CLIENTS)));
+    assert_eq!(seen.get("version"), Some(&all(&VERSIONS)));
+    assert_eq!(seen.get("tier"), Some(&all(&TIERS)));
+    eprintln!("cardinality: dynamic label values seen: {seen:?}");
     // No request data anywhere in the scrape (paths, queries, header values).
     for needle in [
         MARK, "alice", "secret", "jjjj", "hhhh", "caf", "BREW", "PROPFIND",
@@ -715,5 +822,5 @@ fn hostile_traffic_cannot_grow_series_or_memory() {
     );
     // Envoy still serves normally.
     assert_eq!(send(&agent(), "GET", &envoy.url("/health"), ""), 200);
-    assert_eq!(m.value("total_users", &[]), Some(3.0));
+    assert_eq!(m.value("total_users", &[("service", SERVICE)]), Some(3.0));
 }

@@ -34,7 +34,7 @@ fn cases() -> Vec<(String, String)> {
     let c = |config: &str, message: &str| (config.to_string(), message.to_string());
     vec![
         c("[1, 2]", r#".: is not a JSON object (expected {"counters": …, "http_metrics": …, "samplers": …})"#),
-        c(r#"{"countres": []}"#, "countres: unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`"),
+        c(r#"{"countres": []}"#, "countres: unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`"),
         // A syntax error has no field path yet: serde_json's line and column say where.
         c("{\"counters\": [", ".: EOF while parsing a list at line 2 column 0"),
         c(r#"{"counters": [{"name": "logins-total", "match": {}}]}"#,
@@ -97,7 +97,70 @@ fn cases() -> Vec<(String, String)> {
           r#"http_metrics.handlers[0]: "/static/cache.v1/{file}" contains "cache.", which Istio's stats tag regexes would cut out of the handler label into a label of their own (expected a template without it)"#),
         c(r#"{"counters": [{"name": "login_rq_401", "match": {}}]}"#,
           r#"counters[0].name: "login_rq_401" ends like an Envoy response-code stat (_rq_NNN or _rq_Nxx), which Istio's stats tag regexes would cut off into a response_code label (expected another ending)"#),
+        // Labels (issue 13).
+        c(r#"{"labels": {"ser-vice": "a"}}"#,
+          r#"labels.ser-vice: "ser-vice" is not a label name (expected [a-zA-Z_][a-zA-Z0-9_]*)"#),
+        c(r#"{"labels": {"status": "a"}}"#,
+          r#"labels.status: "status" is a label the filter or Prometheus sets itself (expected a name other than handler, method, status, sampler, reason, plugin, le, quantile)"#),
+        c(r#"{"labels": {"service": "a;b"}}"#,
+          r#"labels.service: "a;b" contains ';' (expected printable ASCII other than ';', '=', '"' and '\': ';' and '=' delimit labels in stat names)"#),
+        c(&label_cases::counter_label(r#"{"name": "service", "request_header": "x-client", "values": ["web"]}"#),
+          r#"counters[0].labels[0].name: "service" is already a label of these series, at labels.service (expected a label name unique per series)"#),
+        c(&label_cases::counter_label(r#"{"name": "api_service", "request_header": "x-client", "values": ["web"]}"#),
+          r#"counters[0].labels[0].name: "api_service" and "service" (labels.service) end alike: the stats tag regex of "service" would also match "api_service"'s label in stat names (expected label names that do not end with one another)"#),
+        c(&label_cases::counter_label(r#"{"name": "client", "request_header": "x-client", "response_header": "x-client", "values": ["web"]}"#),
+          "counters[0].labels[0]: must set exactly one of request_header, response_header"),
+        c(&label_cases::http_label(r#"{"name": "client", "request_header": "x-client", "values": ["web", "other"]}"#),
+          r#"http_metrics.labels[0].values[1]: "other" is what the label reads for a header value not listed (expected another value)"#),
+        c(&label_cases::http_label(r#"{"name": "client", "request_header": "x-client", "values": ["web", "web"]}"#),
+          r#"http_metrics.labels[0].values[1]: "web" is listed twice (expected unique values)"#),
+        c(&label_cases::http_label(&label_cases::values(33)),
+          r#"http_metrics.labels[0].values: has 33 values (expected 1-32: the header values that become label values; others read "other")"#),
+        c(&label_cases::http_label(r#"{"name": "version", "response_header": "x-app-version", "values": ["1.0", "v.cache.2"]}"#),
+          r#"http_metrics.labels[0].values[1]: "v.cache.2" makes "cache." in the stat name, which Istio's stats tag regexes would cut out of the label into a label of their own (expected a value without it)"#),
+        c(&label_cases::http_label(&label_cases::labels(5, 1)),
+          "http_metrics.labels: has 5 labels (expected at most 4: each multiplies the metric's series)"),
+        c(&label_cases::http_label(&label_cases::labels(3, 32)),
+          "http_metrics.labels: brings the configuration's series bound to 4716483 (expected at most 100000: fewer labels, label values or handlers)"),
     ]
+}
+
+/// Configurations for the label cases above.
+mod label_cases {
+    /// The seed's counter with a constant `service` label and `label` as its dynamic one.
+    pub fn counter_label(label: &str) -> String {
+        format!(
+            r#"{{"labels": {{"service": "shop"}}, "counters": [{{"name": "failed_login_details_total", "match": {{"method": "POST", "path": "/login", "status": [400, 401]}}, "labels": [{label}]}}]}}"#
+        )
+    }
+
+    /// `labels` (the list's items) as the request metrics' dynamic labels.
+    pub fn http_label(labels: &str) -> String {
+        format!(r#"{{"http_metrics": {{"labels": [{labels}]}}}}"#)
+    }
+
+    /// A label `client` with `n` values.
+    pub fn values(n: usize) -> String {
+        let values: Vec<String> = (0..n).map(|i| format!(r#""v{i}""#)).collect();
+        format!(
+            r#"{{"name": "client", "request_header": "x-client", "values": [{}]}}"#,
+            values.join(", ")
+        )
+    }
+
+    /// `count` labels `l0`… of `n` values each, from headers `x-l0`….
+    pub fn labels(count: usize, n: usize) -> String {
+        let values: Vec<String> = (0..n).map(|i| format!(r#""v{i}""#)).collect();
+        let labels: Vec<String> = (0..count)
+            .map(|i| {
+                format!(
+                    r#"{{"name": "l{i}", "request_header": "x-l{i}", "values": [{}]}}"#,
+                    values.join(", ")
+                )
+            })
+            .collect();
+        labels.join(", ")
+    }
 }
 
 /// Envoys started at once; each takes about a second of CPU to load the filter.

@@ -28,11 +28,13 @@ fn shipped_expressions() -> Vec<(String, String)> {
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().into_iter().flatten() {
             if let Some(expr) = target["expr"].as_str() {
-                // Grafana's variables, as Grafana would fill them in for a short range.
+                // Grafana's variables, as Grafana would fill them in for a short range and
+                // the configuration's service selected.
                 let expr = expr
                     .replace("$__rate_interval", "1m")
                     .replace("$__interval", "1m")
-                    .replace("$__range", "1h");
+                    .replace("$__range", "1h")
+                    .replace("$service", SERVICE);
                 out.push((
                     format!(
                         "dashboard panel {:?}",
@@ -69,6 +71,9 @@ fn shipped_expressions() -> Vec<(String, String)> {
     out
 }
 
+/// The configuration's constant `service` label, which the dashboard selects by.
+const SERVICE: &str = "k8s-sample-api";
+
 /// `expr > 90` → `expr`: an alert is silent on a healthy system, its measurement must not be.
 fn measurement(expr: &str) -> Option<&str> {
     let (lhs, rhs) = expr.rsplit_once('>')?;
@@ -88,6 +93,7 @@ fn every_shipped_expression_evaluates_with_data() {
     // The reference config, plus a sampler that fails so the error panels and alerts have data,
     // and a route to a cluster where nothing listens: Envoy's own 503s beside the app's 500s.
     let config = r#"{
+      "labels": {"service": "k8s-sample-api"},
       "http_metrics": {"handlers": ["/login", "/users", "/users/count", "/users/{user_id}", "/health", "/boom", "/unreachable"]},
       "samplers": [
         {"name": "total_users", "cluster": "app", "path": "/users/count", "interval_seconds": 1, "value": {"json_pointer": "/count"}},
@@ -147,8 +153,15 @@ fn every_shipped_expression_evaluates_with_data() {
         "expressions without data:\n{}",
         empty.join("\n")
     );
-    // The seed panels' numbers are the real ones.
+    // The seed panels' numbers are the real ones, and another service selects nothing.
     assert_eq!(prometheus.query("max(total_users)"), Some(9.0));
+    let (_, total_users) = expressions
+        .iter()
+        .find(|(source, _)| source.contains("Total Users"))
+        .unwrap();
+    assert_eq!(prometheus.query(total_users), Some(9.0));
+    let other = total_users.replace(SERVICE, "another-service");
+    assert!(prometheus.query_all(&other).unwrap().is_empty(), "{other}");
     assert!(
         prometheus
             .query("sum(rate(failed_login_details_total[1m]))")

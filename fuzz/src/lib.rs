@@ -112,6 +112,7 @@ pub fn path_templates(data: &[u8]) {
                 path: Some(t.clone()),
                 ..Match::default()
             },
+            labels: Vec::new(),
         })
         .collect();
     let rules = Rules::new(&counters);

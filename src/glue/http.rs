@@ -47,7 +47,8 @@ pub fn on_log(state: &mut State) {
                 .and_then(|p| std::str::from_utf8(p).ok())
         })
         .flatten();
-    let exchange = filter.classify(method, path, request.from(REQUEST_RULE_HEADERS));
+    let request_headers = request.from(REQUEST_RULE_HEADERS);
+    let exchange = filter.classify(method, path, request_headers);
     if exchange.handler.is_none() && exchange.candidates.is_empty() {
         return;
     }
@@ -77,6 +78,7 @@ pub fn on_log(state: &mut State) {
     let length = |found: &Found, i| found.get(i).and_then(pairs::decimal).unwrap_or(0);
     let done = Completed {
         exchange: &exchange,
+        request_headers,
         status,
         response_headers: response.from(RESPONSE_RULE_HEADERS),
         duration_ms: exchange.handler.and(app_ms.or(envoy_ms)),

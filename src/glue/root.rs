@@ -94,11 +94,10 @@ impl Root {
         let filter = Filter::new(config);
         let registry = Registry::new(&filter, &Stats);
         let now_ms = host::now_ns().unwrap_or(0) / 1_000_000;
-        for sampler in &filter.samplers {
+        for (sampler, key) in filter.samplers.iter().zip(&filter.sampler_keys) {
             // Create the deadline once (due now): a CAS on a missing key would always win.
-            let key = schedule::key(&sampler.name);
-            if let Ok((None, _)) = host::get_shared(&key) {
-                if let Err(status) = host::set_shared(&key, &schedule::encode(now_ms), 0) {
+            if let Ok((None, _)) = host::get_shared(key) {
+                if let Err(status) = host::set_shared(key, &schedule::encode(now_ms), 0) {
                     log::error!(
                         "sampler {}: cannot create its schedule (host status {status})",
                         sampler.name
@@ -107,10 +106,11 @@ impl Root {
             }
         }
         log::info!(
-            "configured: {} counters, request metrics {}, {} samplers",
+            "configured: {} counters, request metrics {}, {} samplers, {} constant labels",
             filter.rules.rules.len(),
             if filter.http.is_some() { "on" } else { "off" },
-            filter.samplers.len()
+            filter.samplers.len(),
+            filter.constant.len()
         );
         Root {
             state: Some(State { filter, registry }),
@@ -126,9 +126,10 @@ impl Root {
             return;
         };
         let mut due = Vec::new();
-        for (index, sampler) in state.filter.samplers.iter().enumerate() {
-            let key = schedule::key(&sampler.name);
-            let Ok((Some(stored), cas)) = host::get_shared(&key) else {
+        let filter = &state.filter;
+        for (index, (sampler, key)) in filter.samplers.iter().zip(&filter.sampler_keys).enumerate()
+        {
+            let Ok((Some(stored), cas)) = host::get_shared(key) else {
                 continue;
             };
             let Some(deadline) = schedule::decode(&stored) else {
@@ -139,7 +140,7 @@ impl Root {
             else {
                 continue;
             };
-            match host::set_shared(&key, &schedule::encode(next), cas) {
+            match host::set_shared(key, &schedule::encode(next), cas) {
                 Ok(()) => due.push(index),
                 Err(CAS_MISMATCH) => {} // another VM won this round
                 Err(status) => warn_limited(|| {

@@ -237,9 +237,19 @@ fn clusters_yaml(opts: &EnvoyOptions) -> String {
     clusters
 }
 
+/// Label names the tests' configurations give their own labels (`labels`, `counters[].labels`,
+/// `http_metrics.labels`): each needs a stats tag in the bootstrap, as `app-metrics check` says.
+pub const TEST_LABEL_NAMES: [&str; 4] = ["service", "client", "version", "tier"];
+
 /// A node (file-based xDS needs one), admin on loopback, stats flushed every second (histograms
-/// show quickly), and the stats tags of envoy/envoy.yaml: the head of every test bootstrap.
+/// show quickly), and the stats tags of envoy/envoy.yaml plus those of [`TEST_LABEL_NAMES`]: the
+/// head of every test bootstrap.
 fn admin_and_stats(admin_port: u16) -> String {
+    let tags: String = app_metrics::labels::LABEL_NAMES
+        .iter()
+        .chain(TEST_LABEL_NAMES.iter())
+        .map(|name| format!("  - {{ tag_name: {name}, regex: \"({name}=\\\\.=(.*?);\\\\.;)\" }}\n"))
+        .collect();
     format!(
         r#"node: {{ id: app-metrics-e2e, cluster: app-metrics-e2e }}
 admin:
@@ -249,13 +259,7 @@ stats_flush_interval: 1s
 stats_config:
   use_all_default_tags: false
   stats_tags:
-  - {{ tag_name: handler, regex: "(handler=\\.=(.*?);\\.;)" }}
-  - {{ tag_name: method,  regex: "(method=\\.=(.*?);\\.;)" }}
-  - {{ tag_name: status,  regex: "(status=\\.=(.*?);\\.;)" }}
-  - {{ tag_name: sampler, regex: "(sampler=\\.=(.*?);\\.;)" }}
-  - {{ tag_name: reason,  regex: "(reason=\\.=(.*?);\\.;)" }}
-  - {{ tag_name: plugin,  regex: "(plugin=\\.=(.*?);\\.;)" }}
-"#
+{tags}"#
     )
 }
 
@@ -766,6 +770,27 @@ pub fn exchange(agent: &ureq::Agent, method: &str, url: &str, body: &str) -> (u1
 /// Sends one request through Envoy and returns the status.
 pub fn send(agent: &ureq::Agent, method: &str, url: &str, body: &str) -> u16 {
     exchange(agent, method, url, body).0
+}
+
+/// Sends one request with these request headers through Envoy and returns the status.
+pub fn send_with(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> u16 {
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    match agent.run(request.body(body.to_string()).unwrap()) {
+        Ok(mut resp) => {
+            let _ = resp.body_mut().read_to_vec();
+            resp.status().as_u16()
+        }
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
 }
 
 /// Writes raw HTTP/1.1 bytes (for what clients refuse to send: odd methods, non-UTF-8 paths)

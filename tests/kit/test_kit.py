@@ -3,7 +3,9 @@
 - every kustomization builds with `kubectl kustomize`, and every object it makes validates against
   real schemas: Kubernetes core (kubernetes-validate, strict, 1.31), Istio's CRDs (cloudcoil
   models of Istio 1.24 with extra fields forbidden, plus the CRDs' CEL rules by hand; no package
-  carries TrafficExtension's schema, so it gets only those rules), Prometheus Operator's CRDs (cloudcoil models of 0.80, extra fields forbidden);
+  carries TrafficExtension's schema, so it gets only those rules), Prometheus Operator's CRDs (cloudcoil models of 0.80, extra fields forbidden),
+  the Gateway API's Gateway (the JSON schema of npm's @kubernetes-models/gateway-api, run by node,
+  plus its known fields by hand: that schema allows any);
 - `promtool check rules` accepts the PrometheusRule, and every PromQL expression of the dashboard
   and the rules parses (as recording rules); target/kit/promql.json lists them all;
 - the filter's configuration in the WasmPlugin, the TrafficExtension and the plain-Envoy config is
@@ -17,8 +19,9 @@
 - the OCI image: layout, media types, digests, the wasm byte-identical to the build, reproducible,
   and a push to / pull from a real registry on 127.0.0.1 keeps the manifest digest.
 
-Needs: kubectl, promtool, skopeo, docker-registry, cargo; ENVOY_BIN and APP_METRICS_WASM (make
-passes them); `make oci k8s` done first (make kit does).
+Needs: kubectl, promtool, skopeo, docker-registry, cargo, node and npm (the npm registry, once:
+the Gateway API schema lands in target/kit/npm/); ENVOY_BIN and APP_METRICS_WASM (make passes
+them); `make oci k8s` done first (make kit does).
 """
 
 import base64
@@ -56,7 +59,9 @@ ONE_MIB = 1024 * 1024
 KUSTOMIZATIONS = [
     "istio",
     "istio/trafficextension",
+    "istio/ambient",
     "k8s/istio",
+    "k8s/istio-ambient",
     "k8s/istio-trafficextension",
     "k8s/istio-per-pod-sampling",
     "k8s/istio-file",
@@ -74,10 +79,25 @@ CRD_MODELS = {
 }
 # Kinds whose CRD-level CEL rules are checked by hand (cel_rule_errors).
 CEL_CHECKED = {"WasmPlugin", "TrafficExtension"}
+# Gateway API kinds, judged by the Gateway API's JSON schema (gateway_schema_errors).
+GATEWAY_API = {("gateway.networking.k8s.io/v1", "Gateway")}
+# @kubernetes-models/gateway-api: the Gateway API's CRD schemas (v1.4) as JSON schema validators.
+GATEWAY_API_MODELS = "@kubernetes-models/gateway-api@2.0.0"
+# The Gateway fields the kit may set, by hand: the package's schema lets unknown fields pass.
+GATEWAY_FIELDS = {
+    "spec": {"gatewayClassName", "listeners", "infrastructure", "addresses"},
+    "spec.infrastructure": {"labels", "annotations", "parametersRef"},
+    "spec.listeners[]": {"name", "hostname", "port", "protocol", "tls", "allowedRoutes"},
+}
+# What a WasmPlugin's targetRefs may name, as istiod attaches them (pilot/pkg/model/policyattachment.go):
+# a Service or ServiceEntry (waypoints), a Gateway (gateways and waypoints), the istio-waypoint
+# GatewayClass (every waypoint, from the root namespace).
+TARGET_KINDS = {("", "Service"), ("networking.istio.io", "ServiceEntry"),
+                ("gateway.networking.k8s.io", "Gateway"), ("gateway.networking.k8s.io", "GatewayClass")}
 
 # Grafana's variables, replaced by a fixed duration so that promtool (and Prometheus) can read
 # the dashboard's expressions.
-GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
+GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h", "$service": ".*"}
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -148,6 +168,14 @@ def cel_rule_errors(doc):
     if doc["kind"] == "WasmPlugin":
         if sum(k in spec for k in ("selector", "targetRef", "targetRefs")) > 1:
             errors.append("spec: only one of targetRefs or selector can be set")
+        refs = spec.get("targetRefs", [])
+        if len(refs) > 16:
+            errors.append("spec.targetRefs: at most 16")
+        for i, ref in enumerate(refs + ([spec["targetRef"]] if "targetRef" in spec else [])):
+            if ref.get("namespace"):
+                errors.append(f"spec.targetRefs[{i}].namespace: cross namespace referencing is not currently supported")
+            if (ref.get("group", ""), ref.get("kind")) not in TARGET_KINDS:
+                errors.append(f"spec.targetRefs[{i}]: {ref.get('group', '')}/{ref.get('kind')} is nothing istiod attaches a WasmPlugin to")
     if doc["kind"] == "TrafficExtension":
         if sum(k in spec for k in ("selector", "targetRefs")) > 1:
             errors.append("spec: only one of targetRefs or selector can be set")
@@ -156,10 +184,44 @@ def cel_rule_errors(doc):
     return errors
 
 
+def gateway_api_models():
+    """target/kit/npm/ with the Gateway API's schema package and the kit's validator script."""
+    npm = OUT / "npm"
+    if not (npm / "node_modules/@kubernetes-models/gateway-api/package.json").is_file():
+        npm.mkdir(parents=True, exist_ok=True)
+        p = run(["npm", "install", "--prefix", str(npm), "--no-audit", "--no-fund", "--silent",
+                 GATEWAY_API_MODELS], timeout=600)
+        assert p.returncode == 0, f"npm install {GATEWAY_API_MODELS}:\n{p.stdout}{p.stderr}"
+    # Next to node_modules: node resolves the package from the script's folder.
+    shutil.copy(HERE / "gateway_schema.mjs", npm / "gateway_schema.mjs")
+    return npm / "gateway_schema.mjs"
+
+
+def gateway_schema_errors(doc):
+    """The Gateway API's JSON schema (by node), and its fields the kit may use (by hand)."""
+    p = run(["node", str(gateway_api_models())], input=json.dumps([doc]))
+    errors = [line for line in p.stdout.splitlines() if not line.startswith("ok ")]
+    if p.returncode != 0 and not errors:
+        errors.append(p.stderr.strip())
+    spec = doc.get("spec", {})
+    parts = [("spec", spec), ("spec.infrastructure", spec.get("infrastructure", {}))]
+    parts += [("spec.listeners[]", listener) for listener in spec.get("listeners", [])]
+    for where, fields in parts:
+        errors += [f"{where}: unknown field {k}" for k in fields if k not in GATEWAY_FIELDS[where]]
+    return errors
+
+
 def validate_object(doc):
     """Raises unless `doc` is valid for its kind; returns which schema judged it."""
     key = (doc.get("apiVersion"), doc.get("kind"))
     judged = []
+    if key in GATEWAY_API:
+        errors = gateway_schema_errors(doc)
+        assert not errors, f"{key} {doc['metadata'].get('name')}: " + "; ".join(errors)
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"]}, K8S_VERSION, strict=True
+        )
+        return [f"Gateway API schema ({GATEWAY_API_MODELS})"]
     if key[1] in CEL_CHECKED:
         errors = cel_rule_errors(doc)
         assert not errors, f"{key} {doc['metadata'].get('name')}: " + "; ".join(errors)
@@ -223,6 +285,16 @@ def trafficextension():
 
 
 @pytest.fixture(scope="session")
+def ambient():
+    """istio/ambient/: {"wasmplugin": …, "waypoint": …, "service_patch": …}."""
+    return {
+        "wasmplugin": load_yaml_docs(ROOT / "istio/ambient/wasmplugin.yaml")[0],
+        "waypoint": load_yaml_docs(ROOT / "istio/ambient/waypoint.yaml")[0],
+        "service_patch": load_yaml_docs(ROOT / "istio/ambient/service-patch.yaml")[0],
+    }
+
+
+@pytest.fixture(scope="session")
 def sidecar_envoy_config():
     return yaml.safe_load((ROOT / "k8s/envoy-sidecar/envoy.yaml").read_text())
 
@@ -260,7 +332,8 @@ def plugin_configs(wasmplugin, trafficextension, sidecar_envoy_config, built):
         "trafficextension": trafficextension["spec"]["wasm"]["pluginConfig"],
         "envoy-sidecar": json.loads(wasm_filter_config(sidecar_envoy_config)["configuration"]["value"]),
     }
-    for d, name in (("k8s/istio-per-pod-sampling", "per-pod-sampling"), ("k8s/istio-file", "istio-file")):
+    for d, name in (("k8s/istio-per-pod-sampling", "per-pod-sampling"), ("k8s/istio-file", "istio-file"),
+                    ("k8s/istio-ambient", "ambient")):
         rc, err, docs = built[d]
         assert rc == 0, err
         configs[name] = find(docs, "WasmPlugin")["spec"]["pluginConfig"]
@@ -310,6 +383,27 @@ def test_schema_checks_reject_mistakes(wasmplugin, trafficextension, rules):
     svc["spec"]["ports"][0]["targetport"] = 10000
     with pytest.raises(Exception):
         validate_object(svc)
+    # The waypoint variant: the Gateway API schema, the Gateway fields, WasmPlugin targetRefs.
+    waypoint = load_yaml_docs(ROOT / "istio/ambient/waypoint.yaml")[0]
+    validate_object(waypoint)
+    for mistake in (lambda g: g["spec"]["listeners"][0].update(port="15008"),
+                    lambda g: g["spec"].pop("gatewayClassName"),
+                    lambda g: g["spec"]["infrastructure"].update(annotation={"a": "b"}),
+                    lambda g: g["spec"]["infrastructure"]["annotations"].update({"x": 1})):
+        bad = copy.deepcopy(waypoint)
+        mistake(bad)
+        with pytest.raises(AssertionError):
+            validate_object(bad)
+    ambient_plugin = load_yaml_docs(ROOT / "istio/ambient/wasmplugin.yaml")[0]
+    validate_object(ambient_plugin)
+    for ref in ({"kind": "Service", "group": "", "name": "x", "namespace": "other"},
+                {"kind": "Deployment", "group": "apps", "name": "x"}):
+        bad = copy.deepcopy(ambient_plugin)
+        bad["spec"]["targetRefs"] = [ref]
+        assert cel_rule_errors(bad), ref
+    bad = copy.deepcopy(ambient_plugin)
+    bad["spec"]["selector"] = {"matchLabels": {"app": "x"}}
+    assert cel_rule_errors(bad)
 
 
 # ---------------------------------------------------------------------------------- PromQL
@@ -410,12 +504,15 @@ def override_color(p, name):
 
 
 def test_dashboard_has_the_seed_panels(dashboard):
+    """The seed's queries, per selected service (test_dashboard_and_alerts_select_by_service)."""
     total = panel(dashboard, "Total Users")
-    assert [(t["expr"], t["legendFormat"]) for t in total["targets"]] == [("max(total_users)", "Total Users")]
+    assert [(t["expr"], t["legendFormat"]) for t in total["targets"]] == [
+        ('max by (service) (total_users{service=~"$service"})', "{{service}} Total Users")]
     logins = panel(dashboard, "Login Success/Failure Rates")
     assert [(t["expr"], t["legendFormat"]) for t in logins["targets"]] == [
-        ("sum(rate(successful_login_details_total[1m]))", "Successful Logins"),
-        ("sum(rate(failed_login_details_total[1m]))", "Failed Logins"),
+        ('sum by (service) (rate(successful_login_details_total{service=~"$service"}[1m]))',
+         "{{service}} Successful Logins"),
+        ('sum by (service) (rate(failed_login_details_total{service=~"$service"}[1m]))', "{{service}} Failed Logins"),
     ]
     assert override_color(logins, "Successful Logins") == "green"
     assert override_color(logins, "Failed Logins") == "red"
@@ -424,24 +521,29 @@ def test_dashboard_has_the_seed_panels(dashboard):
 def test_dashboard_has_http_and_health_panels(dashboard):
     exprs = " ".join(e["expr"] for e in dashboard_exprs(dashboard))
     for q in ("0.5", "0.95", "0.99"):
-        assert f"histogram_quantile({q}, sum by (handler, le) (rate(http_request_duration_milliseconds_bucket" in exprs
-    assert "sum by (handler) (rate(http_requests_total[" in exprs
-    assert 'http_requests_total{status="5xx"}' in exprs
-    assert "sum by (sampler, reason) (rate(app_metrics_sampler_errors_total[" in exprs
+        assert f"histogram_quantile({q}, sum by (service, handler, le) (rate(http_request_duration_milliseconds_bucket" in exprs
+    assert "sum by (service, handler) (rate(http_requests_total{" in exprs
+    assert 'http_requests_total{service=~"$service", status="5xx"}' in exprs
+    assert "sum by (service, sampler, reason) (rate(app_metrics_sampler_errors_total{" in exprs
     assert "time() - app_metrics_sampler_last_success_timestamp_seconds" in exprs
 
 
 def test_dashboard_and_alerts_tell_the_app_from_the_mesh(dashboard, rules):
     origin = panel(dashboard, "5xx by origin: app vs. proxy")
     app, proxy = origin["targets"]
-    assert app["legendFormat"] == "app" and proxy["legendFormat"] == "proxy: {{reason}}"
-    # The app's own 5xx are all 5xx less the proxy's, which may have no series at all yet.
-    assert app["expr"].startswith('sum(rate(http_requests_total{status="5xx"}[$__rate_interval])) - (')
-    assert 'http_proxy_responses_total{status="5xx"}' in app["expr"] and "or vector(0)" in app["expr"]
-    assert proxy["expr"] == 'sum by (reason) (rate(http_proxy_responses_total{status="5xx"}[$__rate_interval]))'
+    assert app["legendFormat"] == "{{service}} app" and proxy["legendFormat"] == "{{service}} proxy: {{reason}}"
+    # The app's own 5xx are all 5xx less the proxy's, which may have no series at all yet (then
+    # the same sum times 0, per service: a bare vector(0) has no service to match).
+    five = 'rate(http_requests_total{service=~"$service", status="5xx"}[$__rate_interval])'
+    assert app["expr"].startswith(f'sum by (service) ({five}) - (')
+    assert 'http_proxy_responses_total{service=~"$service", status="5xx"}' in app["expr"]
+    assert app["expr"].endswith(f" or sum by (service) ({five}) * 0)")
+    assert proxy["expr"] == ('sum by (service, reason) (rate(http_proxy_responses_total{service=~"$service", '
+                             'status="5xx"}[$__rate_interval]))')
     alerts = {r["alert"]: r["expr"] for g in rules["spec"]["groups"] for r in g["rules"] if "alert" in r}
-    assert "- (sum by (namespace) (rate(http_proxy_responses_total{status=\"5xx\"}[5m])) or" in alerts["AppServerErrorsHigh"]
-    assert "sum by (namespace, reason) (rate(http_proxy_responses_total{status=\"5xx\"}[5m]))" in alerts["AppUnreachableThroughMesh"]
+    assert "- (sum by (namespace, service) (rate(http_proxy_responses_total{status=\"5xx\"}[5m])) or" in alerts["AppServerErrorsHigh"]
+    assert ("sum by (namespace, service, reason) (rate(http_proxy_responses_total{status=\"5xx\"}[5m]))"
+            in alerts["AppUnreachableThroughMesh"])
 
 
 def test_dashboard_is_well_formed(dashboard):
@@ -466,6 +568,28 @@ def test_dashboard_is_well_formed(dashboard):
             assert len(refs) == len(set(refs)), p["title"]
             for t in p["targets"]:
                 assert t["datasource"] == p["datasource"], p["title"]
+
+
+def test_dashboard_and_alerts_select_by_service(dashboard, rules):
+    """The `service` variable (the configuration's constant label) filters every metric of every
+    panel and splits its sums; the app alerts are per (namespace, service)."""
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    service = variables["service"]
+    assert service["query"]["query"] == "label_values(http_requests_total, service)"
+    # "All" is `.*`, which also matches series without the label (a sidecar's configuration).
+    assert service["includeAll"] and service["allValue"] == ".*" and service["multi"]
+    metric = re.compile(r"\b((?:http|app_metrics)_[a-z_]+|[a-z_]+_login_details_total|total_users)(\{[^}]*\})?")
+    for e in dashboard_exprs(dashboard):
+        for name, selector in metric.findall(e["expr"]):
+            assert selector.startswith('{service=~"$service"'), f"{e['panel']}: {name}{selector}"
+        for group in re.findall(r"by \(([^)]*)\)", e["expr"]):
+            assert group.split(", ")[0] == "service", f"{e['panel']}: by ({group})"
+        assert "{{service}}" in e["legend"], e
+    app_rules = [r for r in rule_exprs(rules) if r["group"] == "app-metrics-wasm.app"]
+    assert app_rules
+    for r in app_rules:
+        groups = re.findall(r"by \(([^)]*)\)", r["expr"]) + re.findall(r"on \(([^)]*)\)", r["expr"])
+        assert groups and all(g.startswith("namespace, service") for g in groups), r
 
 
 def test_grafana_configmap_is_generated_for_the_sidecar(built):
@@ -500,6 +624,10 @@ def test_plugin_configs_agree(wasmplugin, trafficextension, sidecar_envoy_config
         assert without_sampler_target(configs[name]) == without_sampler_target(base), name
     assert configs["envoy-sidecar"]["samplers"][0]["cluster"] == "app"
     assert configs["per-pod-sampling"]["samplers"][0]["cluster"] == "app-metrics-local-app"
+    # The waypoint's: the same, with its Service's constant label and the waypoint's cluster.
+    ambient = copy.deepcopy(configs["ambient"])
+    assert ambient.pop("labels") == {"service": "k8s-sample-api"}
+    assert without_sampler_target(ambient) == without_sampler_target(base)
 
 
 def test_sampler_cluster_is_the_one_istio_generates(wasmplugin, built):
@@ -520,6 +648,45 @@ def test_sampler_cluster_is_the_one_istio_generates(wasmplugin, built):
     assert ef["spec"]["workloadSelector"]["labels"] == wasmplugin["spec"]["selector"]["matchLabels"]
     ep = added["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
     assert ep["address"] == "127.0.0.1" and ep["port_value"] == int(port)
+
+
+def test_ambient_variant_targets_its_service_through_the_waypoint(ambient, built):
+    """The WasmPlugin attaches to the Service (a waypoint ignores selectors), its `service` label
+    and sampler name that Service, the sampler's cluster is the waypoint's inbound-vip cluster of
+    it, the Service is sent through the waypoint the Gateway makes, and the PodMonitor scrapes
+    that waypoint's pods."""
+    wp, gw, patch = ambient["wasmplugin"], ambient["waypoint"], ambient["service_patch"]
+    spec = wp["spec"]
+    assert "selector" not in spec and "match" not in spec
+    assert spec["targetRefs"] == [{"kind": "Service", "group": "", "name": "k8s-sample-api"}]
+    service, ns = spec["targetRefs"][0]["name"], wp["metadata"]["namespace"]
+    config = spec["pluginConfig"]
+    assert config["labels"] == {"service": service}
+    sampler = config["samplers"][0]
+    # pilot/pkg/networking/core/cluster_waypoint.go: inbound-vip|<port>|http|<service FQDN>.
+    m = re.fullmatch(r"inbound-vip\|(\d+)\|http\|([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local", sampler["cluster"])
+    assert m and m.group(2) == service and m.group(3) == ns, sampler["cluster"]
+    assert sampler["authority"] == f"{service}.{ns}.svc.cluster.local:{m.group(1)}"
+    # The waypoint.
+    assert gw["spec"]["gatewayClassName"] == "istio-waypoint"
+    assert gw["metadata"]["labels"]["istio.io/waypoint-for"] in ("service", "all")
+    assert gw["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
+    assert gw["metadata"]["namespace"] == ns
+    # The Service uses it.
+    assert patch["kind"] == "Service" and patch["metadata"]["name"] == service
+    assert patch["metadata"]["labels"] == {"istio.io/use-waypoint": gw["metadata"]["name"]}
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": service, "labels": patch["metadata"]["labels"]},
+         "spec": {"selector": {"app": service}, "ports": [{"name": "http", "port": int(m.group(1))}]}},
+        K8S_VERSION, strict=True)
+    # Its pods are scraped: Istio labels them with their Gateway's name.
+    rc, err, docs = built["k8s/istio-ambient"]
+    assert rc == 0, err
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+    pm = find(docs, "PodMonitor")
+    assert pm["spec"]["selector"]["matchLabels"] == {"gateway.networking.k8s.io/gateway-name": gw["metadata"]["name"]}
+    assert pm["spec"]["podMetricsEndpoints"] == [{"port": "http-envoy-prom", "path": "/stats/prometheus", "interval": "15s"}]
+    assert {d["metadata"].get("namespace") for d in docs} == {ns}
 
 
 def filter_refusals(config_json, tmp_path, name):
@@ -598,7 +765,7 @@ def check_bin():
 
 
 def check(check_bin, path, *options):
-    """`app-metrics check [options] path`: (exit code, stderr, [{location, tags, buckets}]) with the
+    """`app-metrics check [options] path`: (exit code, stderr, [{location, tags, buckets, series}]) with the
     buckets' keys in the order printed."""
     p = run([check_bin, "check", *options, str(path)], cwd=ROOT)
     results = []
@@ -609,6 +776,8 @@ def check(check_bin, path, *options):
             results[-1]["tags"] = json.loads(line.split(": ", 1)[1])
         elif line.startswith("  sidecar.istio.io/statsHistogramBuckets: "):
             results[-1]["buckets"] = json.loads(line.split(": ", 1)[1])
+        elif line.startswith("  series: at most "):
+            results[-1]["series"] = int(line.removeprefix("  series: at most ").split(" ", 1)[0])
         else:
             raise AssertionError(f"unexpected output line: {line!r}")
     return p.returncode, p.stderr, results
@@ -697,6 +866,19 @@ def test_stat_tags_are_what_the_check_prints(check_bin, app_patch, sidecar_envoy
         assert stats["use_all_default_tags"] is False, f
 
 
+def test_waypoint_stat_tags_and_buckets_are_what_the_check_prints(check_bin, ambient):
+    """The waypoint's pod gets its stats tags and buckets from the Gateway's infrastructure
+    annotations: the names and prefixes `app-metrics check` prints for the waypoint's WasmPlugin
+    (its `service` label included)."""
+    needs = only_needs(check_bin, ROOT / "istio/ambient/wasmplugin.yaml")
+    assert "service" in needs["tags"]
+    annotations = ambient["waypoint"]["spec"]["infrastructure"]["annotations"]
+    assert annotations["sidecar.istio.io/extraStatTags"].split(",") == needs["tags"]
+    shipped = json.loads(annotations["sidecar.istio.io/statsHistogramBuckets"])
+    assert list(shipped.items()) == list(needs["buckets"].items())
+    assert all(p.startswith("wasmcustom.service=.=k8s-sample-api;.;handler=.=") for p in shipped)
+
+
 def test_histogram_buckets_are_what_the_check_prints(check_bin, app_patch, sidecar_envoy_config):
     buckets = only_needs(check_bin, ROOT / "istio/wasmplugin.yaml")["buckets"]
     annotations = app_patch["spec"]["template"]["metadata"]["annotations"]
@@ -731,7 +913,7 @@ def test_wasmplugin_settings(wasmplugin, trafficextension):
     assert trafficextension["metadata"]["namespace"] == wasmplugin["metadata"]["namespace"]
 
 
-PINNED_FILES = ("istio/wasmplugin.yaml", "istio/trafficextension/trafficextension.yaml")
+PINNED_FILES = ("istio/wasmplugin.yaml", "istio/trafficextension/trafficextension.yaml", "istio/ambient/wasmplugin.yaml")
 
 
 def test_wasmplugin_pin_matches_this_build():

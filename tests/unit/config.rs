@@ -104,6 +104,15 @@ logic_test!(
             "app"
         );
         assert_eq!(sampler("inbound|8000||", "").unwrap(), "localhost:8000");
+        // A waypoint's cluster for a Service it serves (Istio ambient mode).
+        assert_eq!(
+            sampler("inbound-vip|8000|http|app.ns.svc.cluster.local", "").unwrap(),
+            "app.ns.svc.cluster.local:8000"
+        );
+        assert!(
+            sampler("inbound-vip|8000|http|", "").is_err(),
+            "no host: the cluster name is no authority"
+        );
         assert_eq!(sampler("app_8000", "").unwrap(), "app_8000");
         assert!(
             sampler("outbound|http|v1|app", "").is_err(),
@@ -158,7 +167,7 @@ logic_test!(
          "counters[0].match.status[0]: -1 is not a status code"),
         (r#"{"counters": [{"name": "b", "match": {"status": []}}]}"#.into(),
          "counters[0].match.status: is empty"),
-        (r#"{"countres": []}"#.into(), "unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`"),
+        (r#"{"countres": []}"#.into(), "unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`"),
         (r#"{"counters": [{"name": "a", "match": {"paht": "/x"}}]}"#.into(), "counters[0].match.paht: unknown field `paht`"),
         (r#"{"counters": [{"name": 5, "match": {}}]}"#.into(), "counters[0].name: invalid type: integer `5`, expected a string"),
         (r#"{"counters": [{"name": "9lives", "match": {}}]}"#.into(),
@@ -242,7 +251,7 @@ logic_test!(
          "counters[0].match.request_headers: has 33 entries (expected at most 32)"),
         (format!(r#"{{"counters": [{{"name": "a", "match": {{"request_headers": {{{}}}}}}}, {{"name": "b", "match": {{"request_headers": {{{}}}}}}}]}}"#,
             headers(0..17), headers(17..34)),
-         "counters[1].match.request_headers.h32: is one header name too many: counters may read at most 32 distinct request_headers"),
+         "counters[1].match.request_headers.h32: is one header name too many: counters and labels may read at most 32 distinct request headers (each is looked up in every request)"),
         ("[1, 2]".into(), ".: is not a JSON object"),
         ("null".into(), ".: is not a JSON object"),
         ("{".into(), "EOF while parsing an object"),
@@ -253,6 +262,220 @@ logic_test!(
             assert!(
                 got.contains(want),
                 "config {json}\n  got:  {got}\n  want: {want}"
+            );
+        }
+    }
+);
+
+logic_test!(
+    fn the_labels_example_parses() {
+        let config = parse(
+            br#"{
+      "labels": {"service": "k8s-sample-api"},
+      "counters": [{"name": "failed_login_details_total",
+                    "match": {"method": "POST", "path": "/login", "status": [400, 401]},
+                    "labels": [{"name": "client", "request_header": "x-client", "values": ["web", "ios"]}]}],
+      "http_metrics": {"handlers": ["/login", "/health"],
+                       "labels": [{"name": "client", "request_header": "X-Client", "values": ["web", "ios"]},
+                                  {"name": "version", "response_header": "x-app-version", "values": ["1.4.2"]}]}
+    }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.labels,
+            [("service".to_string(), "k8s-sample-api".to_string())]
+        );
+        let client = LabelSpec {
+            name: "client".into(),
+            request_header: Some("x-client".into()),
+            response_header: None,
+            values: vec!["web".into(), "ios".into()],
+        };
+        assert_eq!(config.counters[0].labels, std::slice::from_ref(&client));
+        assert_eq!(
+            config.http_metrics.labels[0].header(),
+            Some((Side::Request, "x-client".into()))
+        );
+        assert_eq!(
+            config.http_metrics.labels[1].header(),
+            Some((Side::Response, "x-app-version".into()))
+        );
+        // Without labels nothing changes: the defaults have none.
+        let default = parse(b"{}").unwrap();
+        assert!(default.labels.is_empty() && default.http_metrics.labels.is_empty());
+        assert!(default.counters.iter().all(|c| c.labels.is_empty()));
+    }
+);
+
+// The series bound of README ("Labels"): label sets, a histogram counting once.
+logic_test!(
+    fn series_bound_follows_the_formula() {
+        let bound = |json: &str| series_bound(&parse(json.as_bytes()).unwrap());
+        // Defaults: 2 counters, H = 0: 60 + 48 + 12 label sets, config_valid.
+        let d = bound("{}");
+        assert_eq!(
+            (
+                d.counters,
+                d.requests,
+                d.proxy_responses,
+                d.histograms,
+                d.samplers,
+                d.config_valid
+            ),
+            (2, 60, 48, 12, 0, 1)
+        );
+        assert_eq!(d.total(), 123);
+        // The whole-request histogram: 10 more per handler value.
+        let t = bound(r#"{"http_metrics": {"total_duration": true}}"#);
+        assert_eq!((t.histograms, t.total()), (22, 133));
+        // H = 2, L = (2+2)·(1+2) = 12; a counter with L_c = 4, one without; a sampler.
+        let b = bound(
+            r#"{"labels": {"service": "a"},
+                "counters": [{"name": "a_total", "match": {}, "labels": [{"name": "client", "request_header": "x-client", "values": ["web", "ios"]}]},
+                             {"name": "b_total", "match": {}}],
+                "http_metrics": {"handlers": ["/a", "/b"], "labels": [
+                    {"name": "client", "request_header": "x-client", "values": ["web", "ios"]},
+                    {"name": "version", "response_header": "x-version", "values": ["1"]}]},
+                "samplers": [{"name": "s", "cluster": "c", "path": "/p", "value": {"text": true}}]}"#,
+        );
+        assert_eq!(b.counters, 4 + 1);
+        assert_eq!(b.requests, 3 * 10 * 6 * 12);
+        assert_eq!(b.proxy_responses, 3 * 6 * 8 * 12);
+        assert_eq!(b.histograms, 3 * 12 * 12);
+        assert_eq!(b.samplers, 10);
+        assert_eq!(b.total(), 5 + 2160 + 1728 + 432 + 10 + 1);
+        let off = bound(
+            r#"{"http_metrics": {"enabled": false, "labels": [{"name": "c", "request_header": "x", "values": ["a"]}]}}"#,
+        );
+        assert_eq!(
+            (
+                off.requests,
+                off.proxy_responses,
+                off.histograms,
+                off.total()
+            ),
+            (0, 0, 0, 3)
+        );
+    }
+);
+
+// Every label rule, each message exact: the field path and the expectation.
+logic_test!(
+    fn invalid_labels_name_the_field() {
+        let http = |labels: &str| format!(r#"{{"http_metrics": {{"labels": [{labels}]}}}}"#);
+        let client = |values: &str| {
+            http(&format!(
+                r#"{{"name": "client", "request_header": "x-client", "values": [{values}]}}"#
+            ))
+        };
+        let constant = |labels: &str| format!(r#"{{"labels": {{{labels}}}}}"#);
+        let named = |name: &str| {
+            format!(
+                r#"{{"labels": {{"service": "a"}}, "counters": [{{"name": "c_total", "match": {{}}, "labels": [{{"name": "{name}", "request_header": "x", "values": ["a"]}}]}}]}}"#
+            )
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (constant(r#""service": 1"#), "labels.service: invalid type: integer `1`, expected a string"),
+            (constant(r#""ser-vice": "a""#), r#"labels.ser-vice: "ser-vice" is not a label name (expected [a-zA-Z_][a-zA-Z0-9_]*)"#),
+            (constant(r#""__service": "a""#), r#"labels.__service: "__service" starts with "__", which Prometheus reserves for its own labels (expected another name)"#),
+            (constant(r#""handler": "a""#), r#"labels.handler: "handler" is a label the filter or Prometheus sets itself (expected a name other than handler, method, status, sampler, reason, plugin, le, quantile)"#),
+            (constant(r#""le": "a""#), r#"labels.le: "le" is a label the filter or Prometheus sets itself (expected a name other than handler, method, status, sampler, reason, plugin, le, quantile)"#),
+            (constant(r#""component": "a""#), r#"labels.component: "component" is one of the stats tag names Istio's bootstrap defines, and Envoy refuses a tag name twice (expected another name)"#),
+            (constant(r#""http_status": "a""#), r#"labels.http_status: "http_status" and "status" (the filter's own labels) end alike: the stats tag regex of "status" would also match "http_status"'s label in stat names (expected label names that do not end with one another)"#),
+            (constant(r#""us": "a""#), r#"labels.us: "us" and "status" (the filter's own labels) end alike: the stats tag regex of "us" would also match "status"'s label in stat names (expected label names that do not end with one another)"#),
+            (constant(r#""service": "a", "service": "b""#), "labels.service: duplicate field `service`"),
+            (constant(r#""service": """#), r#"labels.service: "" has 0 bytes (expected 1-64 characters, printable ASCII other than ';', '=', '"' and '\')"#),
+            (constant(&format!(r#""service": "{}""#, "a".repeat(65))), r#"labels.service: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" has 65 bytes (expected 1-64 characters, printable ASCII other than ';', '=', '"' and '\')"#),
+            (constant(r#""service": "a;b""#), r#"labels.service: "a;b" contains ';' (expected printable ASCII other than ';', '=', '"' and '\': ';' and '=' delimit labels in stat names)"#),
+            (constant(r#""service": "a=b""#), r#"labels.service: "a=b" contains '=' (expected printable ASCII other than ';', '=', '"' and '\': ';' and '=' delimit labels in stat names)"#),
+            (constant(r#""service": "a\nb""#), r#"labels.service: "a\nb" contains '\n' (expected printable ASCII other than ';', '=', '"' and '\': ';' and '=' delimit labels in stat names)"#),
+            (constant(r#""service": "caf\u00e9""#), r#"labels.service: "café" contains 'é' (expected printable ASCII other than ';', '=', '"' and '\': ';' and '=' delimit labels in stat names)"#),
+            (constant(r#""service": "a\"b""#), r#"labels.service: "a\"b" contains '"' (expected printable ASCII other than ';', '=', '"' and '\': ';' and '=' delimit labels in stat names)"#),
+            (constant(r#""service": "v1.cache.x""#), r#"labels.service: "v1.cache.x" makes "cache." in the stat name, which Istio's stats tag regexes would cut out of the label into a label of their own (expected a value without it)"#),
+            // A stat name starts `wasmcustom.<first label name>=.=`: a name starting like one of
+            // Istio's dotted suffixes is cut.
+            (constant(r#""shadow_allowed_by": "a""#), r#"labels.shadow_allowed_by: "shadow_allowed_by" makes ".shadow_allowed" in the stat name, which Istio's stats tag regexes would cut out of it into a label of their own (expected another name)"#),
+            (constant(&(0..9).map(|i| format!(r#""l{i}": "a""#)).collect::<Vec<_>>().join(", ")), "labels: has 9 entries (expected at most 8)"),
+            (named("service"), r#"counters[0].labels[0].name: "service" is already a label of these series, at labels.service (expected a label name unique per series)"#),
+            (named("api_service"), r#"counters[0].labels[0].name: "api_service" and "service" (labels.service) end alike: the stats tag regex of "service" would also match "api_service"'s label in stat names (expected label names that do not end with one another)"#),
+            (http(r#"{"name": "client", "request_header": "x-a", "values": ["a"]}, {"name": "client", "request_header": "x-b", "values": ["a"]}"#),
+             r#"http_metrics.labels[1].name: "client" is already a label of these series, at http_metrics.labels[0].name (expected a label name unique per series)"#),
+            // Across metrics of one configuration the same name is fine, overlapping ones are not.
+            (r#"{"counters": [{"name": "c_total", "match": {}, "labels": [{"name": "client", "request_header": "x", "values": ["a"]}]}],
+                 "http_metrics": {"labels": [{"name": "api_client", "request_header": "x", "values": ["a"]}]}}"#.to_string(),
+             r#"http_metrics.labels[0].name: "api_client" and "client" (counters[0].labels[0].name) end alike: the stats tag regex of "client" would also match "api_client"'s label in stat names (expected label names that do not end with one another)"#),
+            (http(r#"{"name": "client", "values": ["a"]}"#), "http_metrics.labels[0]: must set exactly one of request_header, response_header"),
+            (http(r#"{"name": "client", "request_header": "x", "response_header": "y", "values": ["a"]}"#), "http_metrics.labels[0]: must set exactly one of request_header, response_header"),
+            (http(r#"{"name": "client", "request_header": "x client", "values": ["a"]}"#),
+             r#"http_metrics.labels[0].request_header: "x client" is not a header name (expected letters, digits, '-', '_', '.' or a leading ':')"#),
+            (http(r#"{"name": "client", "request_header": "x", "value": ["a"]}"#),
+             "http_metrics.labels[0].value: unknown field `value`, expected one of `name`, `request_header`, `response_header`, `values`"),
+            (http(r#"{"name": "client", "request_header": "x"}"#), "http_metrics.labels[0]: missing field `values`"),
+            (client(""), r#"http_metrics.labels[0].values: has 0 values (expected 1-32: the header values that become label values; others read "other")"#),
+            (client(&(0..33).map(|i| format!(r#""v{i}""#)).collect::<Vec<_>>().join(", ")),
+             r#"http_metrics.labels[0].values: has 33 values (expected 1-32: the header values that become label values; others read "other")"#),
+            (client(r#""web", "web""#), r#"http_metrics.labels[0].values[1]: "web" is listed twice (expected unique values)"#),
+            (client(r#""web", "other""#), r#"http_metrics.labels[0].values[1]: "other" is what the label reads for a header value not listed (expected another value)"#),
+            (client(r#""none""#), r#"http_metrics.labels[0].values[0]: "none" is what the label reads for an absent header (expected another value)"#),
+            (client(r#""a;b""#), r#"http_metrics.labels[0].values[0]: "a;b" contains ';' (expected printable ASCII other than ';', '=', '"' and '\': ';' and '=' delimit labels in stat names)"#),
+            (client(r#""x.tag.y""#), r#"http_metrics.labels[0].values[0]: "x.tag.y" makes "tag." in the stat name, which Istio's stats tag regexes would cut out of the label into a label of their own (expected a value without it)"#),
+            (client(r#""a.istio_dry_run_deny_x""#), r#"http_metrics.labels[0].values[0]: "a.istio_dry_run_deny_x" makes ".istio_dry_run_deny_" in the stat name, which Istio's stats tag regexes would cut out of the label into a label of their own (expected a value without it)"#),
+            (http(&(0..5).map(|i| format!(r#"{{"name": "l{i}", "request_header": "x", "values": ["a"]}}"#)).collect::<Vec<_>>().join(", ")),
+             "http_metrics.labels: has 5 labels (expected at most 4: each multiplies the metric's series)"),
+            // 33 distinct request headers between rules and labels.
+            (format!(r#"{{"counters": [{{"name": "a", "match": {{"request_headers": {{{}}}}}}}], "http_metrics": {{"labels": [{{"name": "l", "request_header": "h32", "values": ["a"]}}]}}}}"#,
+                (0..32).map(|i| format!(r#""h{i:02}": true"#)).collect::<Vec<_>>().join(", ")),
+             "http_metrics.labels[0].request_header: is one header name too many: counters and labels may read at most 32 distinct request headers (each is looked up in every request)"),
+            // (0+1) handlers · 120 · 34³, plus 3: 120 = 60 request counters, 48 proxy
+            // answers, 12 histograms per handler value and combination.
+            (http(&(0..3).map(|i| format!(r#"{{"name": "l{i}", "request_header": "x{i}", "values": [{}]}}"#,
+                (0..32).map(|j| format!(r#""v{j}""#)).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join(", ")),
+             "http_metrics.labels: brings the configuration's series bound to 4716483 (expected at most 100000: fewer labels, label values or handlers)"),
+            (format!(r#"{{"counters": [], "http_metrics": {{"handlers": [{}]}}}}"#,
+                (0..833).map(|i| format!(r#""/p{i}""#)).collect::<Vec<_>>().join(", ")),
+             "http_metrics.handlers: brings the configuration's series bound to 100081 (expected at most 100000: fewer labels, label values or handlers)"),
+            (format!(r#"{{"http_metrics": {{"enabled": false}}, "counters": [{}]}}"#,
+                (0..3).map(|i| format!(r#"{{"name": "c{i}", "match": {{}}, "labels": [{}]}}"#,
+                    (0..3).map(|k| format!(r#"{{"name": "l{k}", "request_header": "x{k}", "values": [{}]}}"#,
+                        (0..32).map(|j| format!(r#""v{j}""#)).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join(", ")),
+             "counters[2].labels: brings the configuration's series bound to 117913 (expected at most 100000: fewer labels, label values or handlers)"),
+            // Metric names follow a '.' in stat names too.
+            (r#"{"counters": [{"name": "shadow_denied_total", "match": {}}]}"#.into(),
+             r#"counters[0].name: "shadow_denied_total" makes ".shadow_denied" in the stat name, which Istio's stats tag regexes would cut out of it into a label of their own (expected another name)"#),
+        ];
+        for (json, want) in &cases {
+            assert_eq!(&err(json), want, "config {json}");
+        }
+        let ok = [
+            client(
+                r#""web", "ios", "Android-12", "a b", "v1.2.3", "x/y:z", "shadow_allowed", "istio_dry_run_deny_x""#,
+            ),
+            constant(r#""service": "k8s-sample-api", "tenant": "t_1""#),
+            named("client"),
+            // 120 · 28 · 28 + 3 = 94,083 series: under the bound.
+            http(
+                &(0..2)
+                    .map(|i| {
+                        format!(
+                            r#"{{"name": "l{i}", "request_header": "x{i}", "values": [{}]}}"#,
+                            (0..26)
+                                .map(|j| format!(r#""v{j}""#))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            // Equal names in different metrics share one stats tag: fine.
+            r#"{"counters": [{"name": "c_total", "match": {}, "labels": [{"name": "client", "request_header": "x", "values": ["a"]}]}],
+                 "http_metrics": {"labels": [{"name": "client", "response_header": "y", "values": ["b"]}]}}"#.to_string(),
+        ];
+        for json in &ok {
+            assert!(
+                parse(json.as_bytes()).is_ok(),
+                "{json}: {:?}",
+                parse(json.as_bytes())
             );
         }
     }

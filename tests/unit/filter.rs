@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::parse;
+use crate::labels::{LabelSet, Side};
 use crate::test_support::*;
 
 logic_test!(
@@ -60,5 +61,85 @@ logic_test!(
         let e = seed.classify(b"GET", None, &[]);
         assert_eq!(e.handler.map(|h| http.handler_label(h)), Some("none"));
         assert!(e.candidates.is_empty());
+    }
+);
+
+logic_test!(
+    fn label_headers_are_read_once_after_the_rules() {
+        let config = parse(
+            br#"{"counters": [{"name": "admin_total", "match": {"request_headers": {"X-Role": "admin"}},
+                               "labels": [{"name": "client", "request_header": "x-client", "values": ["web"]}]}],
+                 "http_metrics": {"labels": [
+                    {"name": "role", "request_header": "x-role", "values": ["admin"]},
+                    {"name": "client", "request_header": "X-Client", "values": ["web", "ios"]},
+                    {"name": "version", "response_header": "x-version", "values": ["1"]}]}}"#,
+        )
+        .unwrap();
+        let filter = Filter::new(&config);
+        // x-role is the rule's header and a label's: read once; x-client once for two labels.
+        assert_eq!(
+            filter.request_names,
+            [":method", ":path", "content-length", "x-role", "x-client"]
+        );
+        assert_eq!(
+            filter.response_names,
+            [":status", "content-length", UPSTREAM_TIME, "x-version"]
+        );
+        let http = filter.http.as_ref().unwrap();
+        let headers: Vec<(&str, Side, usize)> = http
+            .labels
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.side, l.header))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("role", Side::Request, 0),
+                ("client", Side::Request, 1),
+                ("version", Side::Response, 0)
+            ]
+        );
+        assert_eq!(filter.counter_labels[0].labels[0].header, 1);
+        // The default configuration reads exactly the fixed headers.
+        let default = Filter::new(&parse(b"").unwrap());
+        assert_eq!(
+            default.request_names,
+            [":method", ":path", "content-length"]
+        );
+        assert_eq!(
+            default.response_names,
+            [":status", "content-length", UPSTREAM_TIME]
+        );
+        assert!(default.constant.is_empty());
+        assert!(default.counter_labels.iter().all(LabelSet::is_empty));
+        assert!(default.http.as_ref().unwrap().labels.is_empty());
+    }
+);
+
+logic_test!(
+    fn constant_labels_lead_every_stat_name_and_the_schedule_key() {
+        let config = parse(
+            br#"{"labels": {"service": "a", "tenant": "t1"},
+                 "samplers": [{"name": "total_users", "cluster": "c", "path": "/p", "value": {"text": true}}]}"#,
+        )
+        .unwrap();
+        let filter = Filter::new(&config);
+        assert_eq!(
+            filter.series_name("x_total", &[("handler", "/a")], &[("client", "web")]),
+            "service=.=a;.;tenant=.=t1;.;handler=.=/a;.;client=.=web;.;x_total"
+        );
+        assert_eq!(
+            filter.sampler_keys,
+            ["app_metrics.sampler.service=.=a;.;tenant=.=t1;.;total_users.deadline_ms"]
+        );
+        let plain = Filter::new(
+            &parse(br#"{"samplers": [{"name": "total_users", "cluster": "c", "path": "/p", "value": {"text": true}}]}"#)
+                .unwrap(),
+        );
+        assert_eq!(
+            plain.sampler_keys,
+            ["app_metrics.sampler.total_users.deadline_ms"]
+        );
     }
 );

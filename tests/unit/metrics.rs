@@ -61,6 +61,7 @@ fn run(
     let exchange = filter.classify(method.as_bytes(), Some(path), &[]);
     let done = Completed {
         exchange: &exchange,
+        request_headers: &[],
         status: Some(status),
         response_headers: &[],
         duration_ms: Some(3),
@@ -141,8 +142,11 @@ logic_test!(
         for _ in 0..100 {
             run(&filter, &mut registry, &host, "GET", "/anything", 200);
         }
-        // One counter and three histograms for the one series.
+        // One counter and three histograms for the one series, in the flat tables: without
+        // dynamic labels nothing goes to the sparse one.
         assert_eq!(host.names.borrow().len(), before + 4);
+        assert!(registry.labelled.is_empty());
+        assert_eq!(registry.requests.len(), 60);
         assert_eq!(
             host.value("handler=.=none;.;method=.=GET;.;status=.=2xx;.;http_requests_total"),
             [100]
@@ -162,6 +166,7 @@ logic_test!(
         let exchange = filter.classify(b"POST", Some("/login"), &[]);
         let done = Completed {
             exchange: &exchange,
+            request_headers: &[],
             status: None,
             response_headers: &[],
             duration_ms: Some(2500),
@@ -198,6 +203,7 @@ fn finish(
     let exchange = filter.classify(method.as_bytes(), Some(path), &[]);
     let done = Completed {
         exchange: &exchange,
+        request_headers: &[],
         status,
         response_headers: &[],
         duration_ms: Some(7),
@@ -346,5 +352,265 @@ logic_test!(
             ),
             [2]
         );
+    }
+);
+
+/// One request with request headers `x-client` / `x-tenant` and response header `x-version`
+/// (by their positions in the filter's label headers), `None` when absent.
+#[allow(clippy::too_many_arguments)]
+fn run_with(
+    filter: &Filter,
+    registry: &mut Registry,
+    host: &FakeHost,
+    method: &str,
+    path: &str,
+    status: Option<u16>,
+    request: &[Option<&[u8]>],
+    response: &[Option<&[u8]>],
+) {
+    let exchange = filter.classify(method.as_bytes(), Some(path), request);
+    let done = Completed {
+        exchange: &exchange,
+        request_headers: request,
+        status,
+        response_headers: response,
+        duration_ms: Some(4),
+        proxy: None,
+        total_ms: None,
+        request_bytes: 1,
+        response_bytes: 2,
+    };
+    assert!(registry.record(filter, host, &done));
+}
+
+const LABELLED: &[u8] = br#"{
+  "labels": {"service": "shop"},
+  "counters": [{"name": "failed_login_details_total",
+                "match": {"method": "POST", "path": "/login", "status": [400, 401]},
+                "labels": [{"name": "client", "request_header": "x-client", "values": ["web", "ios"]}]},
+               {"name": "logins_total", "match": {"method": "POST", "path": "/login"}}],
+  "http_metrics": {"handlers": ["/login"],
+                   "labels": [{"name": "client", "request_header": "x-client", "values": ["web", "ios"]},
+                              {"name": "version", "response_header": "x-version", "values": ["1.4.2"]}]},
+  "samplers": [{"name": "total_users", "cluster": "app", "path": "/users/count", "value": {"text": true}}]
+}"#;
+
+logic_test!(
+    fn dynamic_labels_count_each_value_listed_other_and_none() {
+        let filter = Filter::new(&parse(LABELLED).unwrap());
+        let host = FakeHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        // Defined up front: the unlabelled counter and the gauge, with the constant label; the
+        // labelled counter has no series before a request makes one.
+        assert_eq!(
+            host.names
+                .borrow()
+                .iter()
+                .map(|(_, n)| n.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "service=.=shop;.;logins_total",
+                "service=.=shop;.;total_users"
+            ]
+        );
+        let (web, ios, curl): (&[u8], &[u8], &[u8]) = (b"web", b"ios", b"curl");
+        let v142: &[u8] = b"1.4.2";
+        for (client, version, status, n) in [
+            (Some(web), Some(v142), Some(401), 3),
+            (Some(ios), None, Some(400), 2),
+            (Some(curl), Some(b"9".as_slice()), Some(401), 4),
+            (None, Some(v142), Some(401), 1),
+            (Some(web), Some(v142), Some(200), 5),
+            (None, None, None, 1),
+        ] {
+            for _ in 0..n {
+                run_with(
+                    &filter,
+                    &mut registry,
+                    &host,
+                    "POST",
+                    "/login",
+                    status,
+                    &[client],
+                    &[version],
+                );
+            }
+        }
+        let failed = |client: &str| {
+            host.value(&format!(
+                "service=.=shop;.;client=.={client};.;failed_login_details_total"
+            ))
+        };
+        assert_eq!(failed("web"), [3]);
+        assert_eq!(failed("ios"), [2]);
+        assert_eq!(failed("other"), [4]);
+        assert_eq!(failed("none"), [1]);
+        assert_eq!(host.value("service=.=shop;.;logins_total"), [16]);
+        let requests = |client: &str, version: &str, status: &str| {
+            host.value(&format!(
+                "service=.=shop;.;handler=.=/login;.;method=.=POST;.;status=.={status};.;client=.={client};.;version=.={version};.;http_requests_total"
+            ))
+        };
+        assert_eq!(requests("web", "1.4.2", "4xx"), [3]);
+        assert_eq!(requests("ios", "none", "4xx"), [2]);
+        assert_eq!(requests("other", "other", "4xx"), [4]);
+        assert_eq!(requests("none", "1.4.2", "4xx"), [1]);
+        assert_eq!(requests("web", "1.4.2", "2xx"), [5]);
+        assert_eq!(requests("none", "none", "other"), [1]);
+        // All four request metrics carry the labels.
+        assert_eq!(
+            host.value("service=.=shop;.;handler=.=/login;.;method=.=POST;.;client=.=web;.;version=.=1.4.2;.;http_request_duration_milliseconds"),
+            [4; 8]
+        );
+        assert_eq!(
+            host.value("service=.=shop;.;handler=.=/login;.;client=.=other;.;version=.=other;.;http_request_size_bytes"),
+            [1; 4]
+        );
+        assert_eq!(
+            host.value("service=.=shop;.;handler=.=/login;.;client=.=ios;.;version=.=none;.;http_response_size_bytes"),
+            [2; 2]
+        );
+        // Defined once each: 2 up front; 4 failed-login series; 6 request series × 4 metrics
+        // but the duration/size histograms of equal label sets (status aside) are shared: 6 + 5 × 3.
+        assert_eq!(host.names.borrow().len(), 2 + 4 + 6 + 5 * 3);
+        // Nothing from the request itself became a name.
+        assert!(host
+            .names
+            .borrow()
+            .iter()
+            .all(|(_, n)| !n.contains("curl") && !n.contains("=.=9;")));
+    }
+);
+
+logic_test!(
+    fn constant_labels_reach_the_sampler_series_but_not_config_valid() {
+        let filter = Filter::new(&parse(LABELLED).unwrap());
+        let host = FakeHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        assert!(registry.sample_ok(&filter, &host, 0, 7, 1_700_000_000));
+        assert!(registry.sample_failed(&filter, &host, 0, Reason::Parse));
+        assert_eq!(host.value("service=.=shop;.;total_users"), [7]);
+        assert_eq!(
+            host.value("service=.=shop;.;sampler=.=total_users;.;app_metrics_sampler_last_success_timestamp_seconds"),
+            [1_700_000_000]
+        );
+        assert_eq!(
+            host.value("service=.=shop;.;sampler=.=total_users;.;reason=.=parse;.;app_metrics_sampler_errors_total"),
+            [1]
+        );
+        assert!(config_valid(&host, b"app_metrics", true));
+        assert_eq!(
+            host.value("plugin=.=app_metrics;.;app_metrics_config_valid"),
+            [1]
+        );
+    }
+);
+
+/// Refuses every definition: a labelled series is then retried on its next request, and
+/// nothing is counted meanwhile.
+#[derive(Default)]
+struct RefusingHost {
+    inner: FakeHost,
+    refuse: std::cell::Cell<bool>,
+}
+
+impl MetricHost for RefusingHost {
+    fn define(&self, kind: Kind, name: &str) -> Option<u32> {
+        if self.refuse.get() {
+            None
+        } else {
+            self.inner.define(kind, name)
+        }
+    }
+    fn increment(&self, id: u32, by: u64) -> bool {
+        self.inner.increment(id, by)
+    }
+    fn record(&self, id: u32, value: u64) -> bool {
+        self.inner.record(id, value)
+    }
+}
+
+logic_test!(
+    fn a_labelled_series_the_host_refused_is_defined_on_a_later_request() {
+        let filter = Filter::new(&parse(LABELLED).unwrap());
+        let host = RefusingHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        host.refuse.set(true);
+        let exchange = filter.classify(b"POST", Some("/login"), &[Some(b"web")]);
+        let web: [Option<&[u8]>; 1] = [Some(b"web")];
+        let done = Completed {
+            exchange: &exchange,
+            request_headers: &web,
+            status: Some(401),
+            response_headers: &[],
+            duration_ms: None,
+            proxy: None,
+            total_ms: None,
+            request_bytes: 0,
+            response_bytes: 0,
+        };
+        assert!(!registry.record(&filter, &host, &done));
+        host.refuse.set(false);
+        assert!(registry.record(&filter, &host, &done));
+        assert_eq!(
+            host.inner
+                .value("service=.=shop;.;client=.=web;.;failed_login_details_total"),
+            [1]
+        );
+    }
+);
+
+// The request metrics issue 15 added carry the same labels as the others: constant and dynamic.
+logic_test!(
+    fn proxy_responses_and_total_durations_carry_the_labels_too() {
+        for dynamic in [false, true] {
+            let labels = if dynamic {
+                r#", "labels": [{"name": "client", "request_header": "x-client", "values": ["web"]}]"#
+            } else {
+                ""
+            };
+            let config = format!(
+                r#"{{"labels": {{"service": "shop"}}, "counters": [],
+                    "http_metrics": {{"handlers": ["/users/{{id}}"], "total_duration": true{labels}}}}}"#
+            );
+            let filter = Filter::new(&parse(config.as_bytes()).unwrap());
+            let host = FakeHost::default();
+            let mut registry = Registry::new(&filter, &host);
+            let exchange = filter.classify(b"GET", Some("/users/7"), &[]);
+            let web: [Option<&[u8]>; 1] = [Some(b"web")];
+            for (proxy, total_ms) in [
+                (Some(ProxyReason::Timeout), Some(1000)),
+                (None, Some(12)),
+                (Some(ProxyReason::Timeout), Some(1001)),
+            ] {
+                let done = Completed {
+                    exchange: &exchange,
+                    request_headers: &web,
+                    status: Some(504),
+                    response_headers: &[],
+                    duration_ms: Some(5),
+                    proxy,
+                    total_ms,
+                    request_bytes: 0,
+                    response_bytes: 0,
+                };
+                assert!(registry.record(&filter, &host, &done));
+            }
+            let client = if dynamic { "client=.=web;.;" } else { "" };
+            assert_eq!(
+                host.value(&format!(
+                    "service=.=shop;.;handler=.=/users/{{id}};.;status=.=5xx;.;reason=.=timeout;.;{client}http_proxy_responses_total"
+                )),
+                [2],
+                "dynamic labels: {dynamic}"
+            );
+            assert_eq!(
+                host.value(&format!(
+                    "service=.=shop;.;handler=.=/users/{{id}};.;method=.=GET;.;{client}http_request_total_duration_milliseconds"
+                )),
+                [1000, 12, 1001],
+                "dynamic labels: {dynamic}"
+            );
+        }
     }
 );

@@ -187,6 +187,21 @@ fn templates_field() -> BoxedStrategy<Value> {
     )
 }
 
+/// Dynamic labels shaped like the real ones, with random names, headers and values.
+fn labels_field() -> BoxedStrategy<Value> {
+    let label = object(vec![
+        ("name", string_field()),
+        ("request_header", string_field()),
+        ("response_header", string_field()),
+        ("values", templates_field()),
+    ]);
+    field(
+        prop::collection::vec(field(label), 0..5)
+            .prop_map(Value::Array)
+            .boxed(),
+    )
+}
+
 /// Configurations shaped like the real one (real field names at every level) with random values.
 fn config_shaped_json() -> BoxedStrategy<Value> {
     let matches = object(vec![
@@ -200,6 +215,7 @@ fn config_shaped_json() -> BoxedStrategy<Value> {
         ("name", string_field()),
         ("help", string_field()),
         ("match", field(matches)),
+        ("labels", labels_field()),
     ]);
     let http = object(vec![
         (
@@ -212,6 +228,7 @@ fn config_shaped_json() -> BoxedStrategy<Value> {
             "total_duration",
             field(any::<bool>().prop_map(Value::from).boxed()),
         ),
+        ("labels", labels_field()),
     ]);
     let value = object(vec![
         ("json_pointer", string_field()),
@@ -245,6 +262,14 @@ fn config_shaped_json() -> BoxedStrategy<Value> {
             field(
                 prop::collection::vec(field(sampler), 0..3)
                     .prop_map(Value::Array)
+                    .boxed(),
+            ),
+        ),
+        (
+            "labels",
+            field(
+                prop::collection::btree_map(nasty_string(), string_field(), 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect()))
                     .boxed(),
             ),
         ),
@@ -857,6 +882,7 @@ proptest! {
                     response_headers: request_headers.clone(),
                     request_headers,
                 },
+                labels: Vec::new(),
             })
             .collect();
         let rules = Rules::new(&counters);
@@ -959,6 +985,7 @@ proptest! {
             let response_headers = vec![None; filter.rules.response_headers.len()];
             let done = Completed {
                 exchange: &e,
+                request_headers: &headers,
                 status: *status,
                 response_headers: &response_headers,
                 duration_ms: *duration,
@@ -998,6 +1025,107 @@ proptest! {
                     _ => false,
                 };
                 prop_assert!(allowed, "label {}={:?} in {:?}", key, value, name);
+            }
+        }
+    }
+
+    /// Dynamic labels stay within their configured sets whatever the headers hold, constant
+    /// labels are on every series, and the series defined never exceed `config::series_bound`.
+    #[test]
+    fn dynamic_labels_stay_bounded(
+        service in "[a-z][a-z0-9-]{0,10}",
+        http_values in prop::collection::btree_set("[a-zA-Z0-9._/-]{1,6}", 1..4),
+        counter_values in prop::collection::btree_set("[a-z]{1,3}", 1..3),
+        requests in prop::collection::vec(
+            (
+                prop::sample::select(vec!["GET", "POST", "BREW"]),
+                prop::sample::select(vec!["/login", "/users/7", "/x"]),
+                prop::option::of(prop_oneof![
+                    "[a-zA-Z0-9._/-]{1,6}".prop_map(String::into_bytes),
+                    prop::collection::vec(any::<u8>(), 0..8),
+                ]),
+                prop::option::of(prop_oneof![
+                    "[a-z]{1,3}".prop_map(String::into_bytes),
+                    prop::collection::vec(any::<u8>(), 0..8),
+                ]),
+                prop::option::of(100u16..700),
+            ),
+            1..40,
+        ),
+    ) {
+        let http_values: Vec<String> = http_values
+            .into_iter()
+            .filter(|v| v != "other" && v != "none" && crate::labels::istio_captured(v).is_none())
+            .collect();
+        prop_assume!(!http_values.is_empty());
+        let counter_values: Vec<String> = counter_values
+            .into_iter()
+            .filter(|v| v != "other" && v != "none")
+            .collect();
+        prop_assume!(!counter_values.is_empty());
+        let config = json!({
+            "labels": {"service": service},
+            "counters": [
+                {"name": "a_total", "match": {"method": "POST"},
+                 "labels": [{"name": "tier", "request_header": "x-tier", "values": counter_values}]},
+                {"name": "b_total", "match": {}}
+            ],
+            "http_metrics": {"handlers": ["/login", "/users/{id}"], "labels": [
+                {"name": "client", "request_header": "x-client", "values": http_values},
+                {"name": "tier", "response_header": "x-tier", "values": counter_values}]},
+        });
+        let parsed = config::parse(config.to_string().as_bytes());
+        prop_assert!(parsed.is_ok(), "{:?}", parsed);
+        let config = parsed.unwrap_or_default();
+        let filter = Filter::new(&config);
+        let host = NameHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        for (method, path, client, tier, status) in &requests {
+            // The request's x-tier and x-client, at the label headers' places.
+            let request: Vec<Option<&[u8]>> = vec![tier.as_deref(), client.as_deref()];
+            prop_assert_eq!(&filter.request_names[3..], ["x-tier", "x-client"]);
+            let response: Vec<Option<&[u8]>> = vec![tier.as_deref()];
+            let e = filter.classify(method.as_bytes(), Some(path), &request);
+            let done = Completed {
+                exchange: &e,
+                request_headers: &request,
+                status: *status,
+                response_headers: &response,
+                duration_ms: Some(1),
+                proxy: None,
+                total_ms: None,
+                request_bytes: 0,
+                response_bytes: 0,
+            };
+            prop_assert!(registry.record(&filter, &host, &done));
+        }
+        let names = host.names.borrow();
+        let bound = config::series_bound(&config);
+        // Every name defined once (NameHost records each define) and within the bound, less
+        // `app_metrics_config_valid`, which the glue defines.
+        prop_assert!((names.len() as u64) < bound.total());
+        let mut unique: Vec<&String> = names.iter().map(|(_, n)| n).collect();
+        unique.sort();
+        unique.dedup();
+        prop_assert_eq!(unique.len(), names.len());
+        let allowed = |values: &[String], v: &str| v == "other" || v == "none" || values.iter().any(|w| w == v);
+        for (_, name) in names.iter() {
+            let mut parts: Vec<&str> = name.split(";.;").collect();
+            parts.pop();
+            let first = format!("service=.={service}");
+            prop_assert_eq!(parts.first().copied(), Some(first.as_str()));
+            for part in parts {
+                let (key, value) = part.split_once("=.=").unwrap_or_default();
+                let ok = match key {
+                    "service" => value == service,
+                    "client" => allowed(&http_values, value),
+                    "tier" => allowed(&counter_values, value),
+                    "handler" => ["/login", "/users/{id}", "none"].contains(&value),
+                    "method" => value == "other" || METHODS.contains(&value),
+                    "status" => value == "other" || STATUS_CLASSES.contains(&value),
+                    _ => false,
+                };
+                prop_assert!(ok, "label {}={:?} in {:?}", key, value, name);
             }
         }
     }
