@@ -692,12 +692,14 @@ impl Upstream {
                             );
                         }
                         let path = url.split('?').next().unwrap_or("").to_string();
-                        let _ = request.respond(response);
+                        // Tallied before the answer leaves, so a client that has it can read
+                        // the tally at once (a test reading after its request never races).
                         *answered
                             .lock()
                             .unwrap()
                             .entry((method, path, reply.status))
                             .or_default() += 1;
+                        let _ = request.respond(response);
                     }
                 })
             })
