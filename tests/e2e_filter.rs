@@ -282,14 +282,12 @@ fn request_metrics_use_templates_classes_and_nothing_else() {
     assert_eq!(m.value("anonymous_posts_total", &[]), Some(2.0));
 
     // Histograms appear after a stats flush (1 s in the test bootstrap): counts are exact.
-    let m = eventually(Duration::from_secs(15), "histogram flush", || {
-        let m = envoy.scrape();
-        (m.histogram_count(
-            "http_request_duration_milliseconds",
-            &[("handler", "/users/{user_id}"), ("method", "GET")],
-        ) == Some(3.0))
-        .then_some(m)
-    });
+    let m = wait_histogram_count(
+        &envoy,
+        "http_request_duration_milliseconds",
+        &[("handler", "/users/{user_id}"), ("method", "GET")],
+        3.0,
+    );
     assert_eq!(
         m.histogram_count(
             "http_request_duration_milliseconds",
@@ -520,14 +518,12 @@ fn sizes_are_content_lengths_and_durations_span_the_upstream() {
         send(&agent, "GET", &envoy.url("/big"), "");
     }
     send(&agent, "GET", &envoy.url("/slow"), "");
-    let m = eventually(Duration::from_secs(15), "histogram flush", || {
-        let m = envoy.scrape();
-        (m.histogram_count(
-            "http_request_duration_milliseconds",
-            &[("handler", "/slow"), ("method", "GET")],
-        ) == Some(1.0))
-        .then_some(m)
-    });
+    let m = wait_histogram_count(
+        &envoy,
+        "http_request_duration_milliseconds",
+        &[("handler", "/slow"), ("method", "GET")],
+        1.0,
+    );
     // (metric, handler, bucket bound, observations at or below it)
     let buckets = [
         // 700-byte request bodies: none at or below 500, both at or below 1000.

@@ -386,14 +386,12 @@ fn without_the_routers_header_the_details_still_tell_the_apps_answers() {
         Some(2.0)
     );
     // Still timed (by Envoy's clock), but no whole-request histogram unless asked for.
-    let m = eventually(Duration::from_secs(15), "histogram flush", || {
-        let m = envoy.scrape();
-        (m.histogram_count(
-            "http_request_duration_milliseconds",
-            &[("handler", "/ok"), ("method", "GET")],
-        ) == Some(3.0))
-        .then_some(m)
-    });
+    let m = wait_histogram_count(
+        &envoy,
+        "http_request_duration_milliseconds",
+        &[("handler", "/ok"), ("method", "GET")],
+        3.0,
+    );
     assert!(m
         .series("http_request_total_duration_milliseconds")
         .is_empty());

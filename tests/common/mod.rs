@@ -613,6 +613,20 @@ pub fn wait_value(envoy: &Envoy, name: &str, labels: &[(&str, &str)], want: f64)
     found.unwrap_or_else(|| panic!("{name}{labels:?}: want {want}, last seen {last:?}"))
 }
 
+/// Polls the scrape until histogram `name{labels}` has `want` observations (histograms show
+/// after a stats flush, 1 s in the test bootstraps), then returns the scrape.
+pub fn wait_histogram_count(
+    envoy: &Envoy,
+    name: &str,
+    labels: &[(&str, &str)],
+    want: f64,
+) -> Metrics {
+    eventually(Duration::from_secs(15), "histogram flush", || {
+        let m = envoy.scrape();
+        (m.histogram_count(name, labels) == Some(want)).then_some(m)
+    })
+}
+
 /// A response the test upstream sends.
 #[derive(Clone, Debug)]
 pub struct Reply {
