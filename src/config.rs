@@ -6,6 +6,7 @@
 //! ranges and uniqueness. Any error rejects the whole configuration: the glue logs it and keeps
 //! the plugin's last good one (`lifecycle.rs`).
 
+pub use crate::json::ConfigError;
 use crate::json::{Fields, Json, Node, Number};
 use crate::labels::Side;
 use std::collections::BTreeMap;
@@ -36,6 +37,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 const MAX_INTERVAL_SECONDS: u64 = 86_400;
 const MAX_TIMEOUT_MS: u64 = 60_000;
 const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+/// A counter reads at most this much of a body: the VM keeps the copy until the body has ended
+/// (and its memory never shrinks).
+pub const MAX_COUNTER_BODY_BYTES: usize = 1024 * 1024;
+/// Body conditions of one counter on one body: each is looked up in the body.
+pub const MAX_BODY_CONDITIONS: usize = 16;
 /// Every request is checked against every counter and every header name some counter reads:
 /// these bound that work, far above any real configuration.
 pub const MAX_COUNTERS: usize = 256;
@@ -51,28 +57,6 @@ pub const MAX_LABEL_VALUE_BYTES: usize = 64;
 /// [`series_bound`]: far above a useful configuration, it catches a label set multiplied out of
 /// all proportion before a proxy holds it.
 pub const MAX_SERIES: u64 = 100_000;
-
-/// A configuration error: the field path (`counters[1].match.status[0]`) and what was expected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -102,6 +86,49 @@ pub struct Counter {
     pub help: String,
     pub matches: Match,
     pub labels: Vec<LabelSpec>,
+    /// `increment`: add the integer at a pointer in a body instead of 1.
+    pub increment: Option<Increment>,
+    /// How much of a body this counter reads (`max_body_bytes`); `None`: the default.
+    pub max_body_bytes: Option<usize>,
+}
+
+impl Counter {
+    /// Whether the counter reads a body on `side` (a condition or its increment).
+    pub fn reads_body(&self, side: Side) -> bool {
+        let m = &self.matches;
+        let conditions = match side {
+            Side::Request => &m.request_json,
+            Side::Response => &m.response_json,
+        };
+        !conditions.is_empty() || self.increment.as_ref().is_some_and(|i| i.side == side)
+    }
+
+    /// The most body bytes this counter reads.
+    pub fn body_limit(&self) -> usize {
+        self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES)
+    }
+}
+
+/// A condition on a JSON body: the value at `pointer` (RFC 6901).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BodyCondition {
+    pub pointer: String,
+    pub test: BodyTest,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyTest {
+    /// A string, number (compared by value: 1 = 1.0), boolean or null.
+    Equals(Json),
+    /// `present: true` holds when the pointer finds a value (null included), `false` when not.
+    Present(bool),
+}
+
+/// `increment`: the counter adds the non-negative integer at `pointer` in one body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Increment {
+    pub side: Side,
+    pub pointer: String,
 }
 
 /// A dynamic label: its value comes from a request or response header, mapped onto `values`
@@ -132,6 +159,9 @@ pub struct Match {
     pub status: Option<Vec<StatusMatch>>,
     pub request_headers: BTreeMap<String, HeaderMatch>,
     pub response_headers: BTreeMap<String, HeaderMatch>,
+    /// Conditions on the JSON bodies: all must hold.
+    pub request_json: Vec<BodyCondition>,
+    pub response_json: Vec<BodyCondition>,
 }
 
 /// `"value"` must equal; `true` must be present; `false` must be absent.
@@ -284,6 +314,8 @@ pub fn seed_counters() -> Vec<Counter> {
             ..Match::default()
         },
         labels: Vec::new(),
+        increment: None,
+        max_body_bytes: None,
     };
     vec![
         login(
@@ -350,12 +382,88 @@ fn strings(node: Node<'_>) -> Result<Vec<String>, ConfigError> {
 }
 
 fn read_counter(node: Node<'_>) -> Result<Counter, ConfigError> {
-    node.object(&["name", "help", "match", "labels"], |f| {
+    let fields = [
+        "name",
+        "help",
+        "match",
+        "labels",
+        "increment",
+        "max_body_bytes",
+    ];
+    node.object(&fields, |f| {
         Ok(Counter {
             name: f.required("name", string)?,
             help: f.optional("help", string)?.unwrap_or_default(),
             matches: f.required("match", read_match)?,
             labels: f.optional("labels", read_labels)?.unwrap_or_default(),
+            increment: f.nullable("increment", read_increment)?,
+            max_body_bytes: f
+                .nullable("max_body_bytes", |n| read_size(n, MAX_COUNTER_BODY_BYTES))?,
+        })
+    })
+}
+
+/// A byte count in 1..=`max`.
+fn read_size(node: Node<'_>, max: usize) -> Result<usize, ConfigError> {
+    let v = node.u64()?;
+    usize::try_from(v)
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| node.error(format!("{v} is out of range (expected 1-{max})")))
+}
+
+fn read_increment(node: Node<'_>) -> Result<Increment, ConfigError> {
+    node.object(&["request_json", "response_json"], |f| {
+        let request = f.nullable("request_json", string)?;
+        let response = f.nullable("response_json", string)?;
+        match (request, response) {
+            (Some(pointer), None) => Ok(Increment {
+                side: Side::Request,
+                pointer,
+            }),
+            (None, Some(pointer)) => Ok(Increment {
+                side: Side::Response,
+                pointer,
+            }),
+            _ => Err(node.error(
+                "must set exactly one of request_json, response_json (the JSON pointer of the amount in that body)",
+            )),
+        }
+    })
+}
+
+fn read_body_conditions(node: Node<'_>) -> Result<Vec<BodyCondition>, ConfigError> {
+    let Json::Array(items) = node.value else {
+        return Err(node.invalid_type("an array of {\"pointer\": …, \"equals\"|\"present\": …}"));
+    };
+    if items.len() > MAX_BODY_CONDITIONS {
+        return Err(node.error(format!(
+            "has {} conditions (expected at most {MAX_BODY_CONDITIONS})",
+            items.len()
+        )));
+    }
+    node.array(|n| {
+        n.object(&["pointer", "equals", "present"], |f| {
+            let pointer = f.required("pointer", string)?;
+            // `optional`: `"equals": null` is a condition (the value is null), not an absence.
+            let equals = f.optional("equals", |v| match v.value {
+                Json::Array(_) | Json::Object(_) => {
+                    Err(v.invalid_type("a string, number, boolean or null"))
+                }
+                value => Ok(value.clone()),
+            })?;
+            let present = f.nullable("present", |v| v.bool())?;
+            let test = match (equals, present) {
+                (Some(value), None) => BodyTest::Equals(value),
+                (None, Some(present)) => BodyTest::Present(present),
+                _ => {
+                    return Err(n.error(
+                        "must set exactly one of equals (a string, number, boolean or null), present (true or false)",
+                    ))
+                }
+            };
+            check_pointer(&pointer, &format!("{}.pointer", n.path_string()))?;
+            Ok(BodyCondition { pointer, test })
         })
     })
 }
@@ -383,6 +491,8 @@ fn read_match(node: Node<'_>) -> Result<Match, ConfigError> {
         "status",
         "request_headers",
         "response_headers",
+        "request_json",
+        "response_json",
     ];
     node.object(&fields, |f| {
         let headers = |f: &Fields<'_>, name| {
@@ -399,6 +509,12 @@ fn read_match(node: Node<'_>) -> Result<Match, ConfigError> {
             status: f.nullable("status", |n| n.array(read_status))?,
             request_headers: headers(f, "request_headers")?,
             response_headers: headers(f, "response_headers")?,
+            request_json: f
+                .nullable("request_json", read_body_conditions)?
+                .unwrap_or_default(),
+            response_json: f
+                .nullable("response_json", read_body_conditions)?
+                .unwrap_or_default(),
         })
     })
 }
@@ -482,14 +598,7 @@ fn read_sampler(node: Node<'_>) -> Result<Sampler, ConfigError> {
             interval_seconds: number("interval_seconds", DEFAULT_INTERVAL_SECONDS)?,
             timeout_ms: number("timeout_ms", DEFAULT_TIMEOUT_MS)?,
             max_body_bytes: f
-                .optional("max_body_bytes", |n| {
-                    let v = n.u64()?;
-                    usize::try_from(v).map_err(|_| {
-                        n.error(format!(
-                            "{v} is out of range (expected 1-{MAX_BODY_BYTES_LIMIT})"
-                        ))
-                    })
-                })?
+                .optional("max_body_bytes", |n| read_size(n, MAX_BODY_BYTES_LIMIT))?
                 .unwrap_or(DEFAULT_MAX_BODY_BYTES),
             value: f.required("value", read_value_spec)?,
         })
@@ -537,6 +646,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         let at = format!("counters[{i}]");
         claim(&counter.name, format!("{at}.name"))?;
         validate_match(&counter.matches, &format!("{at}.match"))?;
+        validate_body_reads(counter, &at)?;
         let m = &counter.matches;
         for (side, headers) in [
             (Side::Request, &m.request_headers),
@@ -995,6 +1105,67 @@ fn validate_match(m: &Match, at: &str) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// What a counter reads of bodies: only on a path, only what it says.
+#[inline(never)] // as validate_match
+fn validate_body_reads(counter: &Counter, at: &str) -> Result<(), ConfigError> {
+    let reads = counter.reads_body(Side::Request) || counter.reads_body(Side::Response);
+    if !reads {
+        if counter.max_body_bytes.is_some() {
+            return Err(ConfigError::new(
+                format!("{at}.max_body_bytes"),
+                "is set, but the counter reads no body (expected match.request_json, match.response_json or increment with it)",
+            ));
+        }
+        return Ok(());
+    }
+    if counter.matches.path.is_none() {
+        return Err(ConfigError::new(
+            format!("{at}.match.path"),
+            "is missing, and the counter reads a body (expected the path whose bodies are read: the path decides before the body which requests pay for reading it)",
+        ));
+    }
+    if let Some(increment) = &counter.increment {
+        let field = match increment.side {
+            Side::Request => "request_json",
+            Side::Response => "response_json",
+        };
+        check_pointer(&increment.pointer, &format!("{at}.increment.{field}"))?;
+    }
+    Ok(())
+}
+
+/// The field of the first counter in `config` that reads a body, if any: the lean module
+/// (built without the `bodies` feature) refuses those (`check_build`).
+pub fn first_body_read(config: &Config) -> Option<String> {
+    config.counters.iter().enumerate().find_map(|(i, c)| {
+        let field = if !c.matches.response_json.is_empty() {
+            "match.response_json"
+        } else if !c.matches.request_json.is_empty() {
+            "match.request_json"
+        } else if c.increment.is_some() {
+            "increment"
+        } else {
+            return None;
+        };
+        Some(format!("counters[{i}].{field}"))
+    })
+}
+
+/// The module each build makes, and the one that reads bodies.
+pub const LEAN_MODULE: &str = "app_metrics.wasm";
+pub const BODIES_MODULE: &str = "app_metrics_bodies.wasm";
+
+/// Refuses body rules in a module built without body reading (`bodies`: whether this one has it).
+pub fn check_build(config: &Config, bodies: bool) -> Result<(), ConfigError> {
+    match first_body_read(config) {
+        Some(at) if !bodies => Err(ConfigError::new(
+            at,
+            format!("reads a body, which {LEAN_MODULE} does not (expected the body-reading build, {BODIES_MODULE}, image tag suffix -bodies: README, \"Counters on JSON bodies\")"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[inline(never)] // as validate_match

@@ -7,11 +7,32 @@
 //! into one small tree type (objects keep their order and duplicate keys, so duplicates can be
 //! refused) and [`Node`] reads typed fields out of it with serde's wording for its errors.
 
-use crate::config::ConfigError;
 use serde::de::{
     Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
 use std::fmt;
+
+/// A configuration error: the field path (`counters[1].match.status[0]`) and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {
@@ -74,127 +95,231 @@ pub enum Selected {
 }
 
 /// The value at RFC 6901 `pointer` (`""` is the whole document, `/a/0/b~1c` goes through keys
-/// and array indices) in the document `input` (`None` when absent), found in one
-/// pass without building the document: a sampler's answer may be megabytes, and a tree of it
-/// would take about fifteen times that in the VM's memory, which never shrinks. The syntax of
-/// the whole document is checked (a missing bracket anywhere is an error, as with
-/// [`Json::parse`]), but values off the path are skipped undecoded: an invalid escape or an
-/// out-of-range number there is not an error, as it is for the parser. With duplicate keys the
-/// last one counts, as in serde_json's `Value`.
+/// and array indices) in the document `input` (`None` when absent): [`lookup`] of one pointer,
+/// as a sampler uses it.
 pub fn select(input: &[u8], pointer: &str) -> Result<Option<Selected>, serde_json::Error> {
-    let tokens: Vec<String> = if pointer.is_empty() {
-        Vec::new()
-    } else {
-        let Some(rest) = pointer.strip_prefix('/') else {
-            return Ok(None);
-        };
+    let found = lookup(input, &[pointer])?;
+    Ok(found.into_iter().next().flatten().map(|f| match f {
+        Found::Number(n) => Selected::Number(n),
+        Found::Array(length) => Selected::Array(length),
+        _ => Selected::Other,
+    }))
+}
+
+/// What [`lookup`] found at a pointer: scalars whole, arrays by their length.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(String),
+    Array(u64),
+    Object,
+}
+
+/// The tokens of an RFC 6901 pointer (`""` has none), or `None` when it is not one.
+pub fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
+    if pointer.is_empty() {
+        return Some(Vec::new());
+    }
+    let rest = pointer.strip_prefix('/')?;
+    Some(
         rest.split('/')
             .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect()
-    };
+            .collect(),
+    )
+}
+
+/// The values at several RFC 6901 pointers in the document `input` (`None` where absent or the
+/// pointer is not one), in one pass without building the document: a sampler's answer or a
+/// body may be megabytes, and a tree of it would take about fifteen times that in the VM's
+/// memory, which never shrinks. The syntax of the whole document is checked (a missing
+/// bracket anywhere is an error, as with [`Json::parse`]), but values off the paths are
+/// skipped undecoded: an invalid escape or an out-of-range number there is not an error, as it
+/// is for the parser. With duplicate keys the last one counts, as in serde_json's `Value`.
+pub fn lookup(input: &[u8], pointers: &[&str]) -> Result<Vec<Option<Found>>, serde_json::Error> {
+    let tokens: Vec<Option<Vec<String>>> = pointers.iter().map(|p| pointer_tokens(p)).collect();
+    let active = tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.as_ref().map(|_| i))
+        .collect();
+    let mut found = vec![None; pointers.len()];
     let mut deserializer = serde_json::Deserializer::from_slice(input);
-    let found = Walk { tokens: &tokens }.deserialize(&mut deserializer)?;
+    Walk {
+        tokens: &tokens,
+        active,
+        depth: 0,
+        found: &mut found,
+    }
+    .deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(found)
 }
 
-/// Walks down the pointer's remaining `tokens`, skipping everything off the path.
+/// Walks one value at `depth` for the pointers still on its path (`active`), skipping
+/// everything off them, and stores what the pointers ending here find.
 struct Walk<'a> {
-    tokens: &'a [String],
+    tokens: &'a [Option<Vec<String>>],
+    active: Vec<usize>,
+    depth: usize,
+    found: &'a mut [Option<Found>],
 }
 
 impl Walk<'_> {
-    fn leaf(&self, found: Selected) -> Option<Selected> {
-        self.tokens.is_empty().then_some(found)
+    fn token(&self, pointer: usize) -> Option<&str> {
+        let tokens = self.tokens.get(pointer)?.as_ref()?;
+        tokens.get(self.depth).map(String::as_str)
+    }
+
+    /// Stores `value` (made only if some pointer ends here) for the pointers that end here.
+    fn leaf<E>(self, value: impl FnOnce() -> Found) -> Result<(), E> {
+        let mut value = Some(value);
+        let mut made = None;
+        for &i in &self.active {
+            if self.tokens.get(i).and_then(Option::as_ref).map(Vec::len) == Some(self.depth) {
+                if let Some(make) = value.take() {
+                    made = Some(make());
+                }
+                if let Some(slot) = self.found.get_mut(i) {
+                    slot.clone_from(&made);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The pointers going deeper, and the value for those that end here.
+    fn split(&self) -> (Vec<usize>, bool) {
+        let deeper: Vec<usize> = self
+            .active
+            .iter()
+            .copied()
+            .filter(|&i| self.token(i).is_some())
+            .collect();
+        let ends = deeper.len() < self.active.len();
+        (deeper, ends)
+    }
+
+    fn child(&mut self, active: Vec<usize>) -> Walk<'_> {
+        Walk {
+            tokens: self.tokens,
+            active,
+            depth: self.depth + 1,
+            found: &mut *self.found,
+        }
     }
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_> {
-    type Value = Option<Selected>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        // A repeated key's later value replaces what an earlier one found.
+        for &i in &self.active {
+            if let Some(slot) = self.found.get_mut(i) {
+                *slot = None;
+            }
+        }
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Walk<'_> {
-    type Value = Option<Selected>;
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(self.leaf(Selected::Other))
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.leaf(|| Found::Null)
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(self.leaf(Selected::Other))
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.leaf(|| Found::Bool(v))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(self.leaf(Selected::Number(Number::Unsigned(v))))
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.leaf(|| Found::Number(Number::Unsigned(v)))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(self.leaf(Selected::Number(Number::from_i64(v))))
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.leaf(|| Found::Number(Number::from_i64(v)))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(self.leaf(Selected::Number(Number::Float(v))))
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.leaf(|| Found::Number(Number::Float(v)))
     }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(self.leaf(Selected::Other))
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.leaf(|| Found::String(v.to_string()))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let Some((token, rest)) = self.tokens.split_first() else {
-            let mut length = 0u64;
-            while seq.next_element::<IgnoredAny>()?.is_some() {
-                length += 1;
-            }
-            return Ok(Some(Selected::Array(length)));
-        };
-        let wanted = array_index(token);
-        let mut found = None;
-        for i in 0usize.. {
-            if Some(i) == wanted {
-                match seq.next_element_seed(Walk { tokens: rest })? {
-                    Some(value) => found = value,
-                    None => break,
-                }
-            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let (deeper, ends) = self.split();
+        let wanted: Vec<(usize, Option<usize>)> = deeper
+            .iter()
+            .map(|&i| (i, self.token(i).and_then(array_index)))
+            .collect();
+        let mut length = 0u64;
+        for index in 0usize.. {
+            let here: Vec<usize> = wanted
+                .iter()
+                .filter(|(_, w)| *w == Some(index))
+                .map(|(i, _)| *i)
+                .collect();
+            let more = if here.is_empty() {
+                seq.next_element::<IgnoredAny>()?.is_some()
+            } else {
+                seq.next_element_seed(self.child(here))?.is_some()
+            };
+            if !more {
                 break;
             }
+            length += 1;
         }
-        Ok(found)
+        if ends {
+            return self.leaf(|| Found::Array(length));
+        }
+        Ok(())
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let Some((token, rest)) = self.tokens.split_first() else {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            return Ok(Some(Selected::Other));
-        };
-        let mut found = None;
-        while let Some(is_token) = map.next_key_seed(KeyIs(token))? {
-            if is_token {
-                found = map.next_value_seed(Walk { tokens: rest })?;
-            } else {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let (deeper, ends) = self.split();
+        while let Some(here) = map.next_key_seed(KeyIs {
+            walk: &self,
+            candidates: &deeper,
+        })? {
+            if here.is_empty() {
                 map.next_value::<IgnoredAny>()?;
+            } else {
+                map.next_value_seed(self.child(here))?;
             }
         }
-        Ok(found)
+        if ends {
+            return self.leaf(|| Found::Object);
+        }
+        Ok(())
     }
 }
 
-/// Whether an object key equals the pointer token, compared where serde_json has it.
-struct KeyIs<'a>(&'a str);
+/// Which of the `candidates` pointers take an object key as their next token, compared where
+/// serde_json has the key (no copy of it).
+struct KeyIs<'a, 'b> {
+    walk: &'a Walk<'b>,
+    candidates: &'a [usize],
+}
 
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+impl<'de> DeserializeSeed<'de> for KeyIs<'_, '_> {
+    type Value = Vec<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<usize>, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
+impl<'de> Visitor<'de> for KeyIs<'_, '_> {
+    type Value = Vec<usize>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object key")
     }
-    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
-        Ok(v == self.0)
+    fn visit_str<E>(self, v: &str) -> Result<Vec<usize>, E> {
+        Ok(self
+            .candidates
+            .iter()
+            .copied()
+            .filter(|&i| self.walk.token(i) == Some(v))
+            .collect())
     }
 }
 
@@ -204,6 +329,26 @@ impl Number {
         match u64::try_from(v) {
             Ok(u) => Number::Unsigned(u),
             Err(_) => Number::Signed(v),
+        }
+    }
+
+    /// Equal as numbers: `1`, `1.0` and `1e0` are the same value (serde_json's `Value` would
+    /// tell the integer from the float; a body condition asks about the amount).
+    pub fn same(self, other: Number) -> bool {
+        match (self, other) {
+            (Number::Unsigned(a), Number::Unsigned(b)) => a == b,
+            (Number::Signed(a), Number::Signed(b)) => a == b,
+            (Number::Float(a), b) | (b, Number::Float(a)) => a == b.as_f64(),
+            _ => false,
+        }
+    }
+
+    #[allow(clippy::cast_precision_loss)] // compared with a float, which has that precision
+    fn as_f64(self) -> f64 {
+        match self {
+            Number::Unsigned(n) => n as f64,
+            Number::Signed(n) => n as f64,
+            Number::Float(f) => f,
         }
     }
 }
@@ -307,11 +452,15 @@ impl<'a> Node<'a> {
 
     /// An error at this node: "counters[0].name: <message>" ("." for the root).
     pub fn error(&self, message: impl Into<String>) -> ConfigError {
-        let path = match self.path.to_string() {
+        ConfigError::new(self.path_string(), message)
+    }
+
+    /// This node's field path ("." for the root).
+    pub fn path_string(&self) -> String {
+        match self.path.to_string() {
             p if p.is_empty() => ".".to_string(),
             p => p,
-        };
-        ConfigError::new(path, message)
+        }
     }
 
     pub fn invalid_type(&self, expected: &str) -> ConfigError {

@@ -8,6 +8,7 @@
 //! at no cost to unlabelled metrics. The host side is a trait so this logic is tested on the
 //! host with a fake.
 
+use crate::body::{self, Pending, Verdict};
 use crate::extract::Reason;
 use crate::filter::{Exchange, Filter, HttpMetrics};
 use crate::labels::{
@@ -39,6 +40,7 @@ pub const RESPONSE_SIZE: &str = "http_response_size_bytes";
 pub const SAMPLER_ERRORS: &str = "app_metrics_sampler_errors_total";
 pub const SAMPLER_LAST_SUCCESS: &str = "app_metrics_sampler_last_success_timestamp_seconds";
 pub const CONFIG_VALID: &str = "app_metrics_config_valid";
+pub const BODY_NOT_COUNTED: &str = "app_metrics_body_not_counted_total";
 
 /// `app_metrics_config_valid{plugin}`: 1 while plugin `name`'s last delivered configuration is in
 /// force, 0 while it is refused. Set on configuration changes only, so defined by name each time.
@@ -68,6 +70,8 @@ pub struct Completed<'a> {
     pub total_ms: Option<u64>,
     pub request_bytes: u64,
     pub response_bytes: u64,
+    /// What was read of the request's bodies (module built with `bodies` only).
+    pub bodies: Option<&'a Pending>,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +88,8 @@ pub struct Registry {
     response_sizes: Vec<Option<u32>>,
     sampler_errors: Vec<Option<u32>>,
     sampler_success: Vec<Option<u32>>,
+    /// By `body::Reason`; empty unless some counter reads a body.
+    body_not_counted: Vec<Option<u32>>,
     /// Series of metrics with dynamic labels: (key, stat id), sorted by key ([`labelled_key`]).
     labelled: Vec<(u64, u32)>,
 }
@@ -162,6 +168,11 @@ impl Registry {
             response_sizes: vec![None; handlers],
             sampler_errors: vec![None; samplers * Reason::ALL.len()],
             sampler_success: vec![None; samplers],
+            body_not_counted: if filter.rules.reads_bodies.contains(&true) {
+                vec![None; body::Reason::ALL.len()]
+            } else {
+                Vec::new()
+            },
             labelled: Vec::new(),
         }
     }
@@ -193,6 +204,7 @@ impl Registry {
         host: &impl MetricHost,
         index: usize,
         done: &Completed<'_>,
+        by: u64,
     ) -> bool {
         let (Some(rule), Some(set)) = (
             filter.rules.rules.get(index),
@@ -208,7 +220,7 @@ impl Registry {
         self.labelled_id(key, host, Kind::Counter, &|| {
             filter.series_name(&rule.name, &[], &set.pairs(combination))
         })
-        .is_some_and(|id| host.increment(id, 1))
+        .is_some_and(|id| host.increment(id, by))
     }
 
     /// The request metrics of a request when they have dynamic labels: the same updates as the
@@ -321,11 +333,22 @@ impl Registry {
         let mut ok = true;
         for &i in &done.exchange.candidates {
             if filter.rules.confirm(i, done.status, done.response_headers) {
+                let by = match filter.rules.rules.get(i).and_then(|r| r.body.as_ref()) {
+                    None => 1,
+                    Some(_) => match body::verdict(done.bodies, &filter.rules, i) {
+                        Verdict::Holds(amount) => amount.unwrap_or(1),
+                        Verdict::Fails => continue,
+                        Verdict::Unread(reason) => {
+                            ok &= self.body_not_counted(filter, host, reason);
+                            continue;
+                        }
+                    },
+                };
                 // An unlabelled counter has its id here since configure time: the labelled
                 // path is taken only when it has none.
                 ok &= match self.counters.get(i).copied().flatten() {
-                    Some(id) => host.increment(id, 1),
-                    None => self.count_labelled(filter, host, i, done),
+                    Some(id) => host.increment(id, by),
+                    None => self.count_labelled(filter, host, i, done, by),
                 };
             }
         }
@@ -437,6 +460,23 @@ impl Registry {
             .is_some_and(|id| host.record(id, ms));
         }
         ok
+    }
+
+    /// A body counter that did not count a request it otherwise matched, by why.
+    #[inline(never)]
+    pub fn body_not_counted(
+        &mut self,
+        filter: &Filter,
+        host: &impl MetricHost,
+        reason: body::Reason,
+    ) -> bool {
+        id_in(
+            self.body_not_counted.get_mut(reason.index()),
+            host,
+            Kind::Counter,
+            || filter.series_name(BODY_NOT_COUNTED, &[("reason", reason.label())], &[]),
+        )
+        .is_some_and(|id| host.increment(id, 1))
     }
 
     /// A sampler's good value, and the time of this success.

@@ -3,7 +3,8 @@
 //! [`Rules::candidates`] runs on request headers (method, path, request headers), and
 //! [`Rules::confirm`] on response headers (status, response headers).
 
-use crate::config::{Counter, HeaderMatch, StatusMatch};
+use crate::config::{BodyCondition, Counter, HeaderMatch, Increment, StatusMatch};
+use crate::labels::Side;
 use crate::routes::strip_query;
 use matchit::Router;
 
@@ -68,6 +69,31 @@ pub struct Rule {
     status: Vec<StatusMatch>,
     request_headers: Vec<HeaderRule>,
     response_headers: Vec<HeaderRule>,
+    /// What the rule reads of the bodies (`body.rs` evaluates it); `None` for most rules.
+    pub body: Option<Box<BodyRule>>,
+}
+
+/// A rule's conditions on the JSON bodies, its increment, and how much of a body it reads.
+#[derive(Debug, Clone)]
+pub struct BodyRule {
+    pub request_json: Vec<BodyCondition>,
+    pub response_json: Vec<BodyCondition>,
+    pub increment: Option<Increment>,
+    pub limit: usize,
+}
+
+impl BodyRule {
+    pub fn conditions(&self, side: Side) -> &[BodyCondition] {
+        match side {
+            Side::Request => &self.request_json,
+            Side::Response => &self.response_json,
+        }
+    }
+
+    /// Whether this side's body is read: a condition on it, or the increment.
+    pub fn reads(&self, side: Side) -> bool {
+        !self.conditions(side).is_empty() || self.increment.as_ref().is_some_and(|i| i.side == side)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -76,6 +102,8 @@ pub struct Rules {
     /// Lower-cased names of the request headers some rule reads; only these are fetched.
     pub request_headers: Vec<String>,
     pub response_headers: Vec<String>,
+    /// Whether some rule reads the request body, the response body.
+    pub reads_bodies: [bool; 2],
 }
 
 fn header_index(names: &mut Vec<String>, name: &str) -> usize {
@@ -110,6 +138,21 @@ impl Rules {
                     expect: expect.clone(),
                 })
                 .collect();
+            let reads = [
+                counter.reads_body(Side::Request),
+                counter.reads_body(Side::Response),
+            ];
+            let body = (reads[0] || reads[1]).then(|| {
+                Box::new(BodyRule {
+                    request_json: m.request_json.clone(),
+                    response_json: m.response_json.clone(),
+                    increment: counter.increment.clone(),
+                    limit: counter.body_limit(),
+                })
+            });
+            for (any, this) in rules.reads_bodies.iter_mut().zip(reads) {
+                *any |= this;
+            }
             rules.rules.push(Rule {
                 name: counter.name.clone(),
                 method: m.method.clone(),
@@ -117,6 +160,7 @@ impl Rules {
                 status: m.status.clone().unwrap_or_default(),
                 request_headers,
                 response_headers,
+                body,
             });
         }
         rules
@@ -157,6 +201,39 @@ impl Rules {
                         .request_headers
                         .iter()
                         .all(|h| h.matches(request_headers))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Whether some rule reads the bodies on `side` at all.
+    pub fn reads_body(&self, side: Side) -> bool {
+        match side {
+            Side::Request => self.reads_bodies[0],
+            Side::Response => self.reads_bodies[1],
+        }
+    }
+
+    /// The rules that read the body on `side` of a request with `method` and `path` (and, for
+    /// the response, `status`): decided before the body, so that only these bodies are read.
+    pub fn reading_body(
+        &self,
+        side: Side,
+        method: &[u8],
+        path: Option<&str>,
+        status: Option<u16>,
+    ) -> Vec<usize> {
+        let path = path.map(strip_query);
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| {
+                rule.body.as_ref().is_some_and(|b| b.reads(side))
+                    && rule.method.as_ref().is_none_or(|m| m.as_bytes() == method)
+                    && path.is_some_and(|p| rule.path.matches(p))
+                    && (side == Side::Request
+                        || rule.status.is_empty()
+                        || status.is_some_and(|s| rule.status.iter().any(|m| m.matches(s))))
             })
             .map(|(i, _)| i)
             .collect()

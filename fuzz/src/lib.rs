@@ -113,6 +113,8 @@ pub fn path_templates(data: &[u8]) {
                 ..Match::default()
             },
             labels: Vec::new(),
+            increment: None,
+            max_body_bytes: None,
         })
         .collect();
     let rules = Rules::new(&counters);

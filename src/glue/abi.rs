@@ -26,8 +26,15 @@ thread_local! {
     static VM: RefCell<Plugins<Root>> = RefCell::new(Plugins::default());
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     host::now_ns().unwrap_or(0) / 1_000_000
+}
+
+/// A configuration this build can serve: the lean one refuses body rules.
+fn parse(raw: &[u8]) -> Result<config::Config, config::ConfigError> {
+    let config = config::parse(raw)?;
+    config::check_build(&config, cfg!(feature = "bodies"))?;
+    Ok(config)
 }
 
 /// Configures root `id`: never refused (see the module comment).
@@ -43,11 +50,11 @@ fn configure(plugins: &mut Plugins<Root>, id: u32) {
     let parsed = delivered
         .as_ref()
         .map_err(Clone::clone)
-        .and_then(|raw| config::parse(raw).map_err(|e| e.to_string()));
+        .and_then(|raw| parse(raw).map_err(|e| e.to_string()));
     let valid = parsed.is_ok();
     let config = parsed.or_else(|error| {
         log::error!("{error}");
-        let good = plugins.last_good(&name).and_then(|raw| config::parse(raw).ok());
+        let good = plugins.last_good(&name).and_then(|raw| parse(raw).ok());
         match good {
             Some(_) => log::warn!(
                 "plugin {shown:?}: configuration refused; this VM keeps its last good one in force"
@@ -71,7 +78,7 @@ fn configure(plugins: &mut Plugins<Root>, id: u32) {
 
 /// Runs `f` on the VM's state; a re-entrant call (never expected: the host defers its callbacks
 /// while the VM runs) is dropped and logged rather than allowed to panic.
-fn with_vm<R>(f: impl FnOnce(&mut Plugins<Root>) -> R) -> Option<R> {
+pub(super) fn with_vm<R>(f: impl FnOnce(&mut Plugins<Root>) -> R) -> Option<R> {
     VM.with(|vm| match vm.try_borrow_mut() {
         Ok(mut vm) => Some(f(&mut vm)),
         Err(_) => {
@@ -110,10 +117,14 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent: u32) {
 /// The request has ended (Envoy's access-log phase): both header maps are readable.
 #[no_mangle]
 pub extern "C" fn proxy_on_log(context_id: u32) {
+    #[cfg(feature = "bodies")]
+    let bodies = super::body::finish(context_id);
+    #[cfg(not(feature = "bodies"))]
+    let bodies = None;
     with_vm(|vm| {
         let live = vm.root_of_request(context_id, host::plugin_name);
         if let Some(state) = live.and_then(|l| l.root.state()) {
-            http::on_log(state);
+            http::on_log(state, bodies.as_ref());
         }
     });
 }
@@ -126,6 +137,8 @@ pub extern "C" fn proxy_on_configure(root_id: u32, _configuration_size: usize) -
 
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root_id: u32) {
+    #[cfg(feature = "bodies")]
+    super::body::sweep();
     with_vm(|vm| {
         let ended = vm.ticked(root_id, now_ms());
         if let Some(live) = vm.root(root_id) {

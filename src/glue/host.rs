@@ -23,6 +23,10 @@ pub enum Map {
 #[derive(Clone, Copy)]
 #[repr(u32)]
 pub enum Buffer {
+    #[cfg(feature = "bodies")]
+    RequestBody = 0,
+    #[cfg(feature = "bodies")]
+    ResponseBody = 1,
     CallResponseBody = 4,
     PluginConfiguration = 7,
 }

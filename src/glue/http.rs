@@ -18,6 +18,7 @@
 use super::host::{self, Map, Stats};
 use super::root::State;
 use super::warn_limited;
+use crate::body::Pending;
 use crate::filter::{
     REQUEST_LENGTH, REQUEST_METHOD, REQUEST_PATH, REQUEST_RULE_HEADERS, RESPONSE_LENGTH,
     RESPONSE_RULE_HEADERS, RESPONSE_STATUS, RESPONSE_UPSTREAM_TIME,
@@ -26,7 +27,7 @@ use crate::metrics::Completed;
 use crate::pairs::{self, Found};
 use crate::proxy;
 
-pub fn on_log(state: &mut State) {
+pub fn on_log(state: &mut State, bodies: Option<&Pending>) {
     let filter = &state.filter;
     if !filter.observes_requests() {
         return;
@@ -86,6 +87,7 @@ pub fn on_log(state: &mut State) {
         total_ms: envoy_ms.filter(|_| filter.total_duration()),
         request_bytes: length(&request, REQUEST_LENGTH),
         response_bytes: length(&response, RESPONSE_LENGTH),
+        bodies,
     };
     if !state.registry.record(&state.filter, &Stats, &done) {
         warn_limited(|| "the host refused a metric update".to_string());

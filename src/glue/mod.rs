@@ -1,9 +1,12 @@
 //! proxy-wasm glue: the only code that talks to the host. Thin on purpose.
 //!
 //! `abi` is what the host calls, `host` what we call; `http` turns a finished request into
-//! metric updates, `root` holds a configuration and runs the samplers.
+//! metric updates, `root` holds a configuration and runs the samplers; `body` (the module built
+//! with the `bodies` feature only) copies the JSON bodies body rules read.
 
 mod abi;
+#[cfg(feature = "bodies")]
+mod body;
 mod host;
 mod http;
 mod root;

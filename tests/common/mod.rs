@@ -33,6 +33,21 @@ pub fn wasm_path() -> String {
     path
 }
 
+/// The body-reading build (`make build` makes it beside the lean one).
+pub fn bodies_wasm_path() -> String {
+    let path = std::env::var("APP_METRICS_BODIES_WASM").unwrap_or_else(|_| {
+        format!(
+            "{}/target/wasm32-wasip1/release/app_metrics_bodies.wasm",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    assert!(
+        PathBuf::from(&path).exists(),
+        "{path} missing: run `make build`"
+    );
+    path
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -133,6 +148,8 @@ pub struct EnvoyOptions {
     pub catch_all: bool,
     /// HTTP filters ahead of the app-metrics filter, as YAML mappings (`name`, `typed_config`).
     pub filters_before: Vec<String>,
+    /// The module: the lean build ([`wasm_path`]) unless a test sets another.
+    pub wasm: String,
 }
 
 impl EnvoyOptions {
@@ -146,6 +163,7 @@ impl EnvoyOptions {
             routes: Vec::new(),
             catch_all: true,
             filters_before: Vec::new(),
+            wasm: wasm_path(),
         }
     }
 }
@@ -360,7 +378,7 @@ filter_chains:
           "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 "#,
         config = indent(&opts.plugin_config, 16),
-        wasm = wasm_path(),
+        wasm = opts.wasm,
         routes = routes_yaml(opts),
     )
 }

@@ -69,6 +69,7 @@ fn run(
         total_ms: None,
         request_bytes: 10,
         response_bytes: 20,
+        bodies: None,
     };
     assert!(registry.record(filter, host, &done));
 }
@@ -174,6 +175,7 @@ logic_test!(
             total_ms: None,
             request_bytes: 7,
             response_bytes: 0,
+            bodies: None,
         };
         assert!(registry.record(&filter, &host, &done));
         assert_eq!(
@@ -211,6 +213,7 @@ fn finish(
         total_ms,
         request_bytes: 0,
         response_bytes: 0,
+        bodies: None,
     };
     assert!(registry.record(filter, host, &done));
 }
@@ -379,6 +382,7 @@ fn run_with(
         total_ms: None,
         request_bytes: 1,
         response_bytes: 2,
+        bodies: None,
     };
     assert!(registry.record(filter, host, &done));
 }
@@ -548,6 +552,7 @@ logic_test!(
             total_ms: None,
             request_bytes: 0,
             response_bytes: 0,
+            bodies: None,
         };
         assert!(!registry.record(&filter, &host, &done));
         host.refuse.set(false);
@@ -593,6 +598,7 @@ logic_test!(
                     total_ms,
                     request_bytes: 0,
                     response_bytes: 0,
+                    bodies: None,
                 };
                 assert!(registry.record(&filter, &host, &done));
             }

@@ -881,8 +881,11 @@ proptest! {
                     status: None,
                     response_headers: request_headers.clone(),
                     request_headers,
+                    ..Match::default()
                 },
                 labels: Vec::new(),
+                increment: None,
+                max_body_bytes: None,
             })
             .collect();
         let rules = Rules::new(&counters);
@@ -993,6 +996,7 @@ proptest! {
                 total_ms: *duration,
                 request_bytes: 1,
                 response_bytes: 2,
+                bodies: None,
             };
             registry.record(&filter, &host, &done);
         }
@@ -1096,6 +1100,7 @@ proptest! {
                 total_ms: None,
                 request_bytes: 0,
                 response_bytes: 0,
+                bodies: None,
             };
             prop_assert!(registry.record(&filter, &host, &done));
         }

@@ -1,0 +1,501 @@
+//! Counters on JSON bodies: which bodies are read, the copy of each as it passes, and what it
+//! makes of the rules' conditions (`match.request_json`, `match.response_json`, `increment`).
+//!
+//! Only the module built with the `bodies` feature reads bodies (`glue::body`): the callbacks
+//! that see them are entered for every body chunk of every request, a cost the lean module does
+//! not pay. A side's body is read only when some rule's method, path (and, for the response,
+//! status) match before it starts ([`crate::rules::Rules::reading_body`]), the content type is
+//! JSON and the body is not compressed. The filter never holds a body back: it copies what
+//! passes, up to the largest `max_body_bytes` of the rules concerned, and evaluates the copy
+//! once the body has ended. Then the copy is dropped; only the verdicts stay until the request
+//! is counted.
+
+use crate::config::BodyTest;
+use crate::json::{lookup, Found, Json};
+use crate::labels::Side;
+use crate::rules::{BodyRule, Rules};
+use std::collections::HashMap;
+
+/// Why a body rule did not count a request it otherwise matched
+/// (`app_metrics_body_not_counted_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The request or response had no body (or it never reached the filter).
+    NoBody,
+    /// The content type is not JSON (`application/json`, `…+json`).
+    NotJson,
+    /// The body is compressed (`content-encoding` other than `identity`).
+    Compressed,
+    /// The body is longer than the counter's `max_body_bytes`.
+    TooLarge,
+    /// The body is not JSON.
+    Parse,
+    /// A pointer found nothing (for `equals` or `increment`).
+    Missing,
+    /// The increment is not a non-negative integer.
+    Invalid,
+    /// The body had not ended when the request did (a client or upstream that went away, or
+    /// trailers after the body).
+    Incomplete,
+    /// The VM's memory for body copies, or its table of requests being read, was full.
+    Busy,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::NoBody,
+        Reason::NotJson,
+        Reason::Compressed,
+        Reason::TooLarge,
+        Reason::Parse,
+        Reason::Missing,
+        Reason::Invalid,
+        Reason::Incomplete,
+        Reason::Busy,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::NoBody => "no_body",
+            Reason::NotJson => "not_json",
+            Reason::Compressed => "compressed",
+            Reason::TooLarge => "too_large",
+            Reason::Parse => "parse",
+            Reason::Missing => "missing",
+            Reason::Invalid => "invalid",
+            Reason::Incomplete => "incomplete",
+            Reason::Busy => "busy",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Reason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// What the bodies made of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every condition holds; the increment's amount if the rule has one.
+    Holds(Option<u64>),
+    /// A condition does not hold: an ordinary non-match, not counted anywhere.
+    Fails,
+    /// The body could not say: not counted, and counted under the reason.
+    Unread(Reason),
+}
+
+/// Whether a body with these headers is one the filter reads: JSON, not compressed.
+pub fn readable(
+    content_type: Option<&[u8]>,
+    content_encoding: Option<&[u8]>,
+) -> Result<(), Reason> {
+    if content_encoding.is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity")) {
+        return Err(Reason::Compressed);
+    }
+    let media = content_type
+        .and_then(|t| t.split(|&b| b == b';').next())
+        .map(<[u8]>::trim_ascii)
+        .unwrap_or_default();
+    let json = media.eq_ignore_ascii_case(b"application/json")
+        || (media.len() > 5
+            && media
+                .get(media.len() - 5..)
+                .is_some_and(|end| end.eq_ignore_ascii_case(b"+json"))
+            && media.contains(&b'/'));
+    if json {
+        Ok(())
+    } else {
+        Err(Reason::NotJson)
+    }
+}
+
+/// One side's body of one request.
+#[derive(Debug, Default)]
+pub enum Reading {
+    /// No chunk seen yet: at the end, a rule that reads this side finds no body.
+    #[default]
+    NotStarted,
+    /// No rule reads this body.
+    Skipped,
+    /// Being copied for the rules `rules`, at most `limit` bytes.
+    Copying {
+        rules: Vec<usize>,
+        limit: usize,
+        bytes: Vec<u8>,
+    },
+    /// Evaluated (or refused whole): each rule's verdict.
+    Done(Vec<(usize, Verdict)>),
+}
+
+impl Reading {
+    /// Starts reading a body for the rules `rules` (those [`Rules::reading_body`] found), given
+    /// its headers; `length` is its `content-length` when declared.
+    pub fn start(
+        all: &Rules,
+        rules: Vec<usize>,
+        content_type: Option<&[u8]>,
+        content_encoding: Option<&[u8]>,
+        length: Option<u64>,
+    ) -> Reading {
+        if rules.is_empty() {
+            return Reading::Skipped;
+        }
+        if let Err(reason) = readable(content_type, content_encoding) {
+            return refused(rules, reason);
+        }
+        let limit = rules
+            .iter()
+            .filter_map(|&i| body_rule(all, i))
+            .map(|b| b.limit)
+            .max()
+            .unwrap_or(0);
+        if length.is_some_and(|n| n > limit as u64) {
+            return refused(rules, Reason::TooLarge);
+        }
+        // The declared length, when there is one: no growing (and doubling) as chunks come.
+        let capacity = length.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
+        Reading::Copying {
+            rules,
+            limit,
+            bytes: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// How many bytes of a `chunk`-byte chunk to fetch: one past the limit, so that a body
+    /// over it is seen to be (0 unless copying).
+    pub fn wanted(&self, chunk: usize) -> usize {
+        match self {
+            Reading::Copying { limit, bytes, .. } => {
+                chunk.min(limit.saturating_sub(bytes.len()).saturating_add(1))
+            }
+            _ => 0,
+        }
+    }
+
+    /// Bytes of the VM's memory this reading holds.
+    pub fn held(&self) -> usize {
+        match self {
+            Reading::Copying { bytes, .. } => bytes.capacity(),
+            _ => 0,
+        }
+    }
+
+    /// Bytes held once `more` bytes are appended.
+    fn holding(&self, more: usize) -> usize {
+        match self {
+            Reading::Copying { bytes, .. } => {
+                bytes.capacity().max(bytes.len().saturating_add(more))
+            }
+            _ => 0,
+        }
+    }
+
+    /// Appends a fetched chunk; a body past the limit is refused as `too_large` at once.
+    pub fn push(&mut self, chunk: &[u8]) {
+        if let Reading::Copying {
+            rules,
+            limit,
+            bytes,
+        } = self
+        {
+            if bytes.len().saturating_add(chunk.len()) > *limit {
+                *self = refused(std::mem::take(rules), Reason::TooLarge);
+            } else {
+                bytes.extend_from_slice(chunk);
+            }
+        }
+    }
+
+    /// Gives up on the body (no memory, or no way to read it): `reason` for its rules.
+    pub fn refuse(&mut self, reason: Reason) {
+        if let Reading::Copying { rules, .. } = self {
+            *self = refused(std::mem::take(rules), reason);
+        }
+    }
+
+    /// The body has ended: evaluates the copy for `side` and drops it.
+    pub fn end(&mut self, all: &Rules, side: Side) {
+        if let Reading::Copying { rules, bytes, .. } = self {
+            let verdicts = evaluate(all, side, rules, bytes);
+            *self = Reading::Done(verdicts);
+        }
+    }
+
+    /// This side's verdict for rule `index`, once the request has ended.
+    fn verdict(&self, index: usize) -> Verdict {
+        match self {
+            Reading::NotStarted | Reading::Skipped => Verdict::Unread(Reason::NoBody),
+            Reading::Copying { .. } => Verdict::Unread(Reason::Incomplete),
+            Reading::Done(verdicts) => verdicts
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map_or(Verdict::Unread(Reason::NoBody), |(_, v)| *v),
+        }
+    }
+}
+
+fn body_rule(all: &Rules, index: usize) -> Option<&BodyRule> {
+    all.rules.get(index).and_then(|r| r.body.as_deref())
+}
+
+fn refused(rules: Vec<usize>, reason: Reason) -> Reading {
+    Reading::Done(
+        rules
+            .into_iter()
+            .map(|i| (i, Verdict::Unread(reason)))
+            .collect(),
+    )
+}
+
+/// Each rule's verdict on one complete body, the document read once for all their pointers.
+pub fn evaluate(all: &Rules, side: Side, rules: &[usize], body: &[u8]) -> Vec<(usize, Verdict)> {
+    let specs: Vec<(usize, Option<&BodyRule>)> =
+        rules.iter().map(|&i| (i, body_rule(all, i))).collect();
+    let mut pointers: Vec<&str> = Vec::new();
+    for (_, spec) in &specs {
+        let Some(spec) = spec else { continue };
+        let increment = spec.increment.iter().filter(|i| i.side == side);
+        let wanted = spec
+            .conditions(side)
+            .iter()
+            .map(|c| c.pointer.as_str())
+            .chain(increment.map(|i| i.pointer.as_str()));
+        for pointer in wanted {
+            if !pointers.contains(&pointer) {
+                pointers.push(pointer);
+            }
+        }
+    }
+    let found = lookup(body, &pointers).ok();
+    specs
+        .into_iter()
+        .map(|(i, spec)| {
+            let verdict = match (spec, &found) {
+                (None, _) => Verdict::Fails,
+                (Some(spec), _) if body.len() > spec.limit => Verdict::Unread(Reason::TooLarge),
+                (Some(_), None) => Verdict::Unread(Reason::Parse),
+                (Some(spec), Some(found)) => judge(spec, side, |pointer| {
+                    pointers
+                        .iter()
+                        .position(|p| *p == pointer)
+                        .and_then(|at| found.get(at))
+                        .and_then(Option::as_ref)
+                }),
+            };
+            (i, verdict)
+        })
+        .collect()
+}
+
+/// One rule's verdict on one side, `at` giving what each pointer found.
+fn judge<'a>(spec: &BodyRule, side: Side, at: impl Fn(&str) -> Option<&'a Found>) -> Verdict {
+    let mut missing = false;
+    for condition in spec.conditions(side) {
+        let found = at(&condition.pointer);
+        let holds = match (&condition.test, found) {
+            (BodyTest::Present(want), found) => *want == found.is_some(),
+            (BodyTest::Equals(_), None) => {
+                missing = true;
+                continue;
+            }
+            (BodyTest::Equals(want), Some(found)) => equals(want, found),
+        };
+        if !holds {
+            return Verdict::Fails;
+        }
+    }
+    if missing {
+        return Verdict::Unread(Reason::Missing);
+    }
+    match spec.increment.as_ref().filter(|i| i.side == side) {
+        None => Verdict::Holds(None),
+        Some(increment) => match at(&increment.pointer) {
+            None => Verdict::Unread(Reason::Missing),
+            Some(Found::Number(crate::json::Number::Unsigned(n))) => Verdict::Holds(Some(*n)),
+            Some(_) => Verdict::Unread(Reason::Invalid),
+        },
+    }
+}
+
+/// `equals`: the same string, boolean or null, or the same number by value.
+pub fn equals(want: &Json, found: &Found) -> bool {
+    match (want, found) {
+        (Json::Null, Found::Null) => true,
+        (Json::Bool(a), Found::Bool(b)) => a == b,
+        (Json::String(a), Found::String(b)) => a == b,
+        (Json::Number(a), Found::Number(b)) => a.same(*b),
+        _ => false,
+    }
+}
+
+/// Both bodies of a request being read.
+#[derive(Debug, Default)]
+pub struct Pending {
+    pub request: Reading,
+    pub response: Reading,
+    /// When the request's first body chunk came: for [`Bodies::sweep`].
+    pub born_ms: u64,
+}
+
+impl Pending {
+    pub fn side(&mut self, side: Side) -> &mut Reading {
+        match side {
+            Side::Request => &mut self.request,
+            Side::Response => &mut self.response,
+        }
+    }
+
+    /// What both bodies made of rule `index` of `all`: a non-match on either side wins, then a
+    /// body that could not say; the increment comes from the side that has it.
+    pub fn verdict(&self, all: &Rules, index: usize) -> Verdict {
+        verdict(Some(self), all, index)
+    }
+}
+
+/// [`Pending::verdict`], with `None` for a request none of whose bodies was seen.
+pub fn verdict(pending: Option<&Pending>, all: &Rules, index: usize) -> Verdict {
+    let Some(spec) = body_rule(all, index) else {
+        return Verdict::Holds(None);
+    };
+    let mut result = Verdict::Holds(None);
+    for side in [Side::Request, Side::Response] {
+        if !spec.reads(side) {
+            continue;
+        }
+        let this = match (pending, side) {
+            (None, _) => Verdict::Unread(Reason::NoBody),
+            (Some(p), Side::Request) => p.request.verdict(index),
+            (Some(p), Side::Response) => p.response.verdict(index),
+        };
+        result = match (result, this) {
+            (Verdict::Fails, _) | (_, Verdict::Fails) => Verdict::Fails,
+            (Verdict::Unread(r), _) | (_, Verdict::Unread(r)) => Verdict::Unread(r),
+            (Verdict::Holds(a), Verdict::Holds(b)) => Verdict::Holds(a.or(b)),
+        };
+    }
+    result
+}
+
+/// The bodies being read in one VM, by request context, within a memory budget.
+#[derive(Debug, Default)]
+pub struct Bodies {
+    pending: HashMap<u32, Pending>,
+    /// Bytes the copies in `pending` hold.
+    held: usize,
+}
+
+/// Requests whose bodies one VM reads at once; past it a body is not read (`busy`).
+pub const MAX_PENDING: usize = 4096;
+/// Memory one VM gives body copies at once (the VM's memory never shrinks after a peak).
+pub const BUDGET_BYTES: usize = 16 * 1024 * 1024;
+/// A request still pending after this long is forgotten (its end was never seen).
+pub const FORGET_MS: u64 = 10 * 60 * 1000;
+
+/// A chunk of `size` bytes of `side`'s body of request `context`; `end` when it is the last.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk {
+    pub context: u32,
+    pub side: Side,
+    pub size: usize,
+    pub end: bool,
+}
+
+/// What a body chunk needs from the host, asked only when the answer is used.
+pub trait ChunkSource {
+    /// The rules that read this side's body, and how it starts (headers read now).
+    fn start(&mut self) -> Reading;
+    /// The first `n` bytes of the chunk, or `None` if the host would not give them.
+    fn bytes(&mut self, n: usize) -> Option<Vec<u8>>;
+}
+
+impl Bodies {
+    /// A chunk of a body passes. Returns the reason a body was not read for lack of room (to be
+    /// counted at once: the request has no entry to carry it), if so.
+    pub fn chunk(
+        &mut self,
+        chunk: Chunk,
+        now_ms: u64,
+        all: &Rules,
+        source: &mut impl ChunkSource,
+    ) -> Option<Reason> {
+        let Chunk {
+            context,
+            side,
+            size,
+            end,
+        } = chunk;
+        if !self.pending.contains_key(&context) && self.pending.len() >= MAX_PENDING {
+            let reading = source.start();
+            return matches!(reading, Reading::Copying { .. }).then_some(Reason::Busy);
+        }
+        let pending = self.pending.entry(context).or_insert_with(|| Pending {
+            born_ms: now_ms,
+            ..Pending::default()
+        });
+        let reading = pending.side(side);
+        if matches!(reading, Reading::NotStarted) {
+            *reading = source.start();
+        }
+        let before = reading.held();
+        let others = self.held.saturating_sub(before);
+        let wanted = reading.wanted(size);
+        if wanted > 0 {
+            // Checked before copying: past the budget the body is not read at all.
+            if others.saturating_add(reading.holding(wanted)) > BUDGET_BYTES {
+                reading.refuse(Reason::Busy);
+            } else {
+                match source.bytes(wanted) {
+                    Some(bytes) => reading.push(&bytes),
+                    None => reading.refuse(Reason::Busy),
+                }
+            }
+        }
+        if end {
+            reading.end(all, side);
+        }
+        self.held = self
+            .held
+            .saturating_sub(before)
+            .saturating_add(reading.held());
+        None
+    }
+
+    /// The request has ended: its bodies' verdicts, and the entry gone.
+    pub fn finish(&mut self, context: u32) -> Option<Pending> {
+        let pending = self.pending.remove(&context)?;
+        self.held = self
+            .held
+            .saturating_sub(pending.request.held() + pending.response.held());
+        Some(pending)
+    }
+
+    /// Forgets requests pending longer than [`FORGET_MS`] (whose end Envoy never reported).
+    pub fn sweep(&mut self, now_ms: u64) {
+        let mut freed = 0;
+        self.pending.retain(|_, p| {
+            let keep = now_ms.saturating_sub(p.born_ms) < FORGET_MS;
+            if !keep {
+                freed += p.request.held() + p.response.held();
+            }
+            keep
+        });
+        self.held = self.held.saturating_sub(freed);
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Bytes the copies hold now.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+}
+
+#[cfg(test)]
+#[path = "../tests/unit/body.rs"]
+mod tests;
