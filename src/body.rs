@@ -333,6 +333,8 @@ pub fn equals(want: &Json, found: &Found) -> bool {
 pub struct Pending {
     pub request: Reading,
     pub response: Reading,
+    /// The rules whose method and path want the response body, before its status is known.
+    pub response_rules: Vec<usize>,
     /// When the request's first body chunk came: for [`Bodies::sweep`].
     pub born_ms: u64,
 }
@@ -458,6 +460,61 @@ impl Bodies {
             .saturating_sub(before)
             .saturating_add(reading.held());
         None
+    }
+
+    /// The request's headers have passed: `request` is how its body is read (`NotStarted` when
+    /// it has none), `response_rules` the rules that may read the response body. Only a request
+    /// some rule reads gets an entry. Returns `Busy` if the table is full.
+    pub fn request_headers(
+        &mut self,
+        context: u32,
+        now_ms: u64,
+        request: Reading,
+        response_rules: Vec<usize>,
+    ) -> Option<Reason> {
+        if matches!(request, Reading::Skipped | Reading::NotStarted) && response_rules.is_empty() {
+            return None;
+        }
+        if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&context) {
+            return Some(Reason::Busy);
+        }
+        let mut request = request;
+        if self.held.saturating_add(request.held()) > BUDGET_BYTES {
+            request.refuse(Reason::Busy);
+        }
+        let held = request.held();
+        let pending = Pending {
+            request,
+            response: Reading::NotStarted,
+            response_rules,
+            born_ms: now_ms,
+        };
+        if let Some(old) = self.pending.insert(context, pending) {
+            self.held = self
+                .held
+                .saturating_sub(old.request.held() + old.response.held());
+        }
+        self.held = self.held.saturating_add(held);
+        None
+    }
+
+    /// The response's headers have passed: `start` decides, from the rules noted at the
+    /// request, how its body is read.
+    pub fn response_headers(&mut self, context: u32, start: impl FnOnce(&[usize]) -> Reading) {
+        if let Some(pending) = self.pending.get_mut(&context) {
+            if !pending.response_rules.is_empty() {
+                pending.response = start(&pending.response_rules);
+                if self.held.saturating_add(pending.response.held()) > BUDGET_BYTES {
+                    pending.response.refuse(Reason::Busy);
+                }
+                self.held = self.held.saturating_add(pending.response.held());
+            }
+        }
+    }
+
+    /// Whether request `context` has bodies being read.
+    pub fn has(&self, context: u32) -> bool {
+        self.pending.contains_key(&context)
     }
 
     /// The request has ended: its bodies' verdicts, and the entry gone.

@@ -115,8 +115,27 @@ impl<R> Plugins<R> {
         context: u32,
         name: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Option<&mut Live<R>> {
+        self.serving(context, true, name)
+    }
+
+    /// [`Plugins::root_of_request`] while the request goes on (its headers, its body): the
+    /// record stays for the end.
+    pub fn root_of_live_request(
+        &mut self,
+        context: u32,
+        name: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Option<&mut Live<R>> {
+        self.serving(context, false, name)
+    }
+
+    fn serving(
+        &mut self,
+        context: u32,
+        forget: bool,
+        name: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Option<&mut Live<R>> {
         let recorded = self.in_flight.get_mut(slot_of(context)).and_then(|slot| {
-            let (c, root) = std::mem::take(slot);
+            let (c, root) = if forget { std::mem::take(slot) } else { *slot };
             (c == context && c != 0).then_some(root)
         });
         let at = match recorded.and_then(|id| self.roots.iter().position(|l| l.id == id)) {

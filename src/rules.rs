@@ -96,6 +96,12 @@ impl BodyRule {
     }
 }
 
+impl Rule {
+    fn allows(&self, status: u16) -> bool {
+        self.status.is_empty() || self.status.iter().any(|s| s.matches(status))
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     pub rules: Vec<Rule>,
@@ -215,7 +221,8 @@ impl Rules {
     }
 
     /// The rules that read the body on `side` of a request with `method` and `path` (and, for
-    /// the response, `status`): decided before the body, so that only these bodies are read.
+    /// the response, `status`; `None`: not known yet, see [`Rules::status_allows`]): decided
+    /// before the body, so that only these bodies are read.
     pub fn reading_body(
         &self,
         side: Side,
@@ -231,12 +238,15 @@ impl Rules {
                 rule.body.as_ref().is_some_and(|b| b.reads(side))
                     && rule.method.as_ref().is_none_or(|m| m.as_bytes() == method)
                     && path.is_some_and(|p| rule.path.matches(p))
-                    && (side == Side::Request
-                        || rule.status.is_empty()
-                        || status.is_some_and(|s| rule.status.iter().any(|m| m.matches(s))))
+                    && (side == Side::Request || status.is_none_or(|s| rule.allows(s)))
             })
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// Whether rule `index`'s status condition, if any, allows `status`.
+    pub fn status_allows(&self, index: usize, status: u16) -> bool {
+        self.rules.get(index).is_some_and(|r| r.allows(status))
     }
 
     /// Whether candidate `index` also matches the response; `status` is `None` when there was

@@ -1,12 +1,16 @@
-//! The body callbacks, in the module built with the `bodies` feature only (`app_metrics_bodies.wasm`).
+//! The header and body callbacks, in the module built with the `bodies` feature only
+//! (`app_metrics_bodies.wasm`).
 //!
-//! Envoy enters a module that exports these for every body chunk of every request, which is
-//! why the lean module does not. Here a chunk of a request no body rule concerns costs the
-//! callback and one check; a concerned one is copied (`crate::body`), never held back: each
-//! callback answers `Continue`.
+//! Envoy enters a module that exports these for the headers and for every body chunk of every
+//! request, which is why the lean module does not. Header maps can be read only in their own
+//! callback (Envoy forgets them once the filter lets them pass), so the headers decide which
+//! bodies are read: a request no body rule concerns gets no entry, and its chunks cost the
+//! callback and one table lookup. A concerned body is copied (`crate::body`), never held back:
+//! each callback answers `Continue`.
 
 use super::abi::{now_ms, with_vm};
 use super::host::{self, Buffer, Map, Stats};
+use super::root::State;
 use crate::body::{Bodies, Chunk, ChunkSource, Pending, Reading};
 use crate::labels::Side;
 use crate::pairs::{self, decimal};
@@ -18,45 +22,118 @@ thread_local! {
     static BODIES: RefCell<Bodies> = RefCell::new(Bodies::default());
 }
 
-/// `Continue`: the chunk goes on to the next filter at once.
+/// `Continue`: the headers or the chunk go on to the next filter at once.
 const CONTINUE: u32 = 0;
 
 #[no_mangle]
-pub extern "C" fn proxy_on_request_body(context_id: u32, size: usize, end_of_stream: u32) -> u32 {
-    on_body(context_id, Side::Request, size, end_of_stream != 0);
+pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, end: u32) -> u32 {
+    on_headers(context_id, Side::Request, end != 0);
     CONTINUE
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_response_body(context_id: u32, size: usize, end_of_stream: u32) -> u32 {
-    on_body(context_id, Side::Response, size, end_of_stream != 0);
+pub extern "C" fn proxy_on_response_headers(context_id: u32, _headers: usize, end: u32) -> u32 {
+    on_headers(context_id, Side::Response, end != 0);
     CONTINUE
 }
 
-fn on_body(context: u32, side: Side, size: usize, end: bool) {
+#[no_mangle]
+pub extern "C" fn proxy_on_request_body(context_id: u32, size: usize, end: u32) -> u32 {
+    on_body(context_id, Side::Request, size, end != 0);
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_body(context_id: u32, size: usize, end: u32) -> u32 {
+    on_body(context_id, Side::Response, size, end != 0);
+    CONTINUE
+}
+
+/// Runs `f` with the configuration serving request `context`, if it reads any body.
+fn with_body_rules(context: u32, f: impl FnOnce(&mut State)) {
     with_vm(|vm| {
-        let live = vm.root_of_request(context, host::plugin_name);
-        let Some(state) = live.and_then(|l| l.root.state()) else {
-            return;
-        };
-        let rules = &state.filter.rules;
-        if !rules.reads_body(side) {
-            return;
+        let live = vm.root_of_live_request(context, host::plugin_name);
+        if let Some(state) = live.and_then(|l| l.root.state()) {
+            let rules = &state.filter.rules;
+            if rules.reads_body(Side::Request) || rules.reads_body(Side::Response) {
+                f(state);
+            }
         }
-        let mut source = HostChunk { side, rules };
-        let now = now_ms();
+    });
+}
+
+/// Headers of the body they announce: content type, encoding and declared length.
+fn start_reading(rules: &Rules, concerned: Vec<usize>, map: &[u8], no_body: bool) -> Reading {
+    if no_body {
+        return Reading::NotStarted;
+    }
+    Reading::start(
+        rules,
+        concerned,
+        pairs::get(map, "content-type"),
+        pairs::get(map, "content-encoding"),
+        pairs::get(map, "content-length").and_then(decimal),
+    )
+}
+
+fn on_headers(context: u32, side: Side, end: bool) {
+    if side == Side::Response && !with_bodies(|b| b.has(context)).unwrap_or(false) {
+        return;
+    }
+    with_body_rules(context, |state| {
+        let rules = &state.filter.rules;
+        let busy = match side {
+            Side::Request => {
+                let map = read_map(Map::Request);
+                let method = pairs::get(&map, ":method").unwrap_or_default();
+                let path = pairs::get(&map, ":path").and_then(|p| std::str::from_utf8(p).ok());
+                let request = rules.reading_body(Side::Request, method, path, None);
+                let response = rules.reading_body(Side::Response, method, path, None);
+                let reading = start_reading(rules, request, &map, end);
+                let now = now_ms();
+                with_bodies(|b| b.request_headers(context, now, reading, response)).flatten()
+            }
+            Side::Response => {
+                let map = read_map(Map::Response);
+                let status = pairs::get(&map, ":status")
+                    .and_then(decimal)
+                    .and_then(|s| u16::try_from(s).ok());
+                with_bodies(|b| {
+                    b.response_headers(context, |noted| {
+                        let concerned = noted
+                            .iter()
+                            .copied()
+                            .filter(|&i| status.is_some_and(|s| rules.status_allows(i, s)))
+                            .collect();
+                        start_reading(rules, concerned, &map, end)
+                    })
+                });
+                None
+            }
+        };
+        if let Some(reason) = busy {
+            state
+                .registry
+                .body_not_counted(&state.filter, &Stats, reason);
+        }
+    });
+}
+
+fn on_body(context: u32, side: Side, size: usize, end: bool) {
+    if !with_bodies(|b| b.has(context)).unwrap_or(false) {
+        return;
+    }
+    with_body_rules(context, |state| {
+        let mut source = HostChunk { side };
         let chunk = Chunk {
             context,
             side,
             size,
             end,
         };
-        let busy = with_bodies(|b| b.chunk(chunk, now, rules, &mut source));
-        if let Some(reason) = busy.flatten() {
-            state
-                .registry
-                .body_not_counted(&state.filter, &Stats, reason);
-        }
+        let now = now_ms();
+        let rules = &state.filter.rules;
+        with_bodies(|b| b.chunk(chunk, now, rules, &mut source));
     });
 }
 
@@ -82,40 +159,19 @@ fn with_bodies<R>(f: impl FnOnce(&mut Bodies) -> R) -> Option<R> {
     BODIES.with(|b| b.try_borrow_mut().ok().map(|mut b| f(&mut b)))
 }
 
-/// The host side of one body chunk: its headers (read when the body starts) and its bytes.
-struct HostChunk<'a> {
-    side: Side,
-    rules: &'a Rules,
-}
-
 fn read_map(map: Map) -> Vec<u8> {
     host::header_pairs(map).ok().flatten().unwrap_or_default()
 }
 
-impl ChunkSource for HostChunk<'_> {
+/// The bytes of the chunk passing. Its side was decided at its headers: one not decided then
+/// is not read.
+struct HostChunk {
+    side: Side,
+}
+
+impl ChunkSource for HostChunk {
     fn start(&mut self) -> Reading {
-        let request = read_map(Map::Request);
-        let method = pairs::get(&request, ":method").unwrap_or_default();
-        let path = pairs::get(&request, ":path").and_then(|p| std::str::from_utf8(p).ok());
-        let response = match self.side {
-            Side::Request => Vec::new(),
-            Side::Response => read_map(Map::Response),
-        };
-        let status = pairs::get(&response, ":status")
-            .and_then(decimal)
-            .and_then(|s| u16::try_from(s).ok());
-        let headers = match self.side {
-            Side::Request => &request,
-            Side::Response => &response,
-        };
-        let concerned = self.rules.reading_body(self.side, method, path, status);
-        Reading::start(
-            self.rules,
-            concerned,
-            pairs::get(headers, "content-type"),
-            pairs::get(headers, "content-encoding"),
-            pairs::get(headers, "content-length").and_then(decimal),
-        )
+        Reading::Skipped
     }
 
     fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {

@@ -652,6 +652,9 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub delay: Duration,
+    /// Sent with `transfer-encoding: chunked` (no `content-length`) in pieces of this many
+    /// bytes, `pause` apart, when set.
+    pub chunked: Option<(usize, Duration)>,
 }
 
 impl Reply {
@@ -661,7 +664,17 @@ impl Reply {
             headers: Vec::new(),
             body: body.into(),
             delay: Duration::ZERO,
+            chunked: None,
         }
+    }
+    /// JSON with its content type.
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply::new(status, body).header("content-type", "application/json")
+    }
+    /// Sent chunked, `piece` bytes at a time, `pause` between pieces.
+    pub fn chunked(mut self, piece: usize, pause: Duration) -> Reply {
+        self.chunked = Some((piece, pause));
+        self
     }
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.to_string(), value.to_string()));
@@ -715,8 +728,19 @@ impl Upstream {
                         if !reply.delay.is_zero() {
                             thread::sleep(reply.delay);
                         }
-                        let mut response = tiny_http::Response::from_data(reply.body)
-                            .with_status_code(reply.status);
+                        let mut response = match reply.chunked {
+                            None => tiny_http::Response::from_data(reply.body).boxed(),
+                            Some((piece, pause)) => tiny_http::Response::new(
+                                reply.status.into(),
+                                Vec::new(),
+                                Paced::boxed(reply.body, piece, pause),
+                                None,
+                                None,
+                            )
+                            .with_chunked_threshold(0)
+                            .boxed(),
+                        }
+                        .with_status_code(reply.status);
                         for (name, value) in &reply.headers {
                             response.add_header(
                                 tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
@@ -768,6 +792,39 @@ impl Upstream {
             .filter(|((_, p, _), _)| p == path)
             .map(|(_, n)| n)
             .sum()
+    }
+}
+
+/// A body read `piece` bytes at a time with a pause between pieces: each reaches the proxy
+/// as a chunk of its own.
+struct Paced {
+    body: Vec<u8>,
+    at: usize,
+    piece: usize,
+    pause: Duration,
+}
+
+impl Paced {
+    fn boxed(body: Vec<u8>, piece: usize, pause: Duration) -> Box<dyn Read + Send> {
+        Box::new(Paced {
+            body,
+            at: 0,
+            piece: piece.max(1),
+            pause,
+        })
+    }
+}
+
+impl Read for Paced {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at > 0 && self.at < self.body.len() {
+            thread::sleep(self.pause);
+        }
+        let end = self.body.len().min(self.at + self.piece.min(buf.len()));
+        let n = end - self.at;
+        buf[..n].copy_from_slice(&self.body[self.at..end]);
+        self.at = end;
+        Ok(n)
     }
 }
 
