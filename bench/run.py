@@ -57,6 +57,8 @@ OUT = ROOT / "dist" / "bench"
 APP_WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "app_metrics.wasm"
 # rustc's own output: `make build` may replace APP_WASM by its wasm-opt'd version, not this one.
 RAW_WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "deps" / "app_metrics.wasm"
+# The body-reading build (`make build` makes both).
+BODIES_WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "app_metrics_bodies.wasm"
 EMPTY_DIR = BENCH / "empty-filter"
 EMPTY_WASM = EMPTY_DIR / "target" / "wasm32-wasip1" / "release" / "empty_filter.wasm"
 PROBE_DIR = BENCH / "probe-filter"
@@ -92,7 +94,20 @@ DIAGNOSTIC = [
     ("total-duration", '{"http_metrics": {"total_duration": true}}',
      "app-metrics, default config + total_duration"),
 ]
-LABEL = {k: label for k, _, label in VARIANTS + DIAGNOSTIC}
+# `--bodies`: the body-reading module (app_metrics_bodies.wasm), with the default configuration
+# (what the build costs before any body rule) and with one response-body rule on POST /login
+# (read for 1 request in 4: both logins of bench/traffic.lua's cycle).
+SEED = ('{"name": "successful_login_details_total", "match": {"method": "POST", "path": "/login", '
+        '"status": ["2xx"]}}, {"name": "failed_login_details_total", "match": {"method": "POST", '
+        '"path": "/login", "status": [400, 401]}}')
+BODIES = [
+    ("bodies", "{}", "app-metrics-bodies, default config"),
+    ("bodies-rule", '{"counters": [' + SEED + ', {"name": "invalid_credentials_total", "match": '
+     '{"method": "POST", "path": "/login", "response_json": [{"pointer": "/detail", '
+     '"equals": "invalid credentials"}]}}]}',
+     "app-metrics-bodies, default config + a response-body rule on /login"),
+]
+LABEL = {k: label for k, _, label in VARIANTS + DIAGNOSTIC + BODIES}
 # `--baseline WASM`: the default configuration on another build of the module (e.g. main's), in
 # the same run, for the A/B every change to the request path owes BENCHMARKS.md.
 LABEL["default-base"] = "app-metrics, default config, baseline module"
@@ -220,6 +235,9 @@ def variant_config(key, ports, upstream, plugin_config, filters_override=None,
         snippet_file, wasm_app = "4-default.yaml", RAW_WASM
     elif key == "default-base":
         snippet_file, wasm_app = "4-default.yaml", BASELINE_WASM
+    elif key in dict((k, c) for k, c, _ in BODIES):
+        snippet_file, wasm_app = "5-full.yaml", BODIES_WASM
+        plugin_config = dict((k, c) for k, c, _ in BODIES)[key]
     elif key.startswith("probe") or key == "bare":
         # bench/probe-filter; `bare` is it with nothing to do.
         snippet_file, wasm_app = "5-full.yaml", PROBE_WASM
@@ -521,7 +539,8 @@ def measure_interleaved(args, binary, keys, plugin_config):
             envoy.stop()
 
 
-COUNTS_LOGINS = ("lua", "default", "full", "counters", "default-raw", "default-base")
+COUNTS_LOGINS = ("lua", "default", "full", "counters", "default-raw", "default-base", "bodies",
+                 "bodies-rule")
 
 
 def sanity(r):
@@ -623,7 +642,8 @@ def summarize(keys, runs, rss2, sizes, max_foreign):
         s["variants"][k] = row
     for a, b in (("default", "empty"), ("full", "empty"), ("default", "lua"), ("full", "lua"),
                  ("default", "bare"), ("full", "bare"), ("bare", "empty"),
-                 ("probe-maps", "lua"), ("probe-maps", "empty"), ("default", "default-base")):
+                 ("probe-maps", "lua"), ("probe-maps", "empty"), ("default", "default-base"),
+                 ("bodies", "default"), ("bodies-rule", "default")):
         if a in keys and b in keys:
             s["ratios"][f"{a}_vs_{b}"] = paired(
                 lambda rr, a=a, b=b: rr[a]["rps"] / rr[b]["rps"], (a, b))
@@ -808,6 +828,13 @@ def results_markdown(s, tgts, meta, runs):
                      f"(`--baseline`): {cell(rt['default_vs_default-base'], 3)} in throughput; "
                      f"CPU per request {cell(v['default']['cpu_us_per_req'], 1)} vs "
                      f"{cell(v['default-base']['cpu_us_per_req'], 1)} µs.")
+    for k in ("bodies", "bodies-rule"):
+        if f"{k}_vs_default" in rt:
+            lines.append("")
+            lines.append(f"{LABEL[k]} / app-metrics, default config: "
+                         f"{cell(rt[f'{k}_vs_default'], 3)} in throughput; CPU per request "
+                         f"{cell(v[k]['cpu_us_per_req'], 1)} vs "
+                         f"{cell(v['default']['cpu_us_per_req'], 1)} µs.")
     lines.append("")
     lines.append("Latency over the empty filter, paired per cycle, c1 (one request at a time): "
                  f"p50 default {cell(v['default']['c1_p50_over_empty'], 0, sign=True)} µs, full "
@@ -868,8 +895,9 @@ def print_summary(s, tgts):
             f"{fmt((r['rss_kib']['median'] or 0) / KIB, 1):>6} "
             f"{fmt((r['rss2_kib']['median'] or 0) / KIB, 1):>6} "
             f"{fmt((r['heap_allocated_kib']['median'] or 0) / KIB, 1):>5}")
-    if "default_vs_default-base" in s["ratios"]:
-        log(f"A/B default / default-base: {fmt(s['ratios']['default_vs_default-base']['median'], 3)}")
+    for a, b in (("default", "default-base"), ("bodies", "default"), ("bodies-rule", "default")):
+        if f"{a}_vs_{b}" in s["ratios"]:
+            log(f"A/B {a} / {b}: {fmt(s['ratios'][f'{a}_vs_{b}']['median'], 3)}")
     if tgts:
         log("")
         for t in tgts:
@@ -1034,6 +1062,8 @@ def main():
     p.add_argument("--baseline", metavar="WASM",
                    help="also measure the default configuration on this .wasm (an A/B against "
                         "another build, e.g. main's), reported as default/default-base")
+    p.add_argument("--bodies", action="store_true",
+                   help="add the body-reading module: default config, and with a body rule")
     p.add_argument("--diagnose", action="store_true",
                    help="also run app-metrics-wasm with parts switched off by configuration "
                         "(region bench:diagnosis of BENCHMARKS.md)")
@@ -1076,6 +1106,10 @@ def main():
         if not BASELINE_WASM.is_file():
             sys.exit(f"--baseline: no file {BASELINE_WASM}")
         keys.append("default-base")
+    if args.bodies:
+        if not BODIES_WASM.is_file():
+            sys.exit(f"--bodies: no file {BODIES_WASM} (make build)")
+        keys += [k for k, _, _ in BODIES]
     if args.diagnose:
         keys = ["none", "empty", "bare", "lua", "probe-2", "probe-maps", "probe-default", "off",
                 "counters", "requests", "default", "default-raw", "full"]
