@@ -16,9 +16,14 @@
 //! (`app_metrics.wasm`, the image `…/app-metrics-wasm:0.1.0`). [`Options::any_module`] takes
 //! every wasm filter instead. Other wasm filters are reported as skipped.
 //!
+//! Two builds: the lean module refuses body rules ([`config::check_build`]). A configuration that
+//! reads a body is told to need the body-reading one ([`BODIES_MODULE`], image tag
+//! `<version>-bodies`), and is an error where the file clearly loads the lean one
+//! ([`loads_lean_module`]): the filter would refuse it with the same message.
+//!
 //! Host only (serde_yaml): `lib.rs` compiles this module only outside wasm32.
 
-use crate::config::{self, Config, SeriesBound};
+use crate::config::{self, Config, SeriesBound, BODIES_MODULE, LEAN_MODULE};
 use crate::filter::Filter;
 use crate::labels::LABEL_NAMES;
 use crate::metrics::DURATION;
@@ -29,7 +34,9 @@ pub const USAGE: &str = "\
 usage: app-metrics check [--any-module] FILE...
 
 Validates app-metrics-wasm configurations exactly as the filter does, and prints what each valid
-one needs: Istio's extraStatTags (the filter's labels and the configuration's own) and the
+one needs: the body-reading module when it reads a body (app_metrics_bodies.wasm, image tag
+<version>-bodies; an error where the file loads app_metrics.wasm or an image tag without
+-bodies); Istio's extraStatTags (the filter's labels and the configuration's own) and the
 sidecar.istio.io/statsHistogramBuckets annotation; and the most series it can make.
 
 FILE: a *.json file (the plugin configuration itself), or YAML / JSON holding Envoy wasm HTTP
@@ -74,6 +81,9 @@ pub struct Options {
 pub struct Found {
     pub location: String,
     pub bytes: Result<Vec<u8>, String>,
+    /// Where the file names the lean module for it, when it clearly does: `spec.url
+    /// (oci://…/app-metrics-wasm:0.1.0)`.
+    pub lean: Option<String>,
 }
 
 /// What a file holds.
@@ -206,6 +216,7 @@ pub fn check(name: &str, contents: &[u8], options: Options) -> Report {
             found: vec![Found {
                 location: String::new(),
                 bytes: Ok(contents.to_vec()),
+                lean: None,
             }],
             ..Scan::default()
         }
@@ -237,10 +248,26 @@ pub fn check(name: &str, contents: &[u8], options: Options) -> Report {
             .and_then(|bytes| config::parse(&bytes).map_err(|e| e.to_string()));
         match outcome {
             Ok(config) => {
+                // The lean module refuses body rules: its own message, and where the file loads it.
+                if let (Err(refusal), Some(lean)) =
+                    (config::check_build(&config, false), &found.lean)
+                {
+                    report.stderr.push(format!(
+                        "{}: {refusal}; {lean} loads the lean build",
+                        at(&found.location)
+                    ));
+                    report.errors += 1;
+                    continue;
+                }
                 let needs = needs(&config);
                 report
                     .stdout
                     .push(format!("{}: valid", at(&found.location)));
+                if let Some(field) = config::first_body_read(&config) {
+                    report
+                        .stdout
+                        .push(format!("  module: {}", bodies_module_text(&field)));
+                }
                 report
                     .stdout
                     .push(format!("  extraStatTags: {}", needs.extra_stat_tags_json()));
@@ -269,6 +296,42 @@ pub fn check(name: &str, contents: &[u8], options: Options) -> Report {
         report.errors += 1;
     }
     report
+}
+
+/// `app_metrics_bodies.wasm (image tag 0.1.0-bodies): counters[2].match.response_json reads a
+/// body`: the module a configuration reading a body needs, and the image `make oci` tags it.
+pub fn bodies_module_text(field: &str) -> String {
+    format!(
+        "{BODIES_MODULE} (image tag {}): {field} reads a body",
+        bodies_image_tag()
+    )
+}
+
+/// The tag `make oci` gives the body-reading image: the crate version, `-bodies`.
+pub fn bodies_image_tag() -> String {
+    format!("{}{BODIES_TAG_SUFFIX}", env!("CARGO_PKG_VERSION"))
+}
+
+/// How the body-reading image's tag ends (`scripts/oci.sh`).
+pub const BODIES_TAG_SUFFIX: &str = "-bodies";
+
+/// Whether `source` clearly loads the lean module, which refuses body rules. `image`: `source` is
+/// an Istio plugin URL, an image reference unless its scheme says otherwise (Istio's default is
+/// `oci://`); lean when it has a tag that does not end in `-bodies` (a digest alone says nothing).
+/// Otherwise (a file name, a `file://`/`http(s)://` URL): lean when the file is `app_metrics.wasm`.
+/// Anything else (`plugin.wasm`, an image without a tag) may be either build.
+pub fn loads_lean_module(source: &str, image: bool) -> bool {
+    let (scheme, rest) = source.split_once("://").unwrap_or(("oci", source));
+    if image && scheme.eq_ignore_ascii_case("oci") {
+        let reference = rest.split('@').next().unwrap_or_default();
+        let last = reference.rsplit('/').next().unwrap_or_default();
+        return match last.split_once(':') {
+            Some((_, tag)) => !tag.ends_with(BODIES_TAG_SUFFIX),
+            None => false,
+        };
+    }
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    path.rsplit('/').next() == Some(LEAN_MODULE)
 }
 
 /// Every configuration in a multi-document YAML (or JSON) text.
@@ -479,10 +542,14 @@ fn wasm_filter(fields: &Mapping, at: &Loc, options: Options, scan: &mut Scan) {
         scan.skipped.push((at.render(), module));
         return;
     }
+    let lean = code_field(config)
+        .filter(|_| loads_lean_module(&module, false))
+        .map(|field| format!("config.{field} ({module})"));
     let found = match get(config, "configuration") {
         None => Found {
             location: at.render(),
             bytes: Ok(Vec::new()),
+            lean,
         },
         Some(any) => Found {
             location: at.field("configuration").render(),
@@ -492,6 +559,7 @@ fn wasm_filter(fields: &Mapping, at: &Loc, options: Options, scan: &mut Scan) {
                     format!("is not a google.protobuf.Any (expected {{\"@type\": {STRING_VALUE}, value: …}})")
                 })
                 .and_then(any_bytes),
+            lean,
         },
     };
     scan.found.push(found);
@@ -556,6 +624,25 @@ fn code_source(config: &Mapping) -> String {
     }
 }
 
+/// The field of a PluginConfig naming its code's file or URL, if it has one.
+fn code_field(config: &Mapping) -> Option<&'static str> {
+    let code = get_map(config, "vm_config").and_then(|vm| get_map(vm, "code"))?;
+    if get_map(code, "local")
+        .and_then(|l| get_str(l, "filename"))
+        .is_some()
+    {
+        Some("vm_config.code.local.filename")
+    } else if get_map(code, "remote")
+        .and_then(|r| get_map(r, "http_uri"))
+        .and_then(|u| get_str(u, "uri"))
+        .is_some()
+    {
+        Some("vm_config.code.remote.http_uri.uri")
+    } else {
+        None
+    }
+}
+
 /// Whether `source` (a file name, a URL, an image reference) is this module; see the module doc.
 pub fn is_this_module(source: &str) -> bool {
     let without_scheme = source.split_once("://").map_or(source, |(_, rest)| rest);
@@ -580,6 +667,9 @@ fn istio_plugin(spec: &Mapping, at: &Loc, options: Options, scan: &mut Scan) {
         scan.skipped.push((at.render(), url.to_string()));
         return;
     }
+    let lean = get_str(spec, "url")
+        .filter(|url| loads_lean_module(url, true))
+        .map(|url| format!("{} ({url})", at.field("url").path));
     let at = at.field("pluginConfig");
     let bytes = match get(spec, "pluginConfig") {
         // Istio sets no configuration for an empty Struct: the filter gets empty bytes.
@@ -593,6 +683,7 @@ fn istio_plugin(spec: &Mapping, at: &Loc, options: Options, scan: &mut Scan) {
     scan.found.push(Found {
         location: at.render(),
         bytes,
+        lean,
     });
 }
 
