@@ -1381,11 +1381,6 @@ class LoginApp(BaseHTTPRequestHandler):
         pass
 
 
-# strict: passing fails too, so this marker goes when the module counts.
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "c1072cf's bodies module counts every body rule as no_body in Envoy 1.40: in proxy_on_response_body "
-    "proxy_get_header_map_pairs(request or response headers) answers NOT_FOUND, so glue/body.rs sees no "
-    "method, path or status and reads no body"))
 def test_envoy_bodies_counts_logins_answered_200_with_an_error(tmp_path, bodies_wasm_bytes):
     """envoy/envoy-bodies.yaml in real Envoy (on 127.0.0.1, free ports) in front of a login API
     answering 200 either way: the body rule counts exactly the locked ones, the seed's counters
