@@ -143,10 +143,13 @@ oci: build
 	bash scripts/oci.sh
 
 .PHONY: k8s kit
-## k8s: copies the built filter (and the demo app) next to the kustomizations that ship them
+## k8s: copies the built filter (and the demo app) next to the kustomizations that ship them;
+## the body-reading module too, for those switching to it (docs/deploy.md, "Which module")
 k8s: build
 	cp $(WASM) k8s/envoy-sidecar/app_metrics.wasm
 	cp $(WASM) k8s/istio-file/app_metrics.wasm
+	cp $(BODIES_WASM) k8s/envoy-sidecar/app_metrics_bodies.wasm
+	cp $(BODIES_WASM) k8s/istio-file/app_metrics_bodies.wasm
 	cp demo/app.py k8s/envoy-sidecar/app.py
 
 ## kit: the rollout kit (istio/, k8s/, the OCI image) validated offline: schemas, promtool, the

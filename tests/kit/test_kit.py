@@ -1014,6 +1014,10 @@ def test_envoy_sidecar_manifests(built, wasm_bytes, sidecar_envoy_config):
     assert base64.b64decode(wasm_cm["binaryData"]["app_metrics.wasm"]) == wasm_bytes, \
         "k8s/envoy-sidecar/app_metrics.wasm is not this build: run 'make k8s'"
     assert len(wasm_bytes) < ONE_MIB, "a ConfigMap holds at most 1 MiB"
+    # The body-reading module, which `make k8s` copies beside it for those who switch (docs/deploy.md).
+    bodies = ROOT / "k8s/envoy-sidecar/app_metrics_bodies.wasm"
+    assert bodies.read_bytes() == BODIES_WASM.read_bytes(), "not this build: run 'make k8s'"
+    assert bodies.stat().st_size < ONE_MIB, "a ConfigMap holds at most 1 MiB"
     assert yaml.safe_load(configmaps[volumes["envoy-config"]]["data"]["envoy.yaml"]) == sidecar_envoy_config
     assert configmaps[volumes["app-code"]]["data"]["app.py"] == (ROOT / "demo/app.py").read_text(), \
         "k8s/envoy-sidecar/app.py is not demo/app.py: run 'make k8s'"
