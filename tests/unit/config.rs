@@ -480,3 +480,305 @@ logic_test!(
         }
     }
 );
+
+// ---------------------------------------------------------------------------------------------
+// Counters on JSON bodies (issue 14)
+// ---------------------------------------------------------------------------------------------
+
+/// One counter on `POST /p`, `matching` added to its match and `extra` to its fields.
+fn body_counter(matching: &str, extra: &str) -> String {
+    format!(
+        r#"{{"counters": [{{"name": "c_total", "match": {{"method": "POST", "path": "/p"{matching}}}{extra}}}]}}"#
+    )
+}
+
+// Every body rule, each message exact: the field path and the expectation.
+logic_test!(
+    fn invalid_body_rules_name_the_field() {
+        let response =
+            |conditions: &str| body_counter(&format!(r#", "response_json": [{conditions}]"#), "");
+        let request =
+            |conditions: &str| body_counter(&format!(r#", "request_json": [{conditions}]"#), "");
+        let conditions = |n: usize| {
+            (0..n)
+                .map(|i| format!(r#"{{"pointer": "/k{i}", "present": true}}"#))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let one_of = "must set exactly one of equals (a string, number, boolean or null), present (true or false)";
+        let cases: Vec<(String, String)> = vec![
+            (response(r#"{"pointer": "/a", "equal": 1}"#),
+             "counters[0].match.response_json[0].equal: unknown field `equal`, expected one of `pointer`, `equals`, `present`".into()),
+            (request(r#"{"pointer": "/a", "present": true}, {"pointer": "/b", "equals": 1, "present": true}"#),
+             format!("counters[0].match.request_json[1]: {one_of}")),
+            (response(r#"{"pointer": "/a"}"#), format!("counters[0].match.response_json[0]: {one_of}")),
+            // `present: null` is no test either.
+            (response(r#"{"pointer": "/a", "present": null}"#), format!("counters[0].match.response_json[0]: {one_of}")),
+            (response(r#"{"pointer": "/a", "equals": [1]}"#),
+             "counters[0].match.response_json[0].equals: invalid type: array, expected a string, number, boolean or null".into()),
+            (response(r#"{"pointer": "/a", "equals": {"b": 1}}"#),
+             "counters[0].match.response_json[0].equals: invalid type: object, expected a string, number, boolean or null".into()),
+            (response(r#"{"pointer": "/a", "present": "yes"}"#),
+             "counters[0].match.response_json[0].present: invalid type: string \"yes\", expected a boolean".into()),
+            (response(r#"{"pointer": "a/b", "present": true}"#),
+             r#"counters[0].match.response_json[0].pointer: "a/b" is not a JSON pointer (expected "" for the root or a path starting with '/')"#.into()),
+            (request(r##"{"pointer": "#/a", "equals": "x"}"##),
+             r##"counters[0].match.request_json[0].pointer: "#/a" is not a JSON pointer (expected "" for the root or a path starting with '/')"##.into()),
+            (response(r#"{"pointer": 1, "present": true}"#),
+             "counters[0].match.response_json[0].pointer: invalid type: integer `1`, expected a string".into()),
+            (response(r#"{"equals": 1}"#), "counters[0].match.response_json[0]: missing field `pointer`".into()),
+            (response(r#"{"pointer": "/a", "pointer": "/b", "present": true}"#),
+             "counters[0].match.response_json[0].pointer: duplicate field `pointer`".into()),
+            (response(r#""/a""#),
+             "counters[0].match.response_json[0]: invalid type: string \"/a\", expected an object".into()),
+            (body_counter(r#", "response_json": {"pointer": "/a", "present": true}"#, ""),
+             r#"counters[0].match.response_json: invalid type: object, expected an array of {"pointer": …, "equals"|"present": …}"#.into()),
+            (request(&conditions(17)), "counters[0].match.request_json: has 17 conditions (expected at most 16)".into()),
+            (response(&conditions(17)), "counters[0].match.response_json: has 17 conditions (expected at most 16)".into()),
+            (body_counter("", r#", "increment": {"request_json": "/n", "response_json": "/n"}"#),
+             "counters[0].increment: must set exactly one of request_json, response_json (the JSON pointer of the amount in that body)".into()),
+            (body_counter("", r#", "increment": {}"#),
+             "counters[0].increment: must set exactly one of request_json, response_json (the JSON pointer of the amount in that body)".into()),
+            (body_counter("", r#", "increment": {"response_json": null}"#),
+             "counters[0].increment: must set exactly one of request_json, response_json (the JSON pointer of the amount in that body)".into()),
+            (body_counter("", r#", "increment": {"body_json": "/n"}"#),
+             "counters[0].increment.body_json: unknown field `body_json`, expected one of `request_json`, `response_json`".into()),
+            (body_counter("", r#", "increment": "/n""#),
+             "counters[0].increment: invalid type: string \"/n\", expected an object".into()),
+            (body_counter("", r#", "increment": {"response_json": "usage/total_tokens"}"#),
+             r#"counters[0].increment.response_json: "usage/total_tokens" is not a JSON pointer (expected "" for the root or a path starting with '/')"#.into()),
+            (body_counter("", r#", "increment": {"request_json": 5}"#),
+             "counters[0].increment.request_json: invalid type: integer `5`, expected a string".into()),
+            (body_counter("", r#", "increment": {"response_json": "/n"}, "max_body_bytes": 0"#),
+             "counters[0].max_body_bytes: 0 is out of range (expected 1-1048576)".into()),
+            (body_counter("", r#", "increment": {"response_json": "/n"}, "max_body_bytes": 1048577"#),
+             "counters[0].max_body_bytes: 1048577 is out of range (expected 1-1048576)".into()),
+            (body_counter("", r#", "increment": {"response_json": "/n"}, "max_body_bytes": -1"#),
+             "counters[0].max_body_bytes: invalid value: integer `-1`, expected u64".into()),
+            (body_counter("", r#", "increment": {"response_json": "/n"}, "max_body_bytes": 1.5"#),
+             "counters[0].max_body_bytes: invalid type: floating point number, expected u64".into()),
+            (body_counter("", r#", "max_body_bytes": 1024"#),
+             "counters[0].max_body_bytes: is set, but the counter reads no body (expected match.request_json, match.response_json or increment with it)".into()),
+            (r#"{"counters": [{"name": "a", "match": {}}, {"name": "b", "match": {"method": "POST", "response_json": [{"pointer": "/ok", "equals": false}]}}]}"#.into(),
+             "counters[1].match.path: is missing, and the counter reads a body (expected the path whose bodies are read: the path decides before the body which requests pay for reading it)".into()),
+            (r#"{"counters": [{"name": "a", "match": {"status": ["2xx"]}, "increment": {"response_json": "/n"}}]}"#.into(),
+             "counters[0].match.path: is missing, and the counter reads a body (expected the path whose bodies are read: the path decides before the body which requests pay for reading it)".into()),
+        ];
+        for (json, want) in &cases {
+            assert_eq!(&err(json), want, "config {json}");
+        }
+    }
+);
+
+logic_test!(
+    fn body_rules_read_what_they_say() {
+        let c = |matching: &str, extra: &str| {
+            let json = body_counter(matching, extra);
+            match parse(json.as_bytes()) {
+                Ok(config) => config.counters[0].clone(),
+                Err(e) => panic!("{json}: {e}"),
+            }
+        };
+        // `equals: null` is a condition on a null, not an absent test.
+        let null = c(
+            r#", "response_json": [{"pointer": "/data", "equals": null}]"#,
+            "",
+        );
+        assert_eq!(
+            null.matches.response_json,
+            [BodyCondition {
+                pointer: "/data".into(),
+                test: BodyTest::Equals(Json::Null)
+            }]
+        );
+        assert!(null.reads_body(Side::Response) && !null.reads_body(Side::Request));
+        let each = c(
+            r#", "request_json": [{"pointer": "", "present": true}, {"pointer": "/a/0/b~1c", "present": false},
+                {"pointer": "/s", "equals": "x"}, {"pointer": "/n", "equals": -2.5}, {"pointer": "/b", "equals": true}]"#,
+            r#", "max_body_bytes": 1"#,
+        );
+        assert_eq!(
+            each.matches.request_json,
+            [
+                BodyCondition {
+                    pointer: String::new(),
+                    test: BodyTest::Present(true)
+                },
+                BodyCondition {
+                    pointer: "/a/0/b~1c".into(),
+                    test: BodyTest::Present(false)
+                },
+                BodyCondition {
+                    pointer: "/s".into(),
+                    test: BodyTest::Equals(Json::String("x".into()))
+                },
+                BodyCondition {
+                    pointer: "/n".into(),
+                    test: BodyTest::Equals(Json::Number(Number::Float(-2.5)))
+                },
+                BodyCondition {
+                    pointer: "/b".into(),
+                    test: BodyTest::Equals(Json::Bool(true))
+                },
+            ]
+        );
+        assert!(each.reads_body(Side::Request) && !each.reads_body(Side::Response));
+        assert_eq!((each.max_body_bytes, each.body_limit()), (Some(1), 1));
+        // 16 conditions, 1 MiB, null fields as absent.
+        let sixteen = (0..16)
+            .map(|i| format!(r#"{{"pointer": "/k{i}", "present": true}}"#))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let most = c(
+            &format!(r#", "response_json": [{sixteen}], "request_json": null"#),
+            r#", "max_body_bytes": 1048576, "increment": null"#,
+        );
+        assert_eq!(most.matches.response_json.len(), 16);
+        assert!(most.matches.request_json.is_empty());
+        assert_eq!(most.increment, None);
+        assert_eq!(most.body_limit(), MAX_COUNTER_BODY_BYTES);
+        // An increment alone reads its side's body; the default limit is 64 KiB.
+        let amount = c(
+            "",
+            r#", "increment": {"request_json": "/items/3"}, "max_body_bytes": null"#,
+        );
+        assert_eq!(
+            amount.increment,
+            Some(Increment {
+                side: Side::Request,
+                pointer: "/items/3".into()
+            })
+        );
+        assert!(amount.reads_body(Side::Request) && !amount.reads_body(Side::Response));
+        assert_eq!((amount.max_body_bytes, amount.body_limit()), (None, 65536));
+        // Empty lists read nothing, and a counter reading nothing needs no path.
+        let none = parse(
+            br#"{"counters": [{"name": "a", "match": {"request_json": [], "response_json": []}}]}"#,
+        )
+        .unwrap();
+        assert!(
+            !none.counters[0].reads_body(Side::Request)
+                && !none.counters[0].reads_body(Side::Response)
+        );
+        assert_eq!(first_body_read(&none), None);
+    }
+);
+
+/// Issue 14's example configuration.
+const BODIES_EXAMPLE: &str = r#"{"counters": [
+  {"name": "wrong_password_total",
+   "match": {"method": "POST", "path": "/login",
+             "response_json": [{"pointer": "/detail", "equals": "Incorrect username or password"}]}},
+  {"name": "locked_logins_total",
+   "match": {"method": "POST", "path": "/login", "status": ["2xx"],
+             "response_json": [{"pointer": "/ok", "equals": false}, {"pointer": "/error", "present": true}]}},
+  {"name": "alice_signups_total",
+   "match": {"method": "POST", "path": "/users", "request_json": [{"pointer": "/username", "equals": "alice"}]}},
+  {"name": "llm_tokens_total", "match": {"method": "POST", "path": "/v1/chat/completions", "status": ["2xx"]},
+   "increment": {"response_json": "/usage/total_tokens"}, "max_body_bytes": 262144}
+]}"#;
+
+logic_test!(
+    fn the_bodies_example_parses() {
+        let config = parse(BODIES_EXAMPLE.as_bytes()).unwrap();
+        let c = &config.counters;
+        assert_eq!(c.len(), 4);
+        assert_eq!(
+            c[0].matches.response_json,
+            [BodyCondition {
+                pointer: "/detail".into(),
+                test: BodyTest::Equals(Json::String("Incorrect username or password".into()))
+            }]
+        );
+        assert_eq!(
+            c[1].matches.response_json,
+            [
+                BodyCondition {
+                    pointer: "/ok".into(),
+                    test: BodyTest::Equals(Json::Bool(false))
+                },
+                BodyCondition {
+                    pointer: "/error".into(),
+                    test: BodyTest::Present(true)
+                },
+            ]
+        );
+        assert_eq!(c[1].matches.status, Some(vec![StatusMatch::Class(2)]));
+        assert_eq!(
+            c[2].matches.request_json,
+            [BodyCondition {
+                pointer: "/username".into(),
+                test: BodyTest::Equals(Json::String("alice".into()))
+            }]
+        );
+        assert_eq!(
+            c[3].increment,
+            Some(Increment {
+                side: Side::Response,
+                pointer: "/usage/total_tokens".into()
+            })
+        );
+        let limits: Vec<usize> = c.iter().map(Counter::body_limit).collect();
+        assert_eq!(limits, [65536, 65536, 65536, 262144]);
+        let sides: Vec<(bool, bool)> = c
+            .iter()
+            .map(|c| (c.reads_body(Side::Request), c.reads_body(Side::Response)))
+            .collect();
+        assert_eq!(
+            sides,
+            [(false, true), (false, true), (true, false), (false, true)]
+        );
+        // Beside the seed's counters, which read no body.
+        assert_eq!(first_body_read(&Config::default()), None);
+    }
+);
+
+logic_test!(
+    fn only_the_bodies_build_takes_body_rules() {
+        let config = parse(BODIES_EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(check_build(&config, true), Ok(()));
+        let e = check_build(&config, false).unwrap_err();
+        assert_eq!(e.path, "counters[0].match.response_json");
+        assert_eq!(
+            e.message,
+            "reads a body, which app_metrics.wasm does not (expected the body-reading build, app_metrics_bodies.wasm, image tag suffix -bodies: README, \"Counters on JSON bodies\")"
+        );
+        assert!(e.message.contains(BODIES_MODULE) && e.message.contains(LEAN_MODULE));
+        // The first counter that reads a body, by the field that does.
+        let at = |counters: &str| {
+            let config = parse(
+                format!(r#"{{"counters": [{{"name": "plain", "match": {{}}}}, {counters}]}}"#)
+                    .as_bytes(),
+            )
+            .unwrap();
+            check_build(&config, false).unwrap_err().path
+        };
+        assert_eq!(
+            at(
+                r#"{"name": "b", "match": {"path": "/p", "request_json": [{"pointer": "/a", "present": true}]}}"#
+            ),
+            "counters[1].match.request_json"
+        );
+        assert_eq!(
+            at(r#"{"name": "b", "match": {"path": "/p"}, "increment": {"request_json": "/n"}}"#),
+            "counters[1].increment"
+        );
+        assert_eq!(
+            at(
+                r#"{"name": "b", "match": {"path": "/p"}}, {"name": "c", "match": {"path": "/p", "response_json": [{"pointer": "/a", "present": true}]}}"#
+            ),
+            "counters[2].match.response_json"
+        );
+        // Configurations without body rules run in either build.
+        for json in [
+            "",
+            "{}",
+            r#"{"counters": []}"#,
+            r#"{"counters": [{"name": "a", "match": {"path": "/p"}}]}"#,
+        ] {
+            let config = parse(json.as_bytes()).unwrap();
+            assert_eq!(check_build(&config, false), Ok(()), "{json}");
+            assert_eq!(check_build(&config, true), Ok(()), "{json}");
+        }
+    }
+);
