@@ -183,3 +183,311 @@ logic_test!(
         );
     }
 );
+
+// ---------------------------------------------------------------------------------------------
+// `lookup`: several pointers, one pass (the body rules')
+// ---------------------------------------------------------------------------------------------
+
+fn found(text: &str, pointers: &[&str]) -> Vec<Option<Found>> {
+    match lookup(text.as_bytes(), pointers) {
+        Ok(found) => found,
+        Err(e) => panic!("{text}: {e}"),
+    }
+}
+
+fn unsigned(n: u64) -> Option<Found> {
+    Some(Found::Number(Number::Unsigned(n)))
+}
+
+fn string(s: &str) -> Option<Found> {
+    Some(Found::String(s.to_string()))
+}
+
+logic_test!(
+    fn lookup_answers_every_pointer_in_its_order() {
+        let text = r#"{"a": {"b": [1, {"c": "x", "d": [true]}], "n": null, "e": [], "o": {}},
+                       "f": -1.5, "g": {"h": 18446744073709551615}, "i": -9223372036854775808}"#;
+        let pointers = [
+            "/a/b/1/c",
+            "",
+            "/a",
+            "/a/b",
+            "/a/b/0",
+            "/a/b/1",
+            "/a/b/1/d",
+            "/a/b/1/d/0",
+            "/a/n",
+            "/a/e",
+            "/a/o",
+            "/f",
+            "/g/h",
+            "/i",
+            "/a/b/2",
+            "/a/x",
+            "/a/b/1/c/0",
+            "/a/n/x",
+            "/a/b/1/c",
+        ];
+        assert_eq!(
+            found(text, &pointers),
+            [
+                string("x"),
+                Some(Found::Object),
+                Some(Found::Object),
+                Some(Found::Array(2)),
+                unsigned(1),
+                Some(Found::Object),
+                Some(Found::Array(1)),
+                Some(Found::Bool(true)),
+                Some(Found::Null),
+                Some(Found::Array(0)),
+                Some(Found::Object),
+                Some(Found::Number(Number::Float(-1.5))),
+                unsigned(u64::MAX),
+                Some(Found::Number(Number::Signed(i64::MIN))),
+                None,
+                None,
+                None,
+                None,
+                // The same pointer twice answers twice.
+                string("x"),
+            ]
+        );
+        // No pointers: only the syntax is checked.
+        assert_eq!(found(text, &[]), []);
+        assert!(lookup(b"{", &[]).is_err());
+        // Scalars at the root.
+        assert_eq!(found("5", &["", "/0"]), [unsigned(5), None]);
+        assert_eq!(found(r#""s""#, &["", "/0"]), [string("s"), None]);
+        assert_eq!(
+            found("[7, 8]", &["/1", "", "/0", "/2"]),
+            [unsigned(8), Some(Found::Array(2)), unsigned(7), None]
+        );
+    }
+);
+
+logic_test!(
+    fn lookup_numbers_as_serde_json_reads_them() {
+        let text = "[0, -0, 1.0, 2e0, -3, 1e300, 18446744073709551616, 0.1]";
+        let got = found(text, &["/0", "/1", "/2", "/3", "/4", "/5", "/6", "/7"]);
+        let n = |i: usize| match &got[i] {
+            Some(Found::Number(n)) => *n,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(n(0), Number::Unsigned(0));
+        // -0 is a float for serde_json (an integer has no negative zero).
+        assert!(matches!(n(1), Number::Float(f) if f == 0.0 && f.is_sign_negative()));
+        assert_eq!(n(2), Number::Float(1.0));
+        assert_eq!(n(3), Number::Float(2.0));
+        assert_eq!(n(4), Number::Signed(-3));
+        assert_eq!(n(5), Number::Float(1e300));
+        assert_eq!(n(6), Number::Float(18446744073709551616.0));
+        assert_eq!(n(7), Number::Float(0.1));
+        // Out of range for serde_json: an error on the path, skipped undecoded off it.
+        assert!(lookup(b"[1e400]", &["/0"]).is_err());
+        assert_eq!(
+            found(r#"{"a": 1, "b": [1e400, -1e999]}"#, &["/a"]),
+            [unsigned(1)]
+        );
+    }
+);
+
+logic_test!(
+    fn numbers_are_the_same_by_value() {
+        use Number::*;
+        assert!(Unsigned(2).same(Float(2.0)));
+        assert!(Float(2.0).same(Unsigned(2)));
+        assert!(Signed(-2).same(Float(-2.0)));
+        assert!(Float(-0.0).same(Unsigned(0)));
+        assert!(Float(0.5).same(Float(0.5)));
+        assert!(Unsigned(7).same(Unsigned(7)));
+        assert!(Signed(-7).same(Signed(-7)));
+        assert!(!Unsigned(2).same(Float(2.5)));
+        assert!(!Unsigned(2).same(Unsigned(3)));
+        assert!(!Signed(-2).same(Signed(-3)));
+        // Signed holds only negatives: never the same as an Unsigned.
+        assert!(!Unsigned(2).same(Signed(-2)));
+        assert!(!Signed(-2).same(Unsigned(2)));
+        assert!(!Float(f64::NAN).same(Float(f64::NAN)));
+    }
+);
+
+logic_test!(
+    fn lookup_decodes_escaped_tokens_and_keys() {
+        let text = r#"{"a/b": 1, "m~n": 2, "~1": 3, "": 4, "~0": 5, "x": {"": 6}, "q\"\u00e9": 7, "/": 8}"#;
+        assert_eq!(
+            found(
+                text,
+                &[
+                    "/a~1b", "/m~0n", "/~01", "/", "/~00", "/x/", "/q\"é", "/~1", "/a/b", "/m~n",
+                    "//"
+                ]
+            ),
+            [
+                unsigned(1),
+                unsigned(2),
+                unsigned(3),
+                unsigned(4),
+                unsigned(5),
+                unsigned(6),
+                unsigned(7),
+                unsigned(8),
+                None,
+                // `~n` is no escape: the token stays as it is.
+                unsigned(2),
+                None,
+            ]
+        );
+    }
+);
+
+logic_test!(
+    fn lookup_takes_the_last_of_repeated_keys() {
+        // The last copy decides even where it lacks what an earlier one had.
+        let text = r#"{"a": {"b": 1, "c": {"d": 2}}, "a": {"c": 3}, "x": [1, 2], "x": 5, "y": 1, "y": [9]}"#;
+        assert_eq!(
+            found(
+                text,
+                &["/a/b", "/a/c/d", "/a/c", "/a", "/x/0", "/x", "/y", "/y/0"]
+            ),
+            [
+                None,
+                None,
+                unsigned(3),
+                Some(Found::Object),
+                None,
+                unsigned(5),
+                Some(Found::Array(1)),
+                unsigned(9)
+            ]
+        );
+        // Within one object, and deep down.
+        assert_eq!(
+            found(
+                r#"{"o": {"k": 1, "k": {"z": 2}, "k": 3}}"#,
+                &["/o/k", "/o/k/z"]
+            ),
+            [unsigned(3), None]
+        );
+        assert_eq!(
+            found(r#"{"o": {"k": 1, "k": {"z": 2}}}"#, &["/o/k", "/o/k/z"]),
+            [Some(Found::Object), unsigned(2)]
+        );
+        // As serde_json's own tree has it.
+        let tree: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(tree.pointer("/a/b"), None);
+        assert_eq!(tree.pointer("/x"), Some(&serde_json::json!(5)));
+    }
+);
+
+logic_test!(
+    fn lookup_array_indices_are_rfc_6901s() {
+        let text = r#"{"a": [10, 11, 12], "o": {"01": 1, "-": 2, "1": 3}}"#;
+        assert_eq!(
+            found(
+                text,
+                &[
+                    "/a/0",
+                    "/a/2",
+                    "/a/3",
+                    "/a/01",
+                    "/a/-",
+                    "/a/+1",
+                    "/a/1.0",
+                    "/a/ 1",
+                    "/a/18446744073709551616",
+                    "/a/",
+                    "/o/01",
+                    "/o/-",
+                    "/o/1"
+                ]
+            ),
+            [
+                unsigned(10),
+                unsigned(12),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                // In an object a token is a key, whatever it looks like.
+                unsigned(1),
+                unsigned(2),
+                unsigned(3),
+            ]
+        );
+    }
+);
+
+logic_test!(
+    fn lookup_refuses_what_is_not_a_pointer() {
+        let text = r#"{"a": 1, "": {"a": 2}}"#;
+        assert_eq!(
+            found(text, &["a", "/a", "#/a", " /a", "", "/"]),
+            [
+                None,
+                unsigned(1),
+                None,
+                None,
+                Some(Found::Object),
+                Some(Found::Object)
+            ]
+        );
+        assert_eq!(pointer_tokens("a"), None);
+        assert_eq!(pointer_tokens(""), Some(vec![]));
+        assert_eq!(pointer_tokens("/"), Some(vec![String::new()]));
+        assert_eq!(
+            pointer_tokens("/a~1b/~0/~01"),
+            Some(vec!["a/b".to_string(), "~".to_string(), "~1".to_string()])
+        );
+    }
+);
+
+logic_test!(
+    fn lookup_checks_the_whole_document() {
+        for text in [
+            "",
+            " ",
+            r#"{"a": 1, "b": [}"#,
+            r#"{"a": 1} x"#,
+            r#"{"a": 1}{"a": 1}"#,
+            r#"{"a": 1, "b": tru}"#,
+            r#"{"a": 1, "b": [1, 2,]}"#,
+            r#"{"a": 1,}"#,
+            r#"{"a" 1}"#,
+            r#"{a: 1}"#,
+            r#"{"a": 01}"#,
+            r#"{"a": 1, "b": {"c": "unterminated}}"#,
+            "[1, 2",
+            "\u{feff}{}",
+        ] {
+            for pointers in [&["/a"][..], &["/a", "/b", ""], &[]] {
+                assert!(
+                    lookup(text.as_bytes(), pointers).is_err(),
+                    "{text:?} {pointers:?}"
+                );
+            }
+        }
+        // Invalid UTF-8 in a value on the path.
+        assert!(lookup(b"{\"a\": \"\xff\"}", &["/a"]).is_err());
+        // Deep documents never overflow the stack: on the path serde_json's recursion limit
+        // makes them an error; off it they are skipped without recursion, and accepted.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let pointer = "/0".repeat(10_000);
+        assert!(lookup(deep.as_bytes(), &[pointer.as_str()]).is_err());
+        let past_the_limit = "/0".repeat(130);
+        assert!(lookup(deep.as_bytes(), &[past_the_limit.as_str()]).is_err());
+        assert_eq!(found(&deep, &["", "/0/1"]), [Some(Found::Array(1)), None]);
+        assert!(Json::parse(deep.as_bytes()).is_err());
+        // Within it, a deep path is followed to its end.
+        let nested = format!("{}7{}", "[".repeat(100), "]".repeat(100));
+        let pointer = "/0".repeat(100);
+        assert_eq!(
+            found(&nested, &[pointer.as_str(), &pointer[..4], &pointer[..198]]),
+            [unsigned(7), Some(Found::Array(1)), Some(Found::Array(1))]
+        );
+    }
+);
