@@ -8,7 +8,7 @@
 use crate::config::{self, Config, ConfigError, Counter, HeaderMatch, Match, ValueSource};
 use crate::extract::{sample_value, Answer, Reason};
 use crate::filter::Filter;
-use crate::labels::{LABEL_NAMES, METHODS, STATUS_CLASSES, UNMATCHED_HANDLER};
+use crate::labels::{self, LABEL_NAMES, METHODS, STATUS_CLASSES, UNMATCHED_HANDLER};
 use crate::metrics::{self, Completed, Kind, MetricHost, Registry};
 use crate::proxy::{self, ProxyReason};
 use crate::routes::Routes;
@@ -1008,25 +1008,40 @@ proptest! {
             metrics::REQUEST_SIZE,
             metrics::RESPONSE_SIZE,
         ];
+        // Constant labels lead every stat name, as configured.
+        let constant: Vec<String> = config.labels.iter().map(|(k, v)| format!("{k}=.={v}")).collect();
+        // A dynamic label reads one of its values, `other` or `none`.
+        let dynamic = |labels: &[config::LabelSpec], key: &str, value: &str| {
+            labels.iter().any(|l| {
+                l.name == key
+                    && (value == labels::OTHER_VALUE
+                        || value == labels::ABSENT_VALUE
+                        || l.values.iter().any(|v| v == value))
+            })
+        };
         for (_, name) in host.names.borrow().iter() {
             let mut parts: Vec<&str> = name.split(";.;").collect();
             let metric = parts.pop().unwrap_or_default();
+            prop_assert!(parts.len() >= constant.len() && parts[..constant.len()] == constant[..],
+                "stat {:?} without the constant labels {:?}", name, constant);
+            let parts = &parts[constant.len()..];
+            let counter = config.counters.iter().find(|c| c.name == metric);
             if parts.is_empty() {
-                prop_assert!(config.counters.iter().any(|c| c.name == metric)
+                prop_assert!(counter.is_some()
                     || config.samplers.iter().any(|s| s.name == metric), "stat {:?}", name);
                 continue;
             }
-            prop_assert!(own.contains(&metric), "stat {:?}", name);
+            prop_assert!(own.contains(&metric) || counter.is_some(), "stat {:?}", name);
             for part in parts {
                 let (key, value) = part.split_once("=.=").unwrap_or_default();
-                prop_assert!(LABEL_NAMES.contains(&key), "label {:?} in {:?}", key, name);
-                let allowed = match key {
-                    "handler" => value == UNMATCHED_HANDLER || handlers.iter().any(|t| t == value),
-                    "method" => value == "other" || METHODS.contains(&value),
-                    "status" => value == "other" || STATUS_CLASSES.contains(&value),
-                    "reason" => metric == metrics::PROXY_RESPONSES
+                let allowed = match (counter, key) {
+                    (Some(c), _) => dynamic(&c.labels, key, value),
+                    (None, "handler") => value == UNMATCHED_HANDLER || handlers.iter().any(|t| t == value),
+                    (None, "method") => value == "other" || METHODS.contains(&value),
+                    (None, "status") => value == "other" || STATUS_CLASSES.contains(&value),
+                    (None, "reason") => metric == metrics::PROXY_RESPONSES
                         && ProxyReason::ALL.iter().any(|r| r.label() == value),
-                    _ => false,
+                    (None, _) => !LABEL_NAMES.contains(&key) && dynamic(&config.http_metrics.labels, key, value),
                 };
                 prop_assert!(allowed, "label {}={:?} in {:?}", key, value, name);
             }
