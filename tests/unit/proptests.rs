@@ -1297,3 +1297,585 @@ proptest! {
         prop_assert_eq!(select(junk.as_bytes(), "").is_ok(), Json::parse(junk.as_bytes()).is_ok());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Counters on JSON bodies: the one-pass lookup against serde_json's tree, and the copy as
+// chunks pass against the whole body
+// ---------------------------------------------------------------------------------------------
+
+// `cfg(test)` (already true here) tells clippy this is test code, as `#[test]` functions are.
+#[cfg(test)]
+mod bodies {
+    use super::*;
+    use crate::body::{self, Bodies, Chunk, ChunkSource, Pending, Reading, Verdict};
+    use crate::config::{BodyTest, Counter};
+    use crate::json::{lookup, Found, Json, Number};
+    use crate::labels::Side;
+
+    /// Every pointer to a value of `v` (RFC 6901, escaped), and near each pointers that may
+    /// miss: one level deeper, a key that is not there, one index past the end.
+    fn paths(v: &Value, at: String, out: &mut Vec<String>) {
+        out.push(at.clone());
+        out.push(format!("{at}/0"));
+        out.push(format!("{at}/~1missing"));
+        match v {
+            Value::Array(items) => {
+                out.push(format!("{at}/{}", items.len()));
+                for (i, item) in items.iter().enumerate() {
+                    paths(item, format!("{at}/{i}"), out);
+                }
+            }
+            Value::Object(m) => {
+                for (k, item) in m {
+                    let token = k.replace('~', "~0").replace('/', "~1");
+                    paths(item, format!("{at}/{token}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// What `lookup` should find where serde_json's tree has `v`: numbers exactly as serde_json
+    /// holds them, arrays by length.
+    fn expected(v: &Value) -> Found {
+        match v {
+            Value::Null => Found::Null,
+            Value::Bool(b) => Found::Bool(*b),
+            Value::Number(n) => Found::Number(match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => Number::Unsigned(u),
+                (None, Some(i), _) => Number::Signed(i),
+                (None, None, Some(f)) => Number::Float(f),
+                (None, None, None) => Number::Float(f64::NAN),
+            }),
+            Value::String(s) => Found::String(s.clone()),
+            Value::Array(items) => Found::Array(items.len() as u64),
+            Value::Object(_) => Found::Object,
+        }
+    }
+
+    /// Floats compared by their bits: "exactly as serde_json holds them" (-0.0 is not 0.0).
+    fn same_found(a: &Option<Found>, b: &Option<Found>) -> bool {
+        match (a, b) {
+            (Some(Found::Number(Number::Float(x))), Some(Found::Number(Number::Float(y)))) => {
+                x.to_bits() == y.to_bits()
+            }
+            _ => a == b,
+        }
+    }
+
+    /// `lookup` of all `pointers` at once agrees with `tree.pointer`, pointer by pointer.
+    fn agrees(text: &[u8], tree: &Value, pointers: &[String]) -> Result<(), TestCaseError> {
+        let borrowed: Vec<&str> = pointers.iter().map(String::as_str).collect();
+        let found = lookup(text, &borrowed);
+        prop_assert!(
+            found.is_ok(),
+            "lookup refused what serde_json accepts: {:?}",
+            found
+        );
+        let found = found.unwrap_or_default();
+        prop_assert_eq!(found.len(), pointers.len());
+        for (p, got) in pointers.iter().zip(&found) {
+            let want = tree.pointer(p).map(expected);
+            prop_assert!(
+                same_found(got, &want),
+                "pointer {:?}: got {:?}, want {:?}",
+                p,
+                got,
+                want
+            );
+        }
+        Ok(())
+    }
+
+    /// Documents whose objects repeat keys (serde_json's tree keeps the last): an object of
+    /// `(key, value)` entries, values themselves such objects or any JSON, keys from a few.
+    fn repeated_keys_text() -> BoxedStrategy<String> {
+        let entries = |inner: BoxedStrategy<String>| {
+            prop::collection::vec(("[ab~/]{0,2}", inner), 0..6).prop_map(|entries| {
+                let body: Vec<String> = entries
+                    .iter()
+                    .map(|(k, v)| format!("{}: {v}", Value::String(k.clone())))
+                    .collect();
+                format!("{{{}}}", body.join(", "))
+            })
+        };
+        let leaf = any_json().prop_map(|v| v.to_string()).boxed();
+        let inner = entries(leaf.clone()).boxed();
+        let inner = prop_oneof![
+            leaf.clone(),
+            inner.clone(),
+            inner.prop_map(|o| format!("[{o}, 1]"))
+        ]
+        .boxed();
+        entries(inner).boxed()
+    }
+
+    /// A few byte edits: (where, what) with `what` a JSON-significant byte or any byte, or a cut.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Replace(prop::sample::Index, u8),
+        Insert(prop::sample::Index, u8),
+        Delete(prop::sample::Index),
+        Truncate(prop::sample::Index),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let byte = prop_oneof![
+            3 => prop::sample::select(b"{}[],:\"\\ -.0123456789eEu+tfn".to_vec()),
+            1 => any::<u8>(),
+        ];
+        prop_oneof![
+            (any::<prop::sample::Index>(), byte.clone()).prop_map(|(i, b)| Edit::Replace(i, b)),
+            (any::<prop::sample::Index>(), byte).prop_map(|(i, b)| Edit::Insert(i, b)),
+            any::<prop::sample::Index>().prop_map(Edit::Delete),
+            any::<prop::sample::Index>().prop_map(Edit::Truncate),
+        ]
+    }
+
+    fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+        for e in edits {
+            let len = bytes.len();
+            match e {
+                Edit::Replace(i, b) if len > 0 => bytes[i.index(len)] = *b,
+                Edit::Insert(i, b) => bytes.insert(i.index(len + 1), *b),
+                Edit::Delete(i) if len > 0 => {
+                    bytes.remove(i.index(len));
+                }
+                Edit::Truncate(i) => bytes.truncate(i.index(len + 1)),
+                _ => {}
+            }
+        }
+        bytes
+    }
+
+    /// Pointers of the contract's shape that may or may not be in a document.
+    fn random_pointer() -> BoxedStrategy<String> {
+        prop_oneof![
+            "(/[ab0-2~]{0,2}){0,4}",
+            "(/(~0|~1|[ab]|-|01|00)){1,3}",
+            pointer(),
+        ]
+        .boxed()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Counters on bodies: a small model from serde_json's tree
+    // -----------------------------------------------------------------------------------------
+
+    const BODY_POINTERS: [&str; 8] = ["", "/a", "/b", "/a/0", "/a/b", "/b/0", "/c", "/a/b/0"];
+
+    fn body_value() -> BoxedStrategy<Value> {
+        prop_oneof![
+            Just(json!(null)),
+            Just(json!(true)),
+            Just(json!(false)),
+            Just(json!(0)),
+            Just(json!(1)),
+            Just(json!(7)),
+            (0u64..1000).prop_map(|n| json!(n)),
+            Just(json!(u64::MAX)),
+            Just(json!(1.0)),
+            Just(json!(-1)),
+            Just(json!(2.5)),
+            Just(json!("x")),
+            Just(json!("")),
+        ]
+        .boxed()
+    }
+
+    /// The scalars of `v` with their pointers: what a counter on that body would test.
+    fn leaves(v: &Value, at: String, out: &mut Vec<(String, Value)>) {
+        match v {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    leaves(item, format!("{at}/{i}"), out);
+                }
+            }
+            Value::Object(m) => {
+                for (k, item) in m {
+                    let token = k.replace('~', "~0").replace('/', "~1");
+                    leaves(item, format!("{at}/{token}"), out);
+                }
+            }
+            scalar => out.push((at, scalar.clone())),
+        }
+    }
+
+    /// The same number written the other way (`1` ↔ `1.0`), for `equals` by value.
+    fn twin(v: &Value) -> Value {
+        match (v.as_u64(), v.as_i64(), v.as_f64()) {
+            (Some(n), _, _) => json!(n as f64),
+            (None, Some(n), _) => json!(n as f64),
+            (None, None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => json!(f as i64),
+            _ => v.clone(),
+        }
+    }
+
+    /// A body counter: 0-2 conditions, maybe an increment, a limit of 1-256 bytes; pointers and
+    /// values from `known` (a body's own scalars) half the time, so that conditions hold.
+    fn body_counter(known: Vec<(String, Value)>) -> BoxedStrategy<Value> {
+        let amounts: Vec<String> = known
+            .iter()
+            .filter(|(_, v)| v.is_u64())
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut pointers: Vec<String> = BODY_POINTERS.iter().map(|p| p.to_string()).collect();
+        pointers.extend(known.iter().map(|(p, _)| p.clone()));
+        let random = (
+            prop::sample::select(pointers.clone()),
+            prop_oneof![
+                body_value().prop_map(|v| ("equals", v)),
+                any::<bool>().prop_map(|b| ("present", Value::Bool(b))),
+            ],
+        )
+            .prop_map(|(p, (kind, v))| json!({"pointer": p, kind: v}));
+        let condition = if known.is_empty() {
+            random.boxed()
+        } else {
+            let k = known.clone();
+            prop_oneof![
+                1 => random,
+                1 => prop::sample::select(k.clone()).prop_map(|(p, v)| json!({"pointer": p, "equals": v})),
+                1 => prop::sample::select(k).prop_map(|(p, v)| json!({"pointer": p, "equals": twin(&v)})),
+                1 => prop::sample::select(known).prop_map(|(p, _)| json!({"pointer": p, "present": true})),
+            ]
+            .boxed()
+        };
+        (
+            prop::collection::vec(condition, 0..3),
+            prop::option::of(if amounts.is_empty() {
+                prop::sample::select(pointers).boxed()
+            } else {
+                prop_oneof![1 => prop::sample::select(pointers), 2 => prop::sample::select(amounts)]
+                    .boxed()
+            }),
+            prop_oneof![1 => 1usize..=32, 3 => 32usize..=256],
+        )
+            .prop_map(|(conditions, increment, limit)| {
+                // A counter reading no body is no body counter: give it the increment.
+                let increment = match (conditions.is_empty(), increment) {
+                    (true, None) => Some("/a".to_string()),
+                    (_, i) => i,
+                };
+                let mut c = json!({
+                    "match": {"method": "POST", "path": "/p", "response_json": conditions},
+                    "max_body_bytes": limit,
+                });
+                if let Some(p) = increment {
+                    c["increment"] = json!({"response_json": p});
+                }
+                c
+            })
+            .boxed()
+    }
+
+    /// 1-4 body counters on `POST /p`, through the configuration's parser.
+    fn body_counters(known: Vec<(String, Value)>) -> BoxedStrategy<Vec<Counter>> {
+        prop::collection::vec(body_counter(known), 1..5)
+            .prop_map(|counters| {
+                let counters: Vec<Value> = counters
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, mut c)| {
+                        c["name"] = json!(format!("c{i}_total"));
+                        c
+                    })
+                    .collect();
+                let text = json!({"counters": counters}).to_string();
+                match config::parse(text.as_bytes()) {
+                    Ok(config) => config.counters,
+                    Err(e) => panic!("{text}: {e}"),
+                }
+            })
+            .boxed()
+    }
+
+    /// Documents on the pointers' keys: mostly an object at the root.
+    fn body_doc() -> BoxedStrategy<Value> {
+        let doc = body_value().prop_recursive(3, 16, 3, |inner| {
+            prop_oneof![
+                prop::collection::btree_map("[abc0]", inner.clone(), 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::vec(inner, 0..3).prop_map(Value::Array),
+            ]
+        });
+        prop_oneof![
+            3 => prop::collection::btree_map("[abc]", doc.clone(), 1..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            1 => doc,
+        ]
+        .boxed()
+    }
+
+    /// Counters and a response body: a document and counters on what it holds (sometimes
+    /// edited, pretty-printed), or counters and a body of any kind.
+    fn counters_and_body() -> BoxedStrategy<(Vec<Counter>, Vec<u8>)> {
+        let on_doc = body_doc().prop_flat_map(|doc| {
+            let mut known = Vec::new();
+            leaves(&doc, String::new(), &mut known);
+            let text = prop_oneof![
+                Just(doc.to_string()),
+                Just(serde_json::to_string_pretty(&doc).unwrap_or_default()),
+            ];
+            let bytes = prop_oneof![
+                3 => text.clone().prop_map(String::into_bytes),
+                1 => (text, prop::collection::vec(edit(), 1..3))
+                    .prop_map(|(t, e)| apply(t.into_bytes(), &e)),
+            ];
+            (body_counters(known), bytes)
+        });
+        let any = prop_oneof![
+            any_json().prop_map(|v| v.to_string().into_bytes()),
+            body(),
+            repeated_keys_text().prop_map(String::into_bytes),
+        ];
+        prop_oneof![
+            3 => on_doc,
+            1 => (body_counters(Vec::new()), any),
+        ]
+        .boxed()
+    }
+
+    /// `equals` by value: integers exactly, anything with a float as floats.
+    fn model_equals(want: &Json, v: &Value) -> bool {
+        match (want, v) {
+            (Json::Null, Value::Null) => true,
+            (Json::Bool(a), Value::Bool(b)) => a == b,
+            (Json::String(a), Value::String(b)) => a == b,
+            (Json::Number(a), Value::Number(b)) => {
+                let b_int = b.as_u64().map(i128::from).or(b.as_i64().map(i128::from));
+                match (a, b_int) {
+                    (Number::Unsigned(a), Some(b)) => i128::from(*a) == b,
+                    (Number::Signed(a), Some(b)) => i128::from(*a) == b,
+                    (Number::Unsigned(a), None) => Some(*a as f64) == b.as_f64(),
+                    (Number::Signed(a), None) => Some(*a as f64) == b.as_f64(),
+                    (Number::Float(a), _) => Some(*a) == b.as_f64(),
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// What the contract says of counter `c` on a response body serde_json reads as `tree`.
+    fn model(c: &Counter, tree: &Value) -> Verdict {
+        let mut missing = false;
+        for condition in &c.matches.response_json {
+            let at = tree.pointer(&condition.pointer);
+            let holds = match (&condition.test, at) {
+                (BodyTest::Present(want), at) => *want == at.is_some(),
+                (BodyTest::Equals(_), None) => {
+                    missing = true;
+                    true
+                }
+                (BodyTest::Equals(want), Some(v)) => model_equals(want, v),
+            };
+            if !holds {
+                return Verdict::Fails;
+            }
+        }
+        if missing {
+            return Verdict::Unread(body::Reason::Missing);
+        }
+        match &c.increment {
+            None => Verdict::Holds(None),
+            Some(i) => match tree.pointer(&i.pointer) {
+                None => Verdict::Unread(body::Reason::Missing),
+                Some(Value::Number(n)) if n.is_u64() => Verdict::Holds(n.as_u64()),
+                Some(_) => Verdict::Unread(body::Reason::Invalid),
+            },
+        }
+    }
+
+    /// The host of one response chunk.
+    struct Source<'a> {
+        rules: &'a Rules,
+        length: Option<u64>,
+        chunk: &'a [u8],
+    }
+
+    impl ChunkSource for Source<'_> {
+        fn start(&mut self) -> Reading {
+            let concerned = self
+                .rules
+                .reading_body(Side::Response, b"POST", Some("/p"), Some(200));
+            Reading::start(
+                self.rules,
+                concerned,
+                Some(b"application/json"),
+                None,
+                self.length,
+            )
+        }
+        fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {
+            self.chunk
+                .get(..n.min(self.chunk.len()))
+                .map(<[u8]>::to_vec)
+        }
+    }
+
+    /// `body` cut at the `sizes` (cycled; at least 1 byte each).
+    fn chunks<'a>(body: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
+        let mut out = Vec::new();
+        let mut rest = body;
+        let mut size = sizes.iter().cycle();
+        while !rest.is_empty() {
+            let n = size.next().copied().unwrap_or(1).clamp(1, rest.len());
+            let (chunk, tail) = rest.split_at(n);
+            out.push(chunk);
+            rest = tail;
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// (a) Any document serde_json writes: `lookup` of all its paths (and of near misses and
+        /// random pointers) at once finds what `Value::pointer` finds.
+        #[test]
+        fn lookup_agrees_with_value_pointer(
+            value in any_json(),
+            extra in prop::collection::vec(random_pointer(), 0..6),
+        ) {
+            let text = serde_json::to_string(&value).unwrap();
+            // Read back, so floats went through the same parser as `lookup`'s.
+            let tree: Value = serde_json::from_str(&text).unwrap();
+            let mut pointers = Vec::new();
+            paths(&tree, String::new(), &mut pointers);
+            pointers.extend(extra);
+            agrees(text.as_bytes(), &tree, &pointers)?;
+            // Pretty-printed: the same answers.
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            agrees(pretty.as_bytes(), &tree, &pointers)?;
+        }
+
+        /// Repeated keys: the last one counts, as in serde_json's tree, however deep.
+        #[test]
+        fn lookup_agrees_on_repeated_keys(
+            text in repeated_keys_text(),
+            extra in prop::collection::vec(random_pointer(), 0..6),
+        ) {
+            let tree: Value = serde_json::from_str(&text).unwrap();
+            let mut pointers = Vec::new();
+            paths(&tree, String::new(), &mut pointers);
+            // Pointers into values an earlier copy of a key had and the last one lacks.
+            for token in ["a", "b", "~0", "~1", "", "a~1", "b~0"] {
+                for second in ["a", "b", "0", ""] {
+                    pointers.push(format!("/{token}/{second}"));
+                    pointers.push(format!("/{token}/{second}/a"));
+                }
+            }
+            pointers.extend(extra);
+            agrees(text.as_bytes(), &tree, &pointers)?;
+        }
+
+        /// (b) Edited documents: whatever serde_json still accepts, `lookup` accepts and reads
+        /// the same; what it refuses never panics.
+        #[test]
+        fn lookup_accepts_what_serde_json_accepts(
+            original in prop_oneof![any_json().prop_map(|v| v.to_string()), repeated_keys_text()],
+            edits in prop::collection::vec(edit(), 1..4),
+            extra in prop::collection::vec(random_pointer(), 0..6),
+        ) {
+            let bytes = apply(original.clone().into_bytes(), &edits);
+            let mut pointers = Vec::new();
+            let before: Value = serde_json::from_str(&original).unwrap();
+            paths(&before, String::new(), &mut pointers);
+            pointers.extend(extra);
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(tree) => {
+                    paths(&tree, String::new(), &mut pointers);
+                    agrees(&bytes, &tree, &pointers)?;
+                }
+                Err(_) => {
+                    let borrowed: Vec<&str> = pointers.iter().map(String::as_str).collect();
+                    let _ = lookup(&bytes, &borrowed);
+                }
+            }
+        }
+
+        /// (c) A body fed through `Reading` in any chunking, and through the VM's table, gets
+        /// the verdicts `evaluate` gives the whole body; too large exactly when longer than a
+        /// rule's limit; and, where serde_json reads the body, the contract's verdicts.
+        #[test]
+        fn chunked_reading_gives_the_whole_body_verdicts(
+            (counters, body) in counters_and_body(),
+            sizes in prop::collection::vec(1usize..40, 1..8),
+            asked_mask in any::<u8>(),
+            declared in any::<bool>(),
+        ) {
+            let rules = Rules::new(&counters);
+            let all = rules.reading_body(Side::Response, b"POST", Some("/p"), Some(200));
+            prop_assert_eq!(&all, &(0..counters.len()).collect::<Vec<_>>());
+            let asked: Vec<usize> = all.iter().copied().filter(|i| asked_mask & (1 << i) != 0).collect();
+            let length = declared.then_some(body.len() as u64);
+            let whole = body::evaluate(&rules, Side::Response, &asked, &body);
+            let pieces = chunks(&body, &sizes);
+
+            // Reading alone, as the glue drives it.
+            let mut reading = Reading::start(&rules, asked.clone(), Some(b"application/json"), None, length);
+            for chunk in &pieces {
+                let n = reading.wanted(chunk.len());
+                prop_assert!(n <= chunk.len());
+                reading.push(&chunk[..n]);
+            }
+            reading.end(&rules, Side::Response);
+            let verdicts = match &reading {
+                Reading::Skipped if asked.is_empty() => Vec::new(),
+                Reading::Done(v) => v.clone(),
+                other => return Err(TestCaseError::fail(format!("not done: {other:?}"))),
+            };
+            // Only the rules asked, each once, as the whole body has it.
+            let indices: Vec<usize> = verdicts.iter().map(|(i, _)| *i).collect();
+            prop_assert_eq!(&indices, &asked);
+            prop_assert_eq!(&verdicts, &whole);
+
+            let tree = serde_json::from_slice::<Value>(&body).ok();
+            for (i, verdict) in &verdicts {
+                let c = &counters[*i];
+                let too_large = *verdict == Verdict::Unread(body::Reason::TooLarge);
+                prop_assert_eq!(too_large, body.len() > c.body_limit(), "rule {} {:?}", i, verdict);
+                if too_large {
+                    continue;
+                }
+                match &tree {
+                    Some(tree) => prop_assert_eq!(*verdict, model(c, tree), "rule {} on {:?}", i, String::from_utf8_lossy(&body)),
+                    // serde_json refuses: no verdict but a parse error unless `lookup` (which
+                    // skips values off the paths undecoded) read it.
+                    None => {
+                        let parsed = lookup(&body, &[]).is_ok();
+                        prop_assert!(parsed || *verdict == Verdict::Unread(body::Reason::Parse), "rule {} {:?}", i, verdict);
+                    }
+                }
+            }
+
+            // Through the VM's table: the same verdicts, and nothing held afterwards.
+            let mut bodies = Bodies::default();
+            let mut source = Source { rules: &rules, length, chunk: b"" };
+            let last = pieces.len().saturating_sub(1);
+            let mut sent = 0;
+            for (n, chunk) in pieces.iter().enumerate() {
+                source.chunk = chunk;
+                let c = Chunk { context: 3, side: Side::Response, size: chunk.len(), end: n == last };
+                prop_assert_eq!(bodies.chunk(c, 0, &rules, &mut source), None);
+                sent += 1;
+            }
+            if sent == 0 {
+                let c = Chunk { context: 3, side: Side::Response, size: 0, end: true };
+                prop_assert_eq!(bodies.chunk(c, 0, &rules, &mut source), None);
+            }
+            prop_assert_eq!(bodies.held(), 0);
+            let pending: Option<Pending> = bodies.finish(3);
+            prop_assert!(pending.is_some());
+            let pending = pending.unwrap();
+            for i in &all {
+                let from_table = pending.verdict(&rules, *i);
+                let want = body::evaluate(&rules, Side::Response, &[*i], &body)
+                    .first()
+                    .map(|(_, v)| *v);
+                prop_assert_eq!(Some(from_table), want, "rule {}", i);
+            }
+            prop_assert_eq!(bodies.held(), 0);
+        }
+    }
+}
