@@ -111,7 +111,7 @@ clean:
 ## `cargo test --test fuzz_regressions` replays. FUZZ_ARGS passes more libFuzzer flags
 ## (e.g. "-fork=1 -ignore_crashes=1" to go on past a crash).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= config_parse path_templates value_extraction
+FUZZ_TARGETS ?= config_parse path_templates value_extraction body_reader
 FUZZ_ARGS    ?=
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

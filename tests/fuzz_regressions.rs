@@ -75,3 +75,8 @@ fn path_templates() {
 fn value_extraction() {
     replay("value_extraction");
 }
+
+#[test]
+fn body_reader() {
+    replay("body_reader");
+}

@@ -5,15 +5,23 @@
 //! A check fails by panicking (`assert!`), which libFuzzer records as a crash. No `unwrap`,
 //! indexing or `panic!` here: the root crate's lints apply when the regression test includes it.
 
-use app_metrics::config::{self, Counter, Match, ValueSource};
+use app_metrics::body::{self, Bodies, Chunk, ChunkSource, Reading, Verdict};
+use app_metrics::config::{self, BodyTest, Counter, Match, ValueSource};
 use app_metrics::extract::{sample_value, Answer, Reason};
 use app_metrics::filter::Filter;
-use app_metrics::labels::UNMATCHED_HANDLER;
+use app_metrics::json::{Json, Number};
+use app_metrics::labels::{Side, UNMATCHED_HANDLER};
 use app_metrics::routes::Routes;
 use app_metrics::rules::Rules;
+use serde_json::Value;
 
 /// The fuzz targets, by the names `cargo fuzz` knows them.
-pub const TARGETS: [&str; 3] = ["config_parse", "path_templates", "value_extraction"];
+pub const TARGETS: [&str; 4] = [
+    "config_parse",
+    "path_templates",
+    "value_extraction",
+    "body_reader",
+];
 
 /// Runs `data` through `target`'s checks; false for an unknown target.
 pub fn run(target: &str, data: &[u8]) -> bool {
@@ -21,6 +29,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "config_parse" => config_parse(data),
         "path_templates" => path_templates(data),
         "value_extraction" => value_extraction(data),
+        "body_reader" => body_reader(data),
         _ => return false,
     }
     true
@@ -320,4 +329,295 @@ fn number_text_is(raw: &[u8], v: u64) {
         f.is_finite() && f >= 0.0 && f.fract() == 0.0 && v as f64 == f,
         "Ok({v}) from {text:?}"
     );
+}
+
+/// One line of `body_reader`'s rules: `?P` present, `!P` absent, `+P` the increment,
+/// `=P VALUE` equals (VALUE as JSON if it is a scalar, else as a string), else `P` present.
+fn body_rule_line(line: &str) -> (&'static str, String, Value) {
+    let pointer = |p: &str| {
+        if p.is_empty() || p.starts_with('/') {
+            p.to_string()
+        } else {
+            format!("/{p}")
+        }
+    };
+    let mut chars = line.chars();
+    let first = chars.next();
+    let rest = chars.as_str();
+    match first {
+        Some('?') => ("present", pointer(rest), Value::Bool(true)),
+        Some('!') => ("present", pointer(rest), Value::Bool(false)),
+        Some('+') => ("increment", pointer(rest), Value::Null),
+        Some('=') => {
+            let (p, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            let value = match serde_json::from_str::<Value>(text) {
+                Ok(v) if !v.is_array() && !v.is_object() => v,
+                _ => Value::String(text.to_string()),
+            };
+            ("equals", pointer(p), value)
+        }
+        _ => ("present", pointer(line), Value::Bool(true)),
+    }
+}
+
+/// Bytes 0-4: the even counters' limit - 1, the odd ones', which counters the body is read
+/// for (a bit per counter), flags (1: content-length declared, 2: the request's body), how many
+/// chunk sizes follow (at most 15; 0 is 1 byte); then `rules (one a line, see body_rule_line)
+/// NUL body`. One counter per line, and one with all the lines' conditions.
+///
+/// The body goes through `Reading` chunk by chunk, as the glue fetches it, then through the
+/// VM's table. Never a panic; verdicts for the counters asked only, each once, the same as
+/// `body::evaluate` on the whole body; `too_large` exactly past a counter's limit; where
+/// serde_json reads the body, what its `Value::pointer` says the contract gives.
+pub fn body_reader(data: &[u8]) {
+    let [even, odd, mask, flags, count] = bytes::<5>(data, 0);
+    let count = usize::from(count % 16);
+    let sizes: Vec<usize> = data
+        .iter()
+        .skip(5)
+        .take(count)
+        .map(|&b| usize::from(b).max(1))
+        .collect();
+    let (rules_text, body) = split_once(data.get(5 + count..).unwrap_or_default(), 0);
+    let side = if flags & 2 != 0 {
+        Side::Request
+    } else {
+        Side::Response
+    };
+    let field = match side {
+        Side::Request => "request_json",
+        Side::Response => "response_json",
+    };
+    let lines: Vec<(&str, String, Value)> = lines(rules_text, 8)
+        .iter()
+        .map(|l| body_rule_line(l))
+        .collect();
+    let counter = |i: usize, lines: &[&(&str, String, Value)]| {
+        let conditions: Vec<Value> = lines
+            .iter()
+            .filter(|(kind, _, _)| *kind != "increment")
+            .map(|(kind, p, v)| serde_json::json!({"pointer": p, *kind: v}))
+            .collect();
+        let increment = lines.iter().find(|(kind, _, _)| *kind == "increment");
+        let limit = 1 + usize::from(if i % 2 == 0 { even } else { odd });
+        let mut c = serde_json::json!({
+            "name": format!("c{i}_total"),
+            "match": {"method": "POST", "path": "/b", field: conditions},
+            "max_body_bytes": limit,
+        });
+        if let (Some((_, p, _)), Some(object)) = (increment, c.as_object_mut()) {
+            object.insert("increment".into(), serde_json::json!({ field: p }));
+        }
+        c
+    };
+    let mut counters: Vec<Value> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| counter(i, &[line]))
+        .collect();
+    if lines.len() > 1 {
+        let all: Vec<&(&str, String, Value)> = lines.iter().collect();
+        counters.push(counter(lines.len(), &all));
+    }
+    let json = serde_json::json!({ "counters": counters }).to_string();
+    let config = match config::parse(json.as_bytes()) {
+        Ok(config) => config,
+        Err(e) => {
+            assert!(!e.path.is_empty() && !e.message.is_empty(), "{e:?}");
+            return;
+        }
+    };
+    let counters = &config.counters;
+    let rules = Rules::new(counters);
+    let status = (side == Side::Response).then_some(200);
+    let all = rules.reading_body(side, b"POST", Some("/b"), status);
+    assert_eq!(all, (0..counters.len()).collect::<Vec<_>>());
+    let asked: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|i| i >= &8 || mask & (1 << i) != 0)
+        .collect();
+    let length = (flags & 1 != 0).then_some(body.len() as u64);
+    let pieces = chunks(body, &sizes);
+
+    let mut reading = Reading::start(&rules, asked.clone(), JSON_TYPE, None, length);
+    for chunk in &pieces {
+        let n = reading.wanted(chunk.len());
+        assert!(n <= chunk.len());
+        reading.push(chunk.get(..n).unwrap_or_default());
+    }
+    reading.end(&rules, side);
+    let verdicts = match reading {
+        Reading::Done(v) => v,
+        other => {
+            let skipped = matches!(other, Reading::Skipped) && asked.is_empty();
+            assert!(skipped, "not done at the end: {other:?}");
+            Vec::new()
+        }
+    };
+    let indices: Vec<usize> = verdicts.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indices, asked, "verdicts for other rules than asked");
+    assert_eq!(
+        verdicts,
+        body::evaluate(&rules, side, &asked, body),
+        "chunked and whole differ"
+    );
+    let tree = serde_json::from_slice::<Value>(body).ok();
+    for (i, verdict) in &verdicts {
+        let c = counters.get(*i);
+        assert!(c.is_some(), "verdict for rule {i}, not configured");
+        let Some(c) = c else { continue };
+        let too_large = *verdict == Verdict::Unread(body::Reason::TooLarge);
+        assert_eq!(
+            too_large,
+            body.len() > c.body_limit(),
+            "rule {i}: {verdict:?}"
+        );
+        if too_large {
+            continue;
+        }
+        match &tree {
+            Some(tree) => assert_eq!(*verdict, model(c, side, tree), "rule {i}"),
+            None => assert!(
+                *verdict == Verdict::Unread(body::Reason::Parse)
+                    || app_metrics::json::lookup(body, &[]).is_ok(),
+                "rule {i}: {verdict:?} on a body that does not parse"
+            ),
+        }
+    }
+
+    // Through the VM's table, as request 1: the verdicts of all the rules read together.
+    let mut bodies = Bodies::default();
+    let mut source = Source {
+        rules: &rules,
+        side,
+        length,
+        chunk: &[],
+    };
+    let last = pieces.len().saturating_sub(1);
+    for (n, chunk) in pieces.iter().enumerate() {
+        source.chunk = chunk;
+        let c = Chunk {
+            context: 1,
+            side,
+            size: chunk.len(),
+            end: n == last,
+        };
+        assert_eq!(bodies.chunk(c, 0, &rules, &mut source), None);
+    }
+    if pieces.is_empty() {
+        let c = Chunk {
+            context: 1,
+            side,
+            size: 0,
+            end: true,
+        };
+        assert_eq!(bodies.chunk(c, 0, &rules, &mut source), None);
+    }
+    assert_eq!(bodies.held(), 0, "a copy held after the body ended");
+    let pending = bodies.finish(1);
+    assert!(pending.is_some());
+    let together = body::evaluate(&rules, side, &all, body);
+    if let Some(pending) = pending {
+        for (i, want) in together {
+            assert_eq!(pending.verdict(&rules, i), want, "rule {i} from the table");
+        }
+    }
+}
+
+const JSON_TYPE: Option<&[u8]> = Some(b"application/json");
+
+/// The host of one body chunk.
+struct Source<'a> {
+    rules: &'a Rules,
+    side: Side,
+    length: Option<u64>,
+    chunk: &'a [u8],
+}
+
+impl ChunkSource for Source<'_> {
+    fn start(&mut self) -> Reading {
+        let status = (self.side == Side::Response).then_some(200);
+        let concerned = self
+            .rules
+            .reading_body(self.side, b"POST", Some("/b"), status);
+        Reading::start(self.rules, concerned, JSON_TYPE, None, self.length)
+    }
+    fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {
+        Some(self.chunk.get(..n.min(self.chunk.len()))?.to_vec())
+    }
+}
+
+/// `body` cut at `sizes` (cycled; all of it in one chunk without sizes).
+fn chunks<'a>(body: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    let mut size = sizes.iter().cycle();
+    while !rest.is_empty() {
+        let n = size
+            .next()
+            .copied()
+            .unwrap_or(rest.len())
+            .clamp(1, rest.len());
+        let (chunk, tail) = rest.split_at(n);
+        out.push(chunk);
+        rest = tail;
+    }
+    out
+}
+
+/// The contract on a body serde_json reads as `tree`: every condition holds (a missing
+/// pointer for `equals` says nothing, a value that differs says no), then the increment is a
+/// non-negative integer.
+fn model(c: &Counter, side: Side, tree: &Value) -> Verdict {
+    let conditions = match side {
+        Side::Request => &c.matches.request_json,
+        Side::Response => &c.matches.response_json,
+    };
+    let mut missing = false;
+    for condition in conditions {
+        let at = tree.pointer(&condition.pointer);
+        let holds = match (&condition.test, at) {
+            (BodyTest::Present(want), at) => *want == at.is_some(),
+            (BodyTest::Equals(_), None) => {
+                missing = true;
+                true
+            }
+            (BodyTest::Equals(want), Some(v)) => model_equals(want, v),
+        };
+        if !holds {
+            return Verdict::Fails;
+        }
+    }
+    if missing {
+        return Verdict::Unread(body::Reason::Missing);
+    }
+    match c.increment.as_ref().filter(|i| i.side == side) {
+        None => Verdict::Holds(None),
+        Some(i) => match tree.pointer(&i.pointer) {
+            None => Verdict::Unread(body::Reason::Missing),
+            Some(Value::Number(n)) if n.is_u64() => Verdict::Holds(n.as_u64()),
+            Some(_) => Verdict::Unread(body::Reason::Invalid),
+        },
+    }
+}
+
+/// `equals` by value: integers exactly, anything with a float as floats.
+fn model_equals(want: &Json, v: &Value) -> bool {
+    match (want, v) {
+        (Json::Null, Value::Null) => true,
+        (Json::Bool(a), Value::Bool(b)) => a == b,
+        (Json::String(a), Value::String(b)) => a == b,
+        (Json::Number(a), Value::Number(b)) => {
+            let int = b.as_u64().map(i128::from).or(b.as_i64().map(i128::from));
+            match (a, int) {
+                (Number::Unsigned(a), Some(b)) => i128::from(*a) == b,
+                (Number::Signed(a), Some(b)) => i128::from(*a) == b,
+                (Number::Unsigned(a), None) => Some(*a as f64) == b.as_f64(),
+                (Number::Signed(a), None) => Some(*a as f64) == b.as_f64(),
+                (Number::Float(a), _) => Some(*a) == b.as_f64(),
+            }
+        }
+        _ => false,
+    }
 }
