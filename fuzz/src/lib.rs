@@ -399,7 +399,7 @@ pub fn body_reader(data: &[u8]) {
             .map(|(kind, p, v)| serde_json::json!({"pointer": p, *kind: v}))
             .collect();
         let increment = lines.iter().find(|(kind, _, _)| *kind == "increment");
-        let limit = 1 + usize::from(if i % 2 == 0 { even } else { odd });
+        let limit = 1 + usize::from(if i.is_multiple_of(2) { even } else { odd });
         let mut c = serde_json::json!({
             "name": format!("c{i}_total"),
             "match": {"method": "POST", "path": "/b", field: conditions},
