@@ -486,14 +486,29 @@ pub fn body_reader(data: &[u8]) {
         }
     }
 
-    // Through the VM's table, as request 1: the verdicts of all the rules read together.
+    // Through the VM's table as the glue drives it, as request 1: headers decide how each body
+    // is read, then its chunks are copied; the verdicts of all the rules read together.
     let mut bodies = Bodies::default();
-    let mut source = Source {
-        rules: &rules,
-        side,
-        length,
-        chunk: &[],
+    let reading =
+        |concerned: Vec<usize>| Reading::start(&rules, concerned, JSON_TYPE, None, length);
+    let noted = rules.reading_body(Side::Response, b"POST", Some("/b"), None);
+    let busy = match side {
+        Side::Request => bodies.request_headers(1, 0, reading(all.clone()), noted),
+        Side::Response => {
+            let busy = bodies.request_headers(1, 0, Reading::NotStarted, noted);
+            bodies.response_headers(1, |noted| {
+                let concerned = noted
+                    .iter()
+                    .copied()
+                    .filter(|&i| rules.status_allows(i, 200))
+                    .collect();
+                reading(concerned)
+            });
+            busy
+        }
     };
+    assert_eq!(busy, None);
+    let mut source = Source { chunk: &[] };
     let last = pieces.len().saturating_sub(1);
     for (n, chunk) in pieces.iter().enumerate() {
         source.chunk = chunk;
@@ -527,21 +542,15 @@ pub fn body_reader(data: &[u8]) {
 
 const JSON_TYPE: Option<&[u8]> = Some(b"application/json");
 
-/// The host of one body chunk.
+/// The bytes of one body chunk; its headers decided how it is read (`start` is not asked, as
+/// in the glue).
 struct Source<'a> {
-    rules: &'a Rules,
-    side: Side,
-    length: Option<u64>,
     chunk: &'a [u8],
 }
 
 impl ChunkSource for Source<'_> {
     fn start(&mut self) -> Reading {
-        let status = (self.side == Side::Response).then_some(200);
-        let concerned = self
-            .rules
-            .reading_body(self.side, b"POST", Some("/b"), status);
-        Reading::start(self.rules, concerned, JSON_TYPE, None, self.length)
+        Reading::Skipped
     }
     fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {
         Some(self.chunk.get(..n.min(self.chunk.len()))?.to_vec())

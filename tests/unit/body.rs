@@ -666,7 +666,7 @@ logic_test!(
         let pending = |request: Verdict, response: Verdict| Pending {
             request: Reading::Done(vec![(0, request), (1, request), (2, request)]),
             response: Reading::Done(vec![(0, response), (1, response), (2, response)]),
-            born_ms: 0,
+            ..Pending::default()
         };
         let missing = Verdict::Unread(Reason::Missing);
         let parse = Verdict::Unread(Reason::Parse);
@@ -710,7 +710,7 @@ logic_test!(
             let p = Pending {
                 request: Reading::Done(vec![(0, HOLDS)]),
                 response,
-                born_ms: 0,
+                ..Pending::default()
             };
             assert_eq!(p.verdict(&all, 1), want);
             assert_eq!(p.verdict(&all, 0), want);
@@ -755,21 +755,27 @@ logic_test!(
 );
 
 // ---------------------------------------------------------------------------------------------
-// The VM's table of bodies being read
+// The VM's table of bodies being read, driven as glue/body.rs drives it: at each side's headers
+// (`request_headers`, `response_headers`), then chunk by chunk for requests in the table
 // ---------------------------------------------------------------------------------------------
 
-/// The host as a body chunk sees it: the request's method, path and status, the side's headers
-/// and this chunk's bytes. Counts what the table asks of it.
+/// One side of a request as the host shows it: its headers, and the bytes of the chunk passing.
+/// Counts what the table asks of it.
 struct Host<'a> {
     rules: &'a Rules,
     side: Side,
     path: &'a str,
-    status: Option<u16>,
+    status: u16,
     content_type: Option<&'a [u8]>,
     length: Option<u64>,
+    /// The headers ended the stream: no body follows.
+    no_body: bool,
     chunk: &'a [u8],
     /// The host refuses the bytes (a status other than Ok).
     refuse: bool,
+    /// `ChunkSource::start` decides at the first chunk, as the glue did before headers had
+    /// callbacks of their own (today's glue answers `Skipped`: its headers decided).
+    start_at_chunk: bool,
     starts: usize,
     fetched: usize,
 }
@@ -780,13 +786,47 @@ impl<'a> Host<'a> {
             rules,
             side,
             path,
-            status: Some(200),
+            status: 200,
             content_type: JSON,
             length: None,
+            no_body: false,
             chunk: b"",
             refuse: false,
+            start_at_chunk: false,
             starts: 0,
             fetched: 0,
+        }
+    }
+
+    fn reading(&self, concerned: Vec<usize>) -> Reading {
+        if self.no_body {
+            return Reading::NotStarted;
+        }
+        Reading::start(self.rules, concerned, self.content_type, None, self.length)
+    }
+
+    /// This side's headers pass (glue/body.rs `on_headers`): what the table returns.
+    fn headers(&self, bodies: &mut Bodies, context: u32, now: u64) -> Option<Reason> {
+        let rules = self.rules;
+        match self.side {
+            Side::Request => {
+                let request = rules.reading_body(Side::Request, b"POST", Some(self.path), None);
+                let response = rules.reading_body(Side::Response, b"POST", Some(self.path), None);
+                bodies.request_headers(context, now, self.reading(request), response)
+            }
+            Side::Response => {
+                if bodies.has(context) {
+                    bodies.response_headers(context, |noted| {
+                        let concerned = noted
+                            .iter()
+                            .copied()
+                            .filter(|&i| rules.status_allows(i, self.status))
+                            .collect();
+                        self.reading(concerned)
+                    });
+                }
+                None
+            }
         }
     }
 }
@@ -794,14 +834,14 @@ impl<'a> Host<'a> {
 impl ChunkSource for Host<'_> {
     fn start(&mut self) -> Reading {
         self.starts += 1;
-        let status = match self.side {
-            Side::Request => None,
-            Side::Response => self.status,
-        };
+        if !self.start_at_chunk {
+            return Reading::Skipped;
+        }
+        let status = (self.side == Side::Response).then_some(self.status);
         let concerned = self
             .rules
             .reading_body(self.side, b"POST", Some(self.path), status);
-        Reading::start(self.rules, concerned, self.content_type, None, self.length)
+        self.reading(concerned)
     }
 
     fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {
@@ -815,7 +855,8 @@ impl ChunkSource for Host<'_> {
 }
 
 /// Passes `body` to `bodies` as request `context`'s `side`, in chunks of `size` bytes (the last
-/// one marked `end` when `end`), at `now`. Returns what each chunk returned.
+/// one marked `end` when `end`), at `now`; as the glue, only for a request in the table (unless
+/// the host starts at the first chunk). Returns what each chunk returned.
 fn pass<'a>(
     bodies: &mut Bodies,
     host: &mut Host<'a>,
@@ -837,6 +878,9 @@ fn pass<'a>(
         .into_iter()
         .enumerate()
         .map(|(i, chunk)| {
+            if !host.start_at_chunk && !bodies.has(context) {
+                return None;
+            }
             host.chunk = chunk;
             let c = Chunk {
                 context,
@@ -849,13 +893,30 @@ fn pass<'a>(
         .collect()
 }
 
+/// Headers, then the whole body in chunks of `size`.
+fn request<'a>(
+    bodies: &mut Bodies,
+    host: &mut Host<'a>,
+    context: u32,
+    body: &'a [u8],
+    size: usize,
+    now: u64,
+) -> Option<Reason> {
+    let busy = host.headers(bodies, context, now);
+    let chunks = pass(bodies, host, context, body, size, true, now);
+    assert!(chunks.iter().all(Option::is_none), "{chunks:?}");
+    busy
+}
+
 fn contract_rules() -> Rules {
     rules(
         r#"{"name": "alice_signups_total",
               "match": {"method": "POST", "path": "/users", "request_json": [{"pointer": "/username", "equals": "alice"}]}},
            {"name": "created_points_total", "match": {"method": "POST", "path": "/users", "status": ["2xx"]},
               "increment": {"response_json": "/points"}},
-           {"name": "users_total", "match": {"method": "POST", "path": "/users"}}"#,
+           {"name": "users_total", "match": {"method": "POST", "path": "/users"}},
+           {"name": "locked_logins_total", "match": {"method": "POST", "path": "/login", "status": ["2xx"],
+              "response_json": [{"pointer": "/ok", "equals": false}]}}"#,
     )
 }
 
@@ -864,99 +925,86 @@ logic_test!(
         let all = contract_rules();
         let mut bodies = Bodies::default();
         assert!(bodies.is_empty());
-        let mut request = Host::new(&all, Side::Request, "/users");
+        let mut req = Host::new(&all, Side::Request, "/users");
+        assert_eq!(req.headers(&mut bodies, 7, 1000), None);
+        assert!(bodies.has(7));
         let body = br#"{"username": "alice", "password": "pw"}"#;
         // Not ended yet: the copy is held.
-        let r = pass(&mut bodies, &mut request, 7, &body[..20], 3, false, 1000);
+        let r = pass(&mut bodies, &mut req, 7, &body[..20], 3, false, 1000);
         assert!(r.iter().all(Option::is_none));
-        assert_eq!(
-            request.starts, 1,
-            "the headers are read once, at the first chunk"
-        );
-        assert_eq!(request.fetched, 20);
+        assert_eq!(req.fetched, 20);
+        assert_eq!(req.starts, 0, "the headers decided, not the chunks");
         assert_eq!(bodies.len(), 1);
         assert!(bodies.held() >= 20);
-        pass(&mut bodies, &mut request, 7, &body[20..], 3, true, 1001);
-        assert_eq!(request.starts, 1);
-        assert_eq!(request.fetched, body.len());
+        pass(&mut bodies, &mut req, 7, &body[20..], 3, true, 1001);
+        assert_eq!(req.fetched, body.len());
         assert_eq!(bodies.held(), 0, "evaluated at the end, the copy dropped");
-        let mut response = Host::new(&all, Side::Response, "/users");
-        response.status = Some(201);
-        response.length = Some(13);
-        pass(
-            &mut bodies,
-            &mut response,
-            7,
-            br#"{"points": 5}"#,
-            4,
-            true,
-            1002,
-        );
+        let mut resp = Host::new(&all, Side::Response, "/users");
+        resp.status = 201;
+        resp.length = Some(13);
+        request(&mut bodies, &mut resp, 7, br#"{"points": 5}"#, 4, 1002);
+        assert_eq!(resp.fetched, 13);
         assert_eq!(bodies.held(), 0);
         let pending = bodies.finish(7).unwrap();
-        assert!(bodies.is_empty());
+        assert!(bodies.is_empty() && !bodies.has(7));
         assert_eq!(pending.born_ms, 1000);
         assert_eq!(pending.verdict(&all, 0), HOLDS);
         assert_eq!(pending.verdict(&all, 1), Verdict::Holds(Some(5)));
         assert_eq!(pending.verdict(&all, 2), HOLDS);
         assert!(bodies.finish(7).is_none(), "finished once");
 
-        // Another request's bodies are its own.
-        let mut request = Host::new(&all, Side::Request, "/users");
-        pass(
-            &mut bodies,
-            &mut request,
-            8,
-            br#"{"username": "bob"}"#,
-            5,
-            true,
-            2000,
-        );
-        let mut response = Host::new(&all, Side::Response, "/users");
-        response.status = Some(500);
-        pass(
-            &mut bodies,
-            &mut response,
-            8,
-            br#"{"points": 5}"#,
-            5,
-            true,
-            2000,
-        );
-        assert_eq!(response.fetched, 0, "no rule reads a 500's body");
+        // Another request's bodies are its own; a 500's body no rule reads is not fetched.
+        let mut req = Host::new(&all, Side::Request, "/users");
+        request(&mut bodies, &mut req, 8, br#"{"username": "bob"}"#, 5, 2000);
+        let mut resp = Host::new(&all, Side::Response, "/users");
+        resp.status = 500;
+        request(&mut bodies, &mut resp, 8, br#"{"points": 5}"#, 5, 2000);
+        assert_eq!(resp.fetched, 0);
         let pending = bodies.finish(8).unwrap();
         assert_eq!(pending.verdict(&all, 0), Verdict::Fails);
         assert_eq!(pending.verdict(&all, 1), Verdict::Unread(Reason::NoBody));
+        assert_eq!(bodies.held(), 0);
     }
 );
 
 logic_test!(
-    fn bodies_no_rule_concerns_are_not_fetched() {
+    fn only_requests_some_rule_reads_get_an_entry() {
         let all = contract_rules();
         let mut bodies = Bodies::default();
-        let mut other_path = Host::new(&all, Side::Request, "/login");
-        pass(
-            &mut bodies,
-            &mut other_path,
-            1,
-            br#"{"username": "alice"}"#,
-            4,
-            true,
-            0,
-        );
-        assert_eq!(other_path.fetched, 0);
-        assert_eq!(bodies.held(), 0);
+        // No body rule on this path: no entry, nothing fetched, not even the response's.
+        let mut req = Host::new(&all, Side::Request, "/health");
+        request(&mut bodies, &mut req, 1, br#"{"username": "alice"}"#, 4, 0);
+        let mut resp = Host::new(&all, Side::Response, "/health");
+        request(&mut bodies, &mut resp, 1, br#"{"ok": false}"#, 4, 0);
+        assert_eq!(req.fetched + resp.fetched, 0);
+        assert!(!bodies.has(1) && bodies.is_empty());
+        assert!(bodies.finish(1).is_none());
+        // A rule on the response only: an entry from the request's headers, the request body
+        // not read, the response's read.
+        let mut req = Host::new(&all, Side::Request, "/login");
+        request(&mut bodies, &mut req, 2, br#"{"user": "x"}"#, 4, 0);
+        assert!(bodies.has(2));
+        assert_eq!(req.fetched, 0);
+        let mut resp = Host::new(&all, Side::Response, "/login");
+        request(&mut bodies, &mut resp, 2, br#"{"ok": false}"#, 4, 0);
+        assert_eq!(resp.fetched, 13);
+        assert_eq!(bodies.finish(2).unwrap().verdict(&all, 3), HOLDS);
+        // A response whose headers come for a request not in the table makes no entry.
+        let mut resp = Host::new(&all, Side::Response, "/login");
+        request(&mut bodies, &mut resp, 3, br#"{"ok": false}"#, 4, 0);
+        assert!(!bodies.has(3));
+        assert_eq!(resp.fetched, 0);
+    }
+);
+
+logic_test!(
+    fn headers_say_which_bodies_cannot_be_read() {
+        let all = contract_rules();
+        let mut bodies = Bodies::default();
+        let body = br#"{"username": "alice"}"#;
         let mut not_json = Host::new(&all, Side::Request, "/users");
         not_json.content_type = Some(b"text/plain");
-        pass(
-            &mut bodies,
-            &mut not_json,
-            2,
-            br#"{"username": "alice"}"#,
-            4,
-            true,
-            0,
-        );
+        request(&mut bodies, &mut not_json, 2, body, 4, 0);
         assert_eq!(not_json.fetched, 0);
         assert_eq!(
             bodies.finish(2).unwrap().verdict(&all, 0),
@@ -964,49 +1012,50 @@ logic_test!(
         );
         let mut too_long = Host::new(&all, Side::Request, "/users");
         too_long.length = Some(65_537);
-        pass(&mut bodies, &mut too_long, 3, b"{}", 4, true, 0);
+        request(&mut bodies, &mut too_long, 3, body, 4, 0);
         assert_eq!(too_long.fetched, 0);
         assert_eq!(
             bodies.finish(3).unwrap().verdict(&all, 0),
             Verdict::Unread(Reason::TooLarge)
         );
+        // Headers that end the stream: no body; the response may still be read.
+        let mut empty = Host::new(&all, Side::Request, "/users");
+        empty.no_body = true;
+        assert_eq!(empty.headers(&mut bodies, 4, 0), None);
+        assert!(bodies.has(4));
+        let mut resp = Host::new(&all, Side::Response, "/users");
+        request(&mut bodies, &mut resp, 4, br#"{"points": 2}"#, 4, 0);
+        let pending = bodies.finish(4).unwrap();
+        assert_eq!(pending.verdict(&all, 0), Verdict::Unread(Reason::NoBody));
+        assert_eq!(pending.verdict(&all, 1), Verdict::Holds(Some(2)));
+        // Bytes the host will not give: the body is not read.
+        let mut refusing = Host::new(&all, Side::Request, "/users");
+        refusing.refuse = true;
+        request(&mut bodies, &mut refusing, 5, body, 8, 0);
         assert_eq!(
-            bodies.finish(1).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::NoBody)
+            bodies.finish(5).unwrap().verdict(&all, 0),
+            Verdict::Unread(Reason::Busy)
+        );
+        // The client went away mid-body: no end.
+        let mut cut = Host::new(&all, Side::Request, "/users");
+        cut.headers(&mut bodies, 6, 0);
+        pass(&mut bodies, &mut cut, 6, &body[..10], 4, false, 0);
+        assert!(bodies.held() >= 10);
+        assert_eq!(
+            bodies.finish(6).unwrap().verdict(&all, 0),
+            Verdict::Unread(Reason::Incomplete)
         );
         assert!(bodies.is_empty());
         assert_eq!(bodies.held(), 0);
     }
 );
 
-logic_test!(
-    fn bytes_the_host_will_not_give_leave_the_body_unread() {
-        let all = contract_rules();
-        let mut bodies = Bodies::default();
-        let mut host = Host::new(&all, Side::Request, "/users");
-        host.refuse = true;
-        let r = pass(
-            &mut bodies,
-            &mut host,
-            1,
-            br#"{"username": "alice"}"#,
-            8,
-            true,
-            0,
-        );
-        assert!(r.iter().all(Option::is_none), "{r:?}");
-        assert_eq!(bodies.held(), 0);
-        assert_eq!(
-            bodies.finish(1).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::Busy)
-        );
-    }
-);
-
-/// A counter reading up to 1 MiB of `/big` request bodies.
+/// A counter reading up to 1 MiB of `/big` request bodies, and one of its responses.
 fn big_rules() -> Rules {
     rules(
         r#"{"name": "big", "match": {"path": "/big", "request_json": [{"pointer": "/a", "present": true}]},
+             "max_body_bytes": 1048576},
+           {"name": "big_answer", "match": {"path": "/big", "response_json": [{"pointer": "/a", "present": true}]},
              "max_body_bytes": 1048576}"#,
     )
 }
@@ -1022,6 +1071,7 @@ logic_test!(
         // 16 bodies of 1 MiB, none ended: the whole budget.
         for context in 0..16 {
             let mut host = Host::new(&all, Side::Request, "/big");
+            assert_eq!(host.headers(&mut bodies, context, 0), None);
             let r = pass(&mut bodies, &mut host, context, &mib, MIB, false, 0);
             assert_eq!(r, [None]);
             assert_eq!(host.fetched, MIB);
@@ -1029,8 +1079,11 @@ logic_test!(
         assert_eq!(bodies.held(), 16 * MIB);
         // One more byte is one too many: not fetched, the rule is told why.
         let mut host = Host::new(&all, Side::Request, "/big");
-        let r = pass(&mut bodies, &mut host, 16, br#"{"a": 1}"#, 8, true, 0);
-        assert_eq!(r, [None], "the request has an entry to carry the reason");
+        assert_eq!(
+            request(&mut bodies, &mut host, 16, br#"{"a": 1}"#, 8, 0),
+            None,
+            "the request has an entry to carry the reason"
+        );
         assert_eq!(host.fetched, 0);
         assert_eq!(bodies.held(), 16 * MIB);
         assert_eq!(
@@ -1042,7 +1095,7 @@ logic_test!(
         assert_eq!(first.verdict(&all, 0), Verdict::Unread(Reason::Incomplete));
         assert_eq!(bodies.held(), 15 * MIB);
         let mut host = Host::new(&all, Side::Request, "/big");
-        pass(&mut bodies, &mut host, 17, br#"{"a": 1}"#, 3, true, 0);
+        request(&mut bodies, &mut host, 17, br#"{"a": 1}"#, 3, 0);
         assert_eq!(host.fetched, 8);
         assert_eq!(bodies.finish(17).unwrap().verdict(&all, 0), HOLDS);
         for context in 1..16 {
@@ -1053,17 +1106,64 @@ logic_test!(
     }
 );
 
+logic_test!(
+    fn declared_lengths_count_against_the_budget() {
+        let all = big_rules();
+        let mut bodies = Bodies::default();
+        // 16 requests declaring 1 MiB each: room for each is reserved at its headers, so the
+        // budget is spent before a byte is copied.
+        for context in 0..16 {
+            let mut host = Host::new(&all, Side::Request, "/big");
+            host.length = Some(MIB as u64);
+            assert_eq!(host.headers(&mut bodies, context, 0), None);
+            assert_eq!(bodies.held(), (context as usize + 1) * MIB);
+            let r = pass(&mut bodies, &mut host, context, b"{", 1, false, 0);
+            assert_eq!(r, [None]);
+            assert_eq!(host.fetched, 1);
+        }
+        assert_eq!(bodies.held(), 16 * MIB);
+        // A 17th is refused at its headers, the response of one of them at its own.
+        let mut host = Host::new(&all, Side::Request, "/big");
+        host.length = Some(MIB as u64);
+        request(&mut bodies, &mut host, 16, br#"{"a": 1}"#, 1, 0);
+        assert_eq!(host.fetched, 0, "a 17th MiB is past the budget");
+        let mut resp = Host::new(&all, Side::Response, "/big");
+        resp.length = Some(MIB as u64);
+        request(&mut bodies, &mut resp, 3, br#"{"a": 1}"#, 1, 0);
+        assert_eq!(resp.fetched, 0);
+        assert_eq!(bodies.held(), 16 * MIB);
+        assert_eq!(
+            bodies.finish(16).unwrap().verdict(&all, 0),
+            Verdict::Unread(Reason::Busy)
+        );
+        assert_eq!(
+            bodies.finish(3).unwrap().verdict(&all, 1),
+            Verdict::Unread(Reason::Busy)
+        );
+        assert_eq!(bodies.held(), 15 * MIB, "what request 3 held");
+        // A small response fits again.
+        let mut resp = Host::new(&all, Side::Response, "/big");
+        resp.length = Some(8);
+        request(&mut bodies, &mut resp, 4, br#"{"a": 1}"#, 3, 0);
+        assert_eq!(resp.fetched, 8);
+        assert_eq!(bodies.finish(4).unwrap().verdict(&all, 1), HOLDS);
+        for context in 0..16 {
+            bodies.finish(context);
+        }
+        assert_eq!(bodies.held(), 0);
+    }
+);
+
 // `logic_test!` takes no attributes: the same two lines, and the known bug.
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-#[ignore = "BUG: Bodies::chunk computes `others` after Reading::start reserved the declared content-length, so it subtracts a new body's reservation from a total that never included it: held() undercounts and the budget lets a 17th 1 MiB body in"]
-fn declared_lengths_count_against_the_budget() {
+#[ignore = "BUG (latent: the glue's ChunkSource::start answers Skipped since headers decide): when Bodies::chunk starts a reading itself, it takes `before` after Reading::start reserved the declared content-length, so held() undercounts by that reservation and the budget lets a 17th 1 MiB body in"]
+fn a_reading_started_at_a_chunk_counts_against_the_budget() {
     let all = big_rules();
     let mut bodies = Bodies::default();
-    // 16 requests declaring 1 MiB each, one byte of each seen: room for each is reserved
-    // at once (the declared length), so the budget is spent.
     for context in 0..16 {
         let mut host = Host::new(&all, Side::Request, "/big");
+        host.start_at_chunk = true;
         host.length = Some(MIB as u64);
         let r = pass(&mut bodies, &mut host, context, b"{", 1, false, 0);
         assert_eq!(r, [None]);
@@ -1071,13 +1171,10 @@ fn declared_lengths_count_against_the_budget() {
     }
     assert_eq!(bodies.held(), 16 * MIB);
     let mut host = Host::new(&all, Side::Request, "/big");
+    host.start_at_chunk = true;
     host.length = Some(MIB as u64);
     pass(&mut bodies, &mut host, 16, b"{", 1, false, 0);
     assert_eq!(host.fetched, 0, "a 17th MiB is past the budget");
-    for context in 0..17 {
-        bodies.finish(context);
-    }
-    assert_eq!(bodies.held(), 0);
 }
 
 logic_test!(
@@ -1088,23 +1185,28 @@ logic_test!(
         // MAX_PENDING requests whose bodies are being read (one chunk each, none ended).
         for context in 0..MAX_PENDING as u32 {
             let mut host = Host::new(&all, Side::Request, "/users");
+            assert_eq!(host.headers(&mut bodies, context, 0), None);
             pass(&mut bodies, &mut host, context, &alice[..2], 2, false, 0);
         }
         assert_eq!(bodies.len(), MAX_PENDING);
         let held = bodies.held();
-        // A new request with a body some rule reads: not read, and said at once (it has no
-        // entry to carry the reason).
+        // A new request some rule reads: refused at its headers, once, and said at once (it
+        // has no entry to carry the reason); its chunks then pass unread.
         let mut host = Host::new(&all, Side::Request, "/users");
-        let r = pass(&mut bodies, &mut host, 99_999, alice, alice.len(), true, 0);
-        assert_eq!(r, [Some(Reason::Busy)]);
-        assert_eq!(host.fetched, 0);
+        assert_eq!(
+            request(&mut bodies, &mut host, 99_999, alice, 4, 0),
+            Some(Reason::Busy)
+        );
+        let mut resp = Host::new(&all, Side::Response, "/users");
+        request(&mut bodies, &mut resp, 99_999, br#"{"points": 1}"#, 4, 0);
+        assert_eq!(host.fetched + resp.fetched, 0);
+        assert!(!bodies.has(99_999));
         assert_eq!(bodies.len(), MAX_PENDING);
         assert_eq!(bodies.held(), held);
         assert!(bodies.finish(99_999).is_none());
         // A new request no rule reads the body of costs nothing and says nothing.
-        let mut other = Host::new(&all, Side::Request, "/login");
-        let r = pass(&mut bodies, &mut other, 99_998, alice, 4, true, 0);
-        assert!(r.iter().all(Option::is_none), "{r:?}");
+        let mut other = Host::new(&all, Side::Request, "/health");
+        assert_eq!(request(&mut bodies, &mut other, 99_998, alice, 4, 0), None);
         assert_eq!(bodies.len(), MAX_PENDING);
         // Requests already in the table go on.
         let mut host = Host::new(&all, Side::Request, "/users");
@@ -1113,8 +1215,7 @@ logic_test!(
         assert_eq!(bodies.finish(5).unwrap().verdict(&all, 0), HOLDS);
         // The freed slot takes a new request.
         let mut host = Host::new(&all, Side::Request, "/users");
-        let r = pass(&mut bodies, &mut host, 99_999, alice, 8, true, 0);
-        assert!(r.iter().all(Option::is_none), "{r:?}");
+        assert_eq!(request(&mut bodies, &mut host, 99_999, alice, 8, 0), None);
         assert_eq!(bodies.finish(99_999).unwrap().verdict(&all, 0), HOLDS);
         for context in 0..MAX_PENDING as u32 {
             bodies.finish(context);
@@ -1127,15 +1228,16 @@ logic_test!(
 // `logic_test!` takes no attributes: the same two lines, and the known bug.
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-#[ignore = "BUG: with the table full, Bodies::chunk returns Some(Busy) for every chunk of a refused body (the glue counts busy once per chunk), not once per body"]
+#[ignore = "BUG (latent: the glue calls Bodies::chunk only for requests in the table): with the table full, Bodies::chunk returns Some(Busy) for every chunk of a body it starts itself, not once per body"]
 fn a_body_refused_for_a_full_table_is_busy_once() {
     let all = contract_rules();
     let mut bodies = Bodies::default();
     for context in 0..MAX_PENDING as u32 {
-        let mut host = Host::new(&all, Side::Request, "/users");
-        pass(&mut bodies, &mut host, context, b"{", 1, false, 0);
+        let host = Host::new(&all, Side::Request, "/users");
+        host.headers(&mut bodies, context, 0);
     }
     let mut host = Host::new(&all, Side::Request, "/users");
+    host.start_at_chunk = true;
     let body = br#"{"username": "alice"}"#;
     let r = pass(&mut bodies, &mut host, 99_999, body, 4, true, 0);
     assert_eq!(r.len(), 6);
@@ -1148,28 +1250,24 @@ logic_test!(
     fn sweep_forgets_requests_whose_end_never_came() {
         let all = contract_rules();
         let mut bodies = Bodies::default();
-        let mut host = Host::new(&all, Side::Request, "/users");
-        pass(
-            &mut bodies,
-            &mut host,
-            1,
-            br#"{"username": "#,
-            4,
-            false,
-            1_000,
-        );
-        let mut host = Host::new(&all, Side::Request, "/users");
-        pass(
-            &mut bodies,
-            &mut host,
-            2,
-            br#"{"username": "#,
-            4,
-            false,
-            5_000,
-        );
-        let mut host = Host::new(&all, Side::Request, "/login");
-        pass(&mut bodies, &mut host, 3, br#"{}"#, 4, false, 1_000);
+        for (context, path, now) in [
+            (1, "/users", 1_000),
+            (2, "/users", 5_000),
+            (3, "/login", 1_000),
+        ] {
+            let mut host = Host::new(&all, Side::Request, path);
+            host.headers(&mut bodies, context, now);
+            pass(
+                &mut bodies,
+                &mut host,
+                context,
+                br#"{"username": "#,
+                4,
+                false,
+                now,
+            );
+        }
+        assert_eq!(bodies.len(), 3);
         let held_by_2 = bodies.held() / 2;
         assert!(held_by_2 > 0);
         // Just short of FORGET_MS for the oldest: all kept.
