@@ -89,7 +89,11 @@ pub fn readable(
     content_type: Option<&[u8]>,
     content_encoding: Option<&[u8]>,
 ) -> Result<(), Reason> {
-    if content_encoding.is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity")) {
+    let encoded = |e: &[u8]| {
+        let e = e.trim_ascii();
+        !e.is_empty() && !e.eq_ignore_ascii_case(b"identity")
+    };
+    if content_encoding.is_some_and(encoded) {
         return Err(Reason::Compressed);
     }
     let media = content_type
@@ -337,6 +341,8 @@ pub struct Pending {
     pub response_rules: Vec<usize>,
     /// When the request's first body chunk came: for [`Bodies::sweep`].
     pub born_ms: u64,
+    /// Set when the request got no entry (the table was full): every body rule's verdict.
+    pub refused: Option<Reason>,
 }
 
 impl Pending {
@@ -359,6 +365,9 @@ pub fn verdict(pending: Option<&Pending>, all: &Rules, index: usize) -> Verdict 
     let Some(spec) = body_rule(all, index) else {
         return Verdict::Holds(None);
     };
+    if let Some(reason) = pending.and_then(|p| p.refused) {
+        return Verdict::Unread(reason);
+    }
     let mut result = Verdict::Holds(None);
     for side in [Side::Request, Side::Response] {
         if !spec.reads(side) {
@@ -384,7 +393,13 @@ pub struct Bodies {
     pending: HashMap<u32, Pending>,
     /// Bytes the copies in `pending` hold.
     held: usize,
+    /// Requests refused an entry (the table was full), newest last, at most [`MAX_REFUSED`]:
+    /// their end says `busy` rather than `no_body`.
+    refused: std::collections::VecDeque<u32>,
 }
+
+/// Refused requests remembered until their end; past it the oldest end says `no_body`.
+pub const MAX_REFUSED: usize = 1024;
 
 /// Requests whose bodies one VM reads at once; past it a body is not read (`busy`).
 pub const MAX_PENDING: usize = 4096;
@@ -427,18 +442,26 @@ impl Bodies {
             end,
         } = chunk;
         if !self.pending.contains_key(&context) && self.pending.len() >= MAX_PENDING {
+            if self.refused.contains(&context) {
+                return None;
+            }
             let reading = source.start();
-            return matches!(reading, Reading::Copying { .. }).then_some(Reason::Busy);
+            let refused = matches!(reading, Reading::Copying { .. });
+            if refused {
+                self.note_refused(context);
+            }
+            return refused.then_some(Reason::Busy);
         }
         let pending = self.pending.entry(context).or_insert_with(|| Pending {
             born_ms: now_ms,
             ..Pending::default()
         });
         let reading = pending.side(side);
+        // What this reading held before this chunk (nothing, if it starts now).
+        let before = reading.held();
         if matches!(reading, Reading::NotStarted) {
             *reading = source.start();
         }
-        let before = reading.held();
         let others = self.held.saturating_sub(before);
         let wanted = reading.wanted(size);
         if wanted > 0 {
@@ -476,6 +499,7 @@ impl Bodies {
             return None;
         }
         if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&context) {
+            self.note_refused(context);
             return Some(Reason::Busy);
         }
         let mut request = request;
@@ -488,6 +512,7 @@ impl Bodies {
             response: Reading::NotStarted,
             response_rules,
             born_ms: now_ms,
+            refused: None,
         };
         if let Some(old) = self.pending.insert(context, pending) {
             self.held = self
@@ -519,11 +544,25 @@ impl Bodies {
 
     /// The request has ended: its bodies' verdicts, and the entry gone.
     pub fn finish(&mut self, context: u32) -> Option<Pending> {
-        let pending = self.pending.remove(&context)?;
+        let Some(pending) = self.pending.remove(&context) else {
+            let at = self.refused.iter().position(|&c| c == context)?;
+            self.refused.remove(at);
+            return Some(Pending {
+                refused: Some(Reason::Busy),
+                ..Pending::default()
+            });
+        };
         self.held = self
             .held
             .saturating_sub(pending.request.held() + pending.response.held());
         Some(pending)
+    }
+
+    fn note_refused(&mut self, context: u32) {
+        if self.refused.len() >= MAX_REFUSED {
+            self.refused.pop_front();
+        }
+        self.refused.push_back(context);
     }
 
     /// Forgets requests pending longer than [`FORGET_MS`] (whose end Envoy never reported).
@@ -543,8 +582,9 @@ impl Bodies {
         self.pending.len()
     }
 
+    /// Whether no request is being read or remembered as refused.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && self.refused.is_empty()
     }
 
     /// Bytes the copies hold now.

@@ -7,9 +7,7 @@
 //! into one small tree type (objects keep their order and duplicate keys, so duplicates can be
 //! refused) and [`Node`] reads typed fields out of it with serde's wording for its errors.
 
-use serde::de::{
-    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
 /// A configuration error: the field path (`counters[1].match.status[0]`) and what was expected.
@@ -133,10 +131,11 @@ pub fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
 /// The values at several RFC 6901 pointers in the document `input` (`None` where absent or the
 /// pointer is not one), in one pass without building the document: a sampler's answer or a
 /// body may be megabytes, and a tree of it would take about fifteen times that in the VM's
-/// memory, which never shrinks. The syntax of the whole document is checked (a missing
-/// bracket anywhere is an error, as with [`Json::parse`]), but values off the paths are
-/// skipped undecoded: an invalid escape or an out-of-range number there is not an error, as it
-/// is for the parser. With duplicate keys the last one counts, as in serde_json's `Value`.
+/// memory, which never shrinks. The whole document is read as serde_json reads it (values off
+/// the paths are decoded and dropped: an invalid escape or UTF-8, an out-of-range number
+/// anywhere is an error), so it accepts exactly what serde_json accepts, and a rule's verdict
+/// never depends on another rule's pointers. With duplicate keys the last one counts, as in
+/// serde_json's `Value`.
 pub fn lookup(input: &[u8], pointers: &[&str]) -> Result<Vec<Option<Found>>, serde_json::Error> {
     let tokens: Vec<Option<Vec<String>>> = pointers.iter().map(|p| pointer_tokens(p)).collect();
     let active = tokens
@@ -261,7 +260,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 .map(|(i, _)| *i)
                 .collect();
             let more = if here.is_empty() {
-                seq.next_element::<IgnoredAny>()?.is_some()
+                seq.next_element_seed(Skip)?.is_some()
             } else {
                 seq.next_element_seed(self.child(here))?.is_some()
             };
@@ -282,13 +281,59 @@ impl<'de> Visitor<'de> for Walk<'_> {
             candidates: &deeper,
         })? {
             if here.is_empty() {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(Skip)?;
             } else {
                 map.next_value_seed(self.child(here))?;
             }
         }
         if ends {
             return self.leaf(|| Found::Object);
+        }
+        Ok(())
+    }
+}
+
+/// A value off every pointer's path, read as serde_json reads it and dropped: strings decoded
+/// (UTF-8, escapes) into serde_json's scratch buffer, numbers in range, nothing kept.
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(Skip)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
         }
         Ok(())
     }

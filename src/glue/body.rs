@@ -9,8 +9,9 @@
 //! each callback answers `Continue`.
 
 use super::abi::{now_ms, with_vm};
-use super::host::{self, Buffer, Map, Stats};
+use super::host::{self, Buffer, Map};
 use super::root::State;
+use super::warn_limited;
 use crate::body::{Bodies, Chunk, ChunkSource, Pending, Reading};
 use crate::labels::Side;
 use crate::pairs::{self, decimal};
@@ -111,10 +112,11 @@ fn on_headers(context: u32, side: Side, end: bool) {
                 None
             }
         };
-        if let Some(reason) = busy {
-            state
-                .registry
-                .body_not_counted(&state.filter, &Stats, reason);
+        // Counted when the request ends, by each body rule that otherwise matched it.
+        if busy.is_some() {
+            warn_limited(|| {
+                "a body was not read: this VM is reading as many requests' bodies as it may".into()
+            });
         }
     });
 }

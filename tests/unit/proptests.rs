@@ -614,7 +614,12 @@ fn number_text_is(raw: &[u8], v: u64) -> Result<(), TestCaseError> {
     let text = std::str::from_utf8(raw);
     prop_assert!(text.is_ok(), "Ok({}) from non-UTF-8 {:?}", v, raw);
     let text = text.unwrap_or_default().trim();
-    let f: Result<f64, _> = text.parse();
+    // As serde_json reads it (the module's one number parser): without its `float_roundtrip`
+    // feature a float may land one unit in the last place from Rust's own parse, which then
+    // decides whether it has a fraction (4.4813250964991355e15).
+    let f: Result<f64, _> = serde_json::from_str::<f64>(text)
+        .map_err(|_| ())
+        .or_else(|_| text.parse().map_err(|_| ()));
     prop_assert!(f.is_ok(), "Ok({}) from non-number {:?}", v, text);
     let f = f.unwrap_or(f64::NAN);
     prop_assert!(
@@ -1760,9 +1765,9 @@ mod bodies {
         }
 
         /// (b) Edited documents: whatever serde_json still accepts, `lookup` accepts and reads
-        /// the same; what it refuses never panics.
+        /// the same; what serde_json refuses, `lookup` refuses too.
         #[test]
-        fn lookup_accepts_what_serde_json_accepts(
+        fn lookup_accepts_what_serde_json_accepts_and_nothing_else(
             original in prop_oneof![any_json().prop_map(|v| v.to_string()), repeated_keys_text()],
             edits in prop::collection::vec(edit(), 1..4),
             extra in prop::collection::vec(random_pointer(), 0..6),
@@ -1778,8 +1783,9 @@ mod bodies {
                     agrees(&bytes, &tree, &pointers)?;
                 }
                 Err(_) => {
+                    // And refuses what serde_json refuses, whatever the pointers.
                     let borrowed: Vec<&str> = pointers.iter().map(String::as_str).collect();
-                    let _ = lookup(&bytes, &borrowed);
+                    prop_assert!(lookup(&bytes, &borrowed).is_err());
                 }
             }
         }
