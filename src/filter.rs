@@ -131,6 +131,18 @@ impl Filter {
         stat_name(name, &labels)
     }
 
+    /// The samplers of this configuration whose gauge, and so shared-data schedule, is also one
+    /// of `other`'s: two plugins in one Envoy feeding one series (README: keep them apart by
+    /// name or constant label).
+    pub fn shared_samplers(&self, other: &Filter) -> Vec<&str> {
+        self.samplers
+            .iter()
+            .zip(&self.sampler_keys)
+            .filter(|(_, key)| other.sampler_keys.contains(key))
+            .map(|(s, _)| s.name.as_str())
+            .collect()
+    }
+
     /// Whether any request needs to be looked at at all.
     pub fn observes_requests(&self) -> bool {
         self.http.is_some() || !self.rules.is_empty()

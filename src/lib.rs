@@ -18,6 +18,7 @@ pub mod filter;
 pub mod json;
 pub mod labels;
 pub mod lifecycle;
+pub mod logbudget;
 pub mod metrics;
 pub mod pairs;
 pub mod proxy;

@@ -85,6 +85,11 @@ impl<R> Plugins<R> {
         });
     }
 
+    /// The roots alive in this VM of plugins other than `name`.
+    pub fn others<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a Live<R>> {
+        self.roots.iter().filter(move |l| l.name != name)
+    }
+
     /// The last configuration of plugin `name` that passed validation in this VM.
     pub fn last_good(&self, name: &[u8]) -> Option<&[u8]> {
         self.last_good

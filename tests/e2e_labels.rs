@@ -308,6 +308,11 @@ fn two_services_sharing_a_vm_keep_their_own_series_and_samplers() {
             .into_iter()
             .collect()
     );
+    assert!(
+        !envoy.log().contains("feed the same gauge"),
+        "told apart by their labels, yet warned:\n{}",
+        envoy.log()
+    );
     // Each sampler its own schedule, gauge and last-success stamp.
     for s in ["a", "b"] {
         assert!(
@@ -352,4 +357,39 @@ fn two_services_sharing_a_vm_keep_their_own_series_and_samplers() {
         upstream.hits("/count-a"),
         upstream.hits("/count-b")
     );
+}
+
+/// Two plugins in one VM with the same sampler and no label to tell them apart: one gauge, one
+/// schedule between them. The filter says so, naming both plugins and the sampler.
+#[test]
+fn two_plugins_sharing_a_sampler_series_are_warned_about() {
+    let upstream = Upstream::start(|_, _| Reply::new(200, r#"{"count": 3}"#));
+    let (a, b, admin) = (free_port(), free_port(), free_port());
+    let opts = EnvoyOptions::new("", upstream.port);
+    let config = r#"{"samplers": [{"name": "total_users", "cluster": "app", "path": "/count",
+        "interval_seconds": 60, "value": {"json_pointer": "/count"}}]}"#;
+    let plugins = [(a, "shop_a", config), (b, "shop_b", config)];
+    let envoy = Envoy::start_with_config(&shared_vm_bootstrap(&opts, admin, &plugins), 2, a, admin)
+        .unwrap_or_else(|log| panic!("{log}"));
+    // Said when the second of the two is configured, whichever that is.
+    let said = |first: &str, second: &str| {
+        format!(
+            r#"plugin "{second}": sampler(s) ["total_users"] feed the same gauge and schedule as plugin "{first}"'s"#
+        )
+    };
+    let log = eventually(
+        Duration::from_secs(10),
+        "the shared-sampler warning",
+        || {
+            let log = envoy.log();
+            (log.contains(&said("shop_a", "shop_b")) || log.contains(&said("shop_b", "shop_a")))
+                .then_some(log)
+        },
+    );
+    // Requests still pass.
+    assert_eq!(
+        send(&agent(), "GET", &format!("http://127.0.0.1:{a}/x"), ""),
+        200
+    );
+    assert!(!log.contains("panic"), "{log}");
 }

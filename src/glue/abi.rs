@@ -14,7 +14,7 @@
 
 use super::host::{self, Buffer, Stats};
 use super::root::{Root, TICK_MS};
-use super::{http, install_logging, warn_limited};
+use super::{http, install_logging};
 use crate::config;
 use crate::lifecycle::Plugins;
 use crate::metrics::config_valid;
@@ -66,6 +66,7 @@ fn configure(plugins: &mut Plugins<Root>, id: u32) {
         good.ok_or(())
     });
     let root = Root::new(config.as_ref().ok());
+    warn_shared_samplers(plugins, &name, &root);
     if let Err(status) = host::set_tick_period_ms(TICK_MS) {
         log::error!("cannot start the timer (host status {status})");
     }
@@ -76,13 +77,31 @@ fn configure(plugins: &mut Plugins<Root>, id: u32) {
     plugins.configured(id, &name, &raw, valid, now_ms(), root);
 }
 
+/// Says so when a sampler of plugin `name` would feed the same gauge (and share the schedule) as
+/// another live plugin's in this VM: one series for two configurations.
+fn warn_shared_samplers(plugins: &Plugins<Root>, name: &[u8], root: &Root) {
+    let Some(filter) = root.filter() else {
+        return;
+    };
+    for other in plugins.others(name) {
+        let shared = other.root.filter().map(|f| filter.shared_samplers(f));
+        if let Some(shared) = shared.filter(|s| !s.is_empty()) {
+            log::warn!(
+                "plugin {:?}: sampler(s) {shared:?} feed the same gauge and schedule as plugin {:?}'s (expected other names, or constant labels that tell the two apart)",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(&other.name)
+            );
+        }
+    }
+}
+
 /// Runs `f` on the VM's state; a re-entrant call (never expected: the host defers its callbacks
 /// while the VM runs) is dropped and logged rather than allowed to panic.
 pub(super) fn with_vm<R>(f: impl FnOnce(&mut Plugins<Root>) -> R) -> Option<R> {
     VM.with(|vm| match vm.try_borrow_mut() {
         Ok(mut vm) => Some(f(&mut vm)),
         Err(_) => {
-            warn_limited(|| "re-entrant callback ignored".to_string());
+            warn_limited!(|| "re-entrant callback ignored".to_string());
             None
         }
     })

@@ -11,7 +11,6 @@
 use super::abi::{now_ms, with_vm};
 use super::host::{self, Buffer, Map};
 use super::root::State;
-use super::warn_limited;
 use crate::body::{Bodies, Chunk, ChunkSource, Pending, Reading};
 use crate::labels::Side;
 use crate::pairs::{self, decimal};
@@ -114,8 +113,8 @@ fn on_headers(context: u32, side: Side, end: bool) {
         };
         // Counted when the request ends, by each body rule that otherwise matched it.
         if busy.is_some() {
-            warn_limited(|| {
-                "a body was not read: this VM is reading as many requests' bodies as it may".into()
+            warn_limited!(|| {
+                "a body was not read: this VM is reading as many requests' bodies as it may"
             });
         }
     });

@@ -17,7 +17,6 @@
 
 use super::host::{self, Map, Stats};
 use super::root::State;
-use super::warn_limited;
 use crate::body::Pending;
 use crate::filter::{
     REQUEST_LENGTH, REQUEST_METHOD, REQUEST_PATH, REQUEST_RULE_HEADERS, RESPONSE_LENGTH,
@@ -90,13 +89,13 @@ pub fn on_log(state: &mut State, bodies: Option<&Pending>) {
         bodies,
     };
     if !state.registry.record(&state.filter, &Stats, &done) {
-        warn_limited(|| "the host refused a metric update".to_string());
+        warn_limited!(|| "the host refused a metric update".to_string());
     }
 }
 
 fn read(map: Map) -> Option<Vec<u8>> {
     host::header_pairs(map).unwrap_or_else(|status| {
-        warn_limited(|| format!("cannot read a header map (host status {status})"));
+        warn_limited!(|| format!("cannot read a header map (host status {status})"));
         None
     })
 }

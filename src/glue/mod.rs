@@ -4,6 +4,18 @@
 //! metric updates, `root` holds a configuration and runs the samplers; `body` (the module built
 //! with the `bodies` feature only) copies the JSON bodies body rules read.
 
+/// Logs a request-time problem (`message` makes the line) within the budget of its call site
+/// (`crate::logbudget`): a broken host call on every request must not flood Envoy's log, nor
+/// hide another problem's first lines.
+macro_rules! warn_limited {
+    ($message:expr) => {{
+        static BUDGET: $crate::logbudget::LogBudget = $crate::logbudget::LogBudget::new();
+        if let Some(n) = BUDGET.admit() {
+            log::warn!("{} (problem #{n})", ($message)());
+        }
+    }};
+}
+
 mod abi;
 #[cfg(feature = "bodies")]
 mod body;
@@ -12,7 +24,6 @@ mod http;
 mod root;
 
 use host::Level;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `log` records go to Envoy's log; a panic is logged at critical level before the VM dies.
 fn install_logging() {
@@ -39,14 +50,4 @@ fn install_logging() {
     std::panic::set_hook(Box::new(|info| {
         host::log(Level::Critical, &format!("app_metrics: panic: {info}"));
     }));
-}
-
-/// Logs the first few request-time problems, then one in a thousand: a broken host call on every
-/// request must not flood Envoy's log.
-fn warn_limited(message: impl FnOnce() -> String) {
-    static SEEN: AtomicU64 = AtomicU64::new(0);
-    let n = SEEN.fetch_add(1, Ordering::Relaxed);
-    if n < 10 || n.is_multiple_of(1000) {
-        log::warn!("{} (problem #{})", message(), n + 1);
-    }
 }

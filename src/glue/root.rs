@@ -1,7 +1,6 @@
 //! The root context: configuration, and the samplers' timer and answers.
 
 use super::host::{self, Buffer, Map, Stats, CAS_MISMATCH};
-use super::warn_limited;
 use crate::config::{Config, ValueSource};
 use crate::extract::{sample_value, Answer, Reason};
 use crate::filter::Filter;
@@ -30,6 +29,11 @@ pub const TICK_MS: u32 = 1000;
 impl Root {
     pub fn state(&mut self) -> Option<&mut State> {
         self.state.as_mut()
+    }
+
+    /// The configuration in force, if any.
+    pub fn filter(&self) -> Option<&Filter> {
+        self.state.as_ref().map(|s| &s.filter)
     }
 
     pub fn http_call_response(&mut self, token: u32, body_size: usize) {
@@ -80,7 +84,7 @@ impl Root {
                 registry.sample_ok(&state.filter, &Stats, index, value, now_s);
             }
             Err(reason) => {
-                warn_limited(|| format!("sampler {}: {}", sampler.name, reason.label()));
+                warn_limited!(|| format!("sampler {}: {}", sampler.name, reason.label()));
                 registry.sample_failed(&state.filter, &Stats, index, reason);
             }
         }
@@ -143,7 +147,7 @@ impl Root {
             match host::set_shared(key, &schedule::encode(next), cas) {
                 Ok(()) => due.push(index),
                 Err(CAS_MISMATCH) => {} // another VM won this round
-                Err(status) => warn_limited(|| {
+                Err(status) => warn_limited!(|| {
                     format!("sampler {}: shared data status {status}", sampler.name)
                 }),
             }
@@ -175,7 +179,7 @@ fn send(state: &mut State, pending: &mut Vec<(u32, usize)>, index: usize) {
     match host::http_call(&sampler.cluster, &headers, timeout_ms) {
         Ok(token) => pending.push((token, index)),
         Err(status) => {
-            warn_limited(|| {
+            warn_limited!(|| {
                 format!(
                     "sampler {}: cannot call cluster {:?} (host status {status})",
                     sampler.name, sampler.cluster

@@ -20,24 +20,19 @@ pub fn envoy_bin() -> String {
 }
 
 pub fn wasm_path() -> String {
-    let path = std::env::var("APP_METRICS_WASM").unwrap_or_else(|_| {
-        format!(
-            "{}/target/wasm32-wasip1/release/app_metrics.wasm",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    });
-    assert!(
-        PathBuf::from(&path).exists(),
-        "{path} missing: run `make build`"
-    );
-    path
+    module_path("APP_METRICS_WASM", "app_metrics.wasm")
 }
 
 /// The body-reading build (`make build` makes it beside the lean one).
 pub fn bodies_wasm_path() -> String {
-    let path = std::env::var("APP_METRICS_BODIES_WASM").unwrap_or_else(|_| {
+    module_path("APP_METRICS_BODIES_WASM", "app_metrics_bodies.wasm")
+}
+
+/// A module `make build` made: `$var`, else `file` in the release directory.
+fn module_path(var: &str, file: &str) -> String {
+    let path = std::env::var(var).unwrap_or_else(|_| {
         format!(
-            "{}/target/wasm32-wasip1/release/app_metrics_bodies.wasm",
+            "{}/target/wasm32-wasip1/release/{file}",
             env!("CARGO_MANIFEST_DIR")
         )
     });

@@ -143,3 +143,30 @@ logic_test!(
         );
     }
 );
+
+logic_test!(
+    fn samplers_feeding_one_series_are_found() {
+        let sampler = |name: &str| {
+            format!(
+                r#"{{"name": "{name}", "cluster": "app", "path": "/n", "value": {{"text": true}}}}"#
+            )
+        };
+        let config = |labels: &str, samplers: &[&str]| {
+            let samplers: Vec<String> = samplers.iter().map(|n| sampler(n)).collect();
+            let text = format!(
+                r#"{{"labels": {{{labels}}}, "samplers": [{}]}}"#,
+                samplers.join(",")
+            );
+            Filter::new(&parse(text.as_bytes()).unwrap())
+        };
+        let a = config("", &["total_users", "orders"]);
+        let b = config("", &["orders", "stock"]);
+        assert_eq!(a.shared_samplers(&b), ["orders"]);
+        assert_eq!(b.shared_samplers(&a), ["orders"]);
+        // Constant labels make them two series, two schedules.
+        let c = config(r#""service": "c""#, &["total_users", "orders"]);
+        assert!(a.shared_samplers(&c).is_empty());
+        let d = config(r#""service": "c""#, &["orders"]);
+        assert_eq!(c.shared_samplers(&d), ["orders"]);
+    }
+);
