@@ -1064,6 +1064,9 @@ def main():
                         "another build, e.g. main's), reported as default/default-base")
     p.add_argument("--bodies", action="store_true",
                    help="add the body-reading module: default config, and with a body rule")
+    p.add_argument("--only", metavar="KEYS",
+                   help="measure only these variants (comma-separated keys, after --baseline/"
+                        "--bodies/--add), e.g. default,default-base; implies --no-report")
     p.add_argument("--diagnose", action="store_true",
                    help="also run app-metrics-wasm with parts switched off by configuration "
                         "(region bench:diagnosis of BENCHMARKS.md)")
@@ -1110,6 +1113,10 @@ def main():
         if not BODIES_WASM.is_file():
             sys.exit(f"--bodies: no file {BODIES_WASM} (make build)")
         keys += [k for k, _, _ in BODIES]
+    if args.only:
+        # A focused A/B: just these variants, more cycles for the same time; no report.
+        keys = [k for k in keys if k in args.only.split(",")]
+        args.no_report = True
     if args.diagnose:
         keys = ["none", "empty", "bare", "lua", "probe-2", "probe-maps", "probe-default", "off",
                 "counters", "requests", "default", "default-raw", "full"]
@@ -1157,7 +1164,7 @@ def main():
     meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
     s = summarize(keys, runs, rss2, sizes, args.max_foreign)
-    tgts = [] if args.diagnose else targets(s)
+    tgts = [] if args.diagnose or args.only else targets(s)
     name = "diagnosis" if args.diagnose else "results"
     if args.upstream == "direct":
         name += "-direct"
