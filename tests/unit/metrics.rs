@@ -620,3 +620,92 @@ logic_test!(
         }
     }
 );
+
+/// A `POST /chat` answered 200 with `body` (JSON; `None`: no body seen), the `x-tier` request
+/// header `gold`.
+fn chat(filter: &Filter, registry: &mut Registry, host: &FakeHost, body: Option<&[u8]>) {
+    use crate::body::{Pending, Reading};
+    use crate::labels::Side;
+    let headers: [Option<&[u8]>; 1] = [Some(b"gold")];
+    let exchange = filter.classify(b"POST", Some("/chat"), &headers);
+    let pending = body.map(|body| {
+        let rules = &filter.rules;
+        let concerned = rules.reading_body(Side::Response, b"POST", Some("/chat"), Some(200));
+        let mut response = Reading::start(rules, concerned, Some(b"application/json"), None, None);
+        response.push(body);
+        response.end(rules, Side::Response);
+        Pending {
+            response,
+            ..Pending::default()
+        }
+    });
+    let done = Completed {
+        exchange: &exchange,
+        request_headers: &headers,
+        status: Some(200),
+        response_headers: &[],
+        duration_ms: None,
+        proxy: None,
+        total_ms: None,
+        request_bytes: 0,
+        response_bytes: 0,
+        bodies: pending.as_ref(),
+    };
+    assert!(registry.record(filter, host, &done));
+}
+
+logic_test!(
+    fn body_rules_add_their_amounts_and_say_why_not() {
+        let config = parse(
+            br#"{"http_metrics": {"enabled": false}, "counters": [
+              {"name": "tokens_total", "match": {"method": "POST", "path": "/chat", "status": ["2xx"]},
+               "increment": {"response_json": "/usage/total_tokens"}},
+              {"name": "tier_tokens_total", "match": {"method": "POST", "path": "/chat"},
+               "increment": {"response_json": "/usage/total_tokens"},
+               "labels": [{"name": "tier", "request_header": "x-tier", "values": ["gold"]}]},
+              {"name": "errors_total",
+               "match": {"method": "POST", "path": "/chat", "response_json": [{"pointer": "/error", "present": true}]}}
+            ]}"#,
+        )
+        .unwrap();
+        let filter = Filter::new(&config);
+        let host = FakeHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        let not_counted = |reason: &str| {
+            host.value(&format!(
+                "reason=.={reason};.;app_metrics_body_not_counted_total"
+            ))
+        };
+        chat(
+            &filter,
+            &mut registry,
+            &host,
+            Some(br#"{"usage": {"total_tokens": 7}}"#),
+        );
+        chat(
+            &filter,
+            &mut registry,
+            &host,
+            Some(br#"{"usage": {"total_tokens": 5}, "error": "x"}"#),
+        );
+        assert_eq!(host.value("tokens_total"), [12]);
+        assert_eq!(host.value("tier=.=gold;.;tier_tokens_total"), [12]);
+        assert_eq!(host.value("errors_total"), [1]);
+        // A false condition is no reason; a missing amount is, per counter that matched.
+        chat(&filter, &mut registry, &host, Some(br#"{"usage": {}}"#));
+        assert_eq!(host.value("tokens_total"), [12]);
+        assert_eq!(not_counted("missing"), [2]);
+        chat(
+            &filter,
+            &mut registry,
+            &host,
+            Some(br#"{"usage": {"total_tokens": -1}}"#),
+        );
+        assert_eq!(not_counted("invalid"), [2]);
+        // No body seen: every body counter that otherwise matched says so.
+        chat(&filter, &mut registry, &host, None);
+        assert_eq!(not_counted("no_body"), [3]);
+        assert_eq!(host.value("errors_total"), [1]);
+        assert_eq!(host.value("tokens_total"), [12]);
+    }
+);
