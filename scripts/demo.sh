@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 
 : "${ENVOY_BIN:?set ENVOY_BIN to an envoy binary (make demo does this)}"
 WASM=target/wasm32-wasip1/release/app_metrics.wasm
-[ -f "$WASM" ] || { echo "no $WASM: run 'make build' first" >&2; exit 1; }
+for w in "$WASM" target/wasm32-wasip1/release/app_metrics_bodies.wasm; do
+  [ -f "$w" ] || { echo "no $w: run 'make build' first" >&2; exit 1; }
+done
 
 APP=http://127.0.0.1:10000      # the app, through Envoy
 METRICS=http://127.0.0.1:15090/stats/prometheus
@@ -138,6 +140,48 @@ done
 echo
 echo "In the seed's Grafana dashboard: the Total Users panel and the Login Success/Failure Rates panel."
 echo "(rate() averages over the last minute, of which the demo's traffic filled only ~25 s.)"
+
+echo
+echo "== (c) Counters on JSON bodies: the same app behind the body-reading module"
+# envoy/envoy.yaml with app_metrics_bodies.wasm and two body rules beside the seed's counters:
+# the app says "wrong password" in its 400's body, and a sign-up without a password in the request.
+python3 - "$TMP/envoy-bodies.yaml" <<'PY'
+import sys
+text = open("envoy/envoy.yaml").read()
+seed_end = '"match": {"method": "POST", "path": "/login", "status": [400, 401]}}'
+rules = seed_end + """,
+                        {"name": "wrong_password_total",
+                         "match": {"method": "POST", "path": "/login", "response_json":
+                                   [{"pointer": "/detail", "equals": "Incorrect username or password"}]}},
+                        {"name": "signups_without_password_total",
+                         "match": {"method": "POST", "path": "/users", "request_json":
+                                   [{"pointer": "/password", "present": false}]}}"""
+for old, new in ((seed_end, rules), ("release/app_metrics.wasm", "release/app_metrics_bodies.wasm")):
+    if text.count(old) != 1:
+        sys.exit(f"envoy/envoy.yaml changed: cannot find {old!r} once")
+    text = text.replace(old, new)
+open(sys.argv[1], "w").write(text)
+PY
+kill "$ENVOY_PID" && wait "$ENVOY_PID" 2>/dev/null || true
+"$ENVOY_BIN" -c "$TMP/envoy-bodies.yaml" --base-id 901 --concurrency 2 >"$TMP/envoy.log" 2>&1 & PIDS+=($!); ENVOY_PID=$!
+wait_for envoy "$ENVOY_PID" "$METRICS"
+printf '  POST /login'
+login 400 alice wrong; login 400 bob nope; login 400 nobody guess; login 200 alice wonderland
+printf ' | POST /users'
+create 422 '{"username": "carol"}'; create 422 '{"username": "dave"}'
+create 201 '{"username": "erin", "password": "pw"}'
+echo
+[ "$bad" = 0 ] || fail "unexpected status codes above"
+for _ in $(seq 20); do
+  curl -s "$METRICS" | grep -q '^signups_without_password_total{} 2' && break
+  sleep 0.2
+done
+echo "  curl $METRICS (3 wrong passwords, 2 sign-ups without a password; this Envoy's counts start at 0)"
+curl -s "$METRICS" | grep -E '^(wrong_password_total|signups_without_password_total|failed_login_details_total|app_metrics_body_not_counted_total)' \
+  | sed 's/^/  /' || fail "no body-rule lines on $METRICS: see $TMP/envoy.log"
+echo "(README, \"Counters on JSON bodies\": wrong_password_total read the 400s' bodies, the sign-ups the"
+echo " requests'; app_metrics_body_not_counted_total says why a body could not, e.g. the 200 login's"
+echo " body has no /detail: missing.)"
 
 if [ -n "${KEEP:-}" ]; then
   echo "Still running: app $APP, metrics $METRICS, Prometheus $PROM. Ctrl-C to stop."
