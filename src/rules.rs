@@ -193,21 +193,26 @@ impl Rules {
         request_headers: &[Option<&[u8]>],
     ) -> Vec<usize> {
         let path = path.map(strip_query);
+        self.indices(|rule| {
+            rule.method.as_ref().is_none_or(|m| m.as_bytes() == method)
+                && match (&rule.path, path) {
+                    (PathMatch::Any, _) => true,
+                    (p, Some(path)) => p.matches(path),
+                    (_, None) => false,
+                }
+                && rule
+                    .request_headers
+                    .iter()
+                    .all(|h| h.matches(request_headers))
+        })
+    }
+
+    /// Indices of the rules `keep` keeps, in order.
+    fn indices(&self, keep: impl Fn(&Rule) -> bool) -> Vec<usize> {
         self.rules
             .iter()
             .enumerate()
-            .filter(|(_, rule)| {
-                rule.method.as_ref().is_none_or(|m| m.as_bytes() == method)
-                    && match (&rule.path, path) {
-                        (PathMatch::Any, _) => true,
-                        (p, Some(path)) => p.matches(path),
-                        (_, None) => false,
-                    }
-                    && rule
-                        .request_headers
-                        .iter()
-                        .all(|h| h.matches(request_headers))
-            })
+            .filter(|(_, rule)| keep(rule))
             .map(|(i, _)| i)
             .collect()
     }
@@ -231,17 +236,12 @@ impl Rules {
         status: Option<u16>,
     ) -> Vec<usize> {
         let path = path.map(strip_query);
-        self.rules
-            .iter()
-            .enumerate()
-            .filter(|(_, rule)| {
-                rule.body.as_ref().is_some_and(|b| b.reads(side))
-                    && rule.method.as_ref().is_none_or(|m| m.as_bytes() == method)
-                    && path.is_some_and(|p| rule.path.matches(p))
-                    && (side == Side::Request || status.is_none_or(|s| rule.allows(s)))
-            })
-            .map(|(i, _)| i)
-            .collect()
+        self.indices(|rule| {
+            rule.body.as_ref().is_some_and(|b| b.reads(side))
+                && rule.method.as_ref().is_none_or(|m| m.as_bytes() == method)
+                && path.is_some_and(|p| rule.path.matches(p))
+                && (side == Side::Request || status.is_none_or(|s| rule.allows(s)))
+        })
     }
 
     /// Whether rule `index`'s status condition, if any, allows `status`.
