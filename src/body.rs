@@ -339,7 +339,7 @@ pub struct Pending {
     pub response: Reading,
     /// The rules whose method and path want the response body, before its status is known.
     pub response_rules: Vec<usize>,
-    /// When the request's first body chunk came: for [`Bodies::sweep`].
+    /// When the request's headers passed: for [`Bodies::sweep`].
     pub born_ms: u64,
     /// Set when the request got no entry (the table was full): every body rule's verdict.
     pub refused: Option<Reason>,
@@ -417,51 +417,27 @@ pub struct Chunk {
     pub end: bool,
 }
 
-/// What a body chunk needs from the host, asked only when the answer is used.
-pub trait ChunkSource {
-    /// The rules that read this side's body, and how it starts (headers read now).
-    fn start(&mut self) -> Reading;
-    /// The first `n` bytes of the chunk, or `None` if the host would not give them.
-    fn bytes(&mut self, n: usize) -> Option<Vec<u8>>;
-}
-
 impl Bodies {
-    /// A chunk of a body passes. Returns the reason a body was not read for lack of room (to be
-    /// counted at once: the request has no entry to carry it), if so.
+    /// A chunk of a body passes: the reading its headers started copies what it wants of it
+    /// (`fetch` gives the chunk's first `n` bytes, `None` if the host would not), and at the
+    /// body's end evaluates the copy. A request without an entry is not read.
     pub fn chunk(
         &mut self,
         chunk: Chunk,
-        now_ms: u64,
         all: &Rules,
-        source: &mut impl ChunkSource,
-    ) -> Option<Reason> {
+        fetch: impl FnOnce(usize) -> Option<Vec<u8>>,
+    ) {
         let Chunk {
             context,
             side,
             size,
             end,
         } = chunk;
-        if !self.pending.contains_key(&context) && self.pending.len() >= MAX_PENDING {
-            if self.refused.contains(&context) {
-                return None;
-            }
-            let reading = source.start();
-            let refused = matches!(reading, Reading::Copying { .. });
-            if refused {
-                self.note_refused(context);
-            }
-            return refused.then_some(Reason::Busy);
-        }
-        let pending = self.pending.entry(context).or_insert_with(|| Pending {
-            born_ms: now_ms,
-            ..Pending::default()
-        });
+        let Some(pending) = self.pending.get_mut(&context) else {
+            return;
+        };
         let reading = pending.side(side);
-        // What this reading held before this chunk (nothing, if it starts now).
         let before = reading.held();
-        if matches!(reading, Reading::NotStarted) {
-            *reading = source.start();
-        }
         let others = self.held.saturating_sub(before);
         let wanted = reading.wanted(size);
         if wanted > 0 {
@@ -469,7 +445,7 @@ impl Bodies {
             if others.saturating_add(reading.holding(wanted)) > BUDGET_BYTES {
                 reading.refuse(Reason::Busy);
             } else {
-                match source.bytes(wanted) {
+                match fetch(wanted) {
                     Some(bytes) => reading.push(&bytes),
                     None => reading.refuse(Reason::Busy),
                 }
@@ -482,7 +458,6 @@ impl Bodies {
             .held
             .saturating_sub(before)
             .saturating_add(reading.held());
-        None
     }
 
     /// The request's headers have passed: `request` is how its body is read (`NotStarted` when

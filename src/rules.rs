@@ -80,6 +80,8 @@ pub struct BodyRule {
     pub response_json: Vec<BodyCondition>,
     pub increment: Option<Increment>,
     pub limit: usize,
+    /// Whether it reads the request body, the response body (`Counter::reads_body`).
+    reads: [bool; 2],
 }
 
 impl BodyRule {
@@ -92,7 +94,7 @@ impl BodyRule {
 
     /// Whether this side's body is read: a condition on it, or the increment.
     pub fn reads(&self, side: Side) -> bool {
-        !self.conditions(side).is_empty() || self.increment.as_ref().is_some_and(|i| i.side == side)
+        on_side(self.reads, side)
     }
 }
 
@@ -110,6 +112,14 @@ pub struct Rules {
     pub response_headers: Vec<String>,
     /// Whether some rule reads the request body, the response body.
     pub reads_bodies: [bool; 2],
+}
+
+/// A side's flag of a `[request, response]` pair.
+fn on_side([request, response]: [bool; 2], side: Side) -> bool {
+    match side {
+        Side::Request => request,
+        Side::Response => response,
+    }
 }
 
 fn header_index(names: &mut Vec<String>, name: &str) -> usize {
@@ -154,6 +164,7 @@ impl Rules {
                     response_json: m.response_json.clone(),
                     increment: counter.increment.clone(),
                     limit: counter.body_limit(),
+                    reads,
                 })
             });
             for (any, this) in rules.reads_bodies.iter_mut().zip(reads) {
@@ -219,10 +230,7 @@ impl Rules {
 
     /// Whether some rule reads the bodies on `side` at all.
     pub fn reads_body(&self, side: Side) -> bool {
-        match side {
-            Side::Request => self.reads_bodies[0],
-            Side::Response => self.reads_bodies[1],
-        }
+        on_side(self.reads_bodies, side)
     }
 
     /// The rules that read the body on `side` of a request with `method` and `path` (and, for

@@ -5,7 +5,7 @@
 //! A check fails by panicking (`assert!`), which libFuzzer records as a crash. No `unwrap`,
 //! indexing or `panic!` here: the root crate's lints apply when the regression test includes it.
 
-use app_metrics::body::{self, Bodies, Chunk, ChunkSource, Reading, Verdict};
+use app_metrics::body::{self, Bodies, Chunk, Reading, Verdict};
 use app_metrics::config::{self, BodyTest, Counter, Match, ValueSource};
 use app_metrics::extract::{sample_value, Answer, Reason};
 use app_metrics::filter::Filter;
@@ -518,7 +518,7 @@ pub fn body_reader(data: &[u8]) {
             size: chunk.len(),
             end: n == last,
         };
-        assert_eq!(bodies.chunk(c, 0, &rules, &mut source), None);
+        bodies.chunk(c, &rules, |n| source.bytes(n));
     }
     if pieces.is_empty() {
         let c = Chunk {
@@ -527,7 +527,7 @@ pub fn body_reader(data: &[u8]) {
             size: 0,
             end: true,
         };
-        assert_eq!(bodies.chunk(c, 0, &rules, &mut source), None);
+        bodies.chunk(c, &rules, |n| source.bytes(n));
     }
     assert_eq!(bodies.held(), 0, "a copy held after the body ended");
     let pending = bodies.finish(1);
@@ -542,16 +542,12 @@ pub fn body_reader(data: &[u8]) {
 
 const JSON_TYPE: Option<&[u8]> = Some(b"application/json");
 
-/// The bytes of one body chunk; its headers decided how it is read (`start` is not asked, as
-/// in the glue).
+/// The bytes of one body chunk; its headers decided how it is read, as in the glue.
 struct Source<'a> {
     chunk: &'a [u8],
 }
 
-impl ChunkSource for Source<'_> {
-    fn start(&mut self) -> Reading {
-        Reading::Skipped
-    }
+impl Source<'_> {
     fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {
         Some(self.chunk.get(..n.min(self.chunk.len()))?.to_vec())
     }

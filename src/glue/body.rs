@@ -10,8 +10,9 @@
 
 use super::abi::{now_ms, with_vm};
 use super::host::{self, Buffer, Map};
+use super::http::read;
 use super::root::State;
-use crate::body::{Bodies, Chunk, ChunkSource, Pending, Reading};
+use crate::body::{Bodies, Chunk, Pending, Reading};
 use crate::labels::Side;
 use crate::pairs::{self, decimal};
 use crate::rules::Rules;
@@ -84,7 +85,7 @@ fn on_headers(context: u32, side: Side, end: bool) {
         let rules = &state.filter.rules;
         let busy = match side {
             Side::Request => {
-                let map = read_map(Map::Request);
+                let map = read(Map::Request).unwrap_or_default();
                 let method = pairs::get(&map, ":method").unwrap_or_default();
                 let path = pairs::get(&map, ":path").and_then(|p| std::str::from_utf8(p).ok());
                 let request = rules.reading_body(Side::Request, method, path, None);
@@ -94,7 +95,7 @@ fn on_headers(context: u32, side: Side, end: bool) {
                 with_bodies(|b| b.request_headers(context, now, reading, response)).flatten()
             }
             Side::Response => {
-                let map = read_map(Map::Response);
+                let map = read(Map::Response).unwrap_or_default();
                 let status = pairs::get(&map, ":status")
                     .and_then(decimal)
                     .and_then(|s| u16::try_from(s).ok());
@@ -125,16 +126,23 @@ fn on_body(context: u32, side: Side, size: usize, end: bool) {
         return;
     }
     with_body_rules(context, |state| {
-        let mut source = HostChunk { side };
         let chunk = Chunk {
             context,
             side,
             size,
             end,
         };
-        let now = now_ms();
-        let rules = &state.filter.rules;
-        with_bodies(|b| b.chunk(chunk, now, rules, &mut source));
+        let buffer = match side {
+            Side::Request => Buffer::RequestBody,
+            Side::Response => Buffer::ResponseBody,
+        };
+        // The chunk's first `n` bytes.
+        let fetch = |n| {
+            host::buffer(buffer, 0, n)
+                .ok()
+                .map(Option::unwrap_or_default)
+        };
+        with_bodies(|b| b.chunk(chunk, &state.filter.rules, fetch));
     });
 }
 
@@ -158,30 +166,4 @@ pub fn sweep() {
 
 fn with_bodies<R>(f: impl FnOnce(&mut Bodies) -> R) -> Option<R> {
     BODIES.with(|b| b.try_borrow_mut().ok().map(|mut b| f(&mut b)))
-}
-
-fn read_map(map: Map) -> Vec<u8> {
-    host::header_pairs(map).ok().flatten().unwrap_or_default()
-}
-
-/// The bytes of the chunk passing. Its side was decided at its headers: one not decided then
-/// is not read.
-struct HostChunk {
-    side: Side,
-}
-
-impl ChunkSource for HostChunk {
-    fn start(&mut self) -> Reading {
-        Reading::Skipped
-    }
-
-    fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {
-        let buffer = match self.side {
-            Side::Request => Buffer::RequestBody,
-            Side::Response => Buffer::ResponseBody,
-        };
-        host::buffer(buffer, 0, n)
-            .ok()
-            .map(Option::unwrap_or_default)
-    }
 }

@@ -93,7 +93,8 @@ pub fn on_log(state: &mut State, bodies: Option<&Pending>) {
     }
 }
 
-fn read(map: Map) -> Option<Vec<u8>> {
+/// A header map, serialized (`crate::pairs`); `None` when the host has none or refuses (logged).
+pub(super) fn read(map: Map) -> Option<Vec<u8>> {
     host::header_pairs(map).unwrap_or_else(|status| {
         warn_limited!(|| format!("cannot read a header map (host status {status})"));
         None

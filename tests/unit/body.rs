@@ -773,10 +773,6 @@ struct Host<'a> {
     chunk: &'a [u8],
     /// The host refuses the bytes (a status other than Ok).
     refuse: bool,
-    /// `ChunkSource::start` decides at the first chunk, as the glue did before headers had
-    /// callbacks of their own (today's glue answers `Skipped`: its headers decided).
-    start_at_chunk: bool,
-    starts: usize,
     fetched: usize,
 }
 
@@ -792,8 +788,6 @@ impl<'a> Host<'a> {
             no_body: false,
             chunk: b"",
             refuse: false,
-            start_at_chunk: false,
-            starts: 0,
             fetched: 0,
         }
     }
@@ -831,19 +825,8 @@ impl<'a> Host<'a> {
     }
 }
 
-impl ChunkSource for Host<'_> {
-    fn start(&mut self) -> Reading {
-        self.starts += 1;
-        if !self.start_at_chunk {
-            return Reading::Skipped;
-        }
-        let status = (self.side == Side::Response).then_some(self.status);
-        let concerned = self
-            .rules
-            .reading_body(self.side, b"POST", Some(self.path), status);
-        self.reading(concerned)
-    }
-
+impl Host<'_> {
+    /// The first `n` bytes of the chunk passing (what the glue's `fetch` gives).
     fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {
         if self.refuse {
             return None;
@@ -855,8 +838,7 @@ impl ChunkSource for Host<'_> {
 }
 
 /// Passes `body` to `bodies` as request `context`'s `side`, in chunks of `size` bytes (the last
-/// one marked `end` when `end`), at `now`; as the glue, only for a request in the table (unless
-/// the host starts at the first chunk). Returns what each chunk returned.
+/// one marked `end` when `end`), as the glue does.
 fn pass<'a>(
     bodies: &mut Bodies,
     host: &mut Host<'a>,
@@ -864,8 +846,7 @@ fn pass<'a>(
     body: &'a [u8],
     size: usize,
     end: bool,
-    now: u64,
-) -> Vec<Option<Reason>> {
+) {
     let chunks: Vec<&[u8]> = if body.is_empty() {
         vec![b""]
     } else {
@@ -874,23 +855,16 @@ fn pass<'a>(
     let last = chunks.len() - 1;
     let rules = host.rules;
     let side = host.side;
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, chunk)| {
-            if !host.start_at_chunk && !bodies.has(context) {
-                return None;
-            }
-            host.chunk = chunk;
-            let c = Chunk {
-                context,
-                side,
-                size: chunk.len(),
-                end: end && i == last,
-            };
-            bodies.chunk(c, now, rules, host)
-        })
-        .collect()
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        host.chunk = chunk;
+        let c = Chunk {
+            context,
+            side,
+            size: chunk.len(),
+            end: end && i == last,
+        };
+        bodies.chunk(c, rules, |n| host.bytes(n));
+    }
 }
 
 /// Headers, then the whole body in chunks of `size`.
@@ -903,8 +877,7 @@ fn request<'a>(
     now: u64,
 ) -> Option<Reason> {
     let busy = host.headers(bodies, context, now);
-    let chunks = pass(bodies, host, context, body, size, true, now);
-    assert!(chunks.iter().all(Option::is_none), "{chunks:?}");
+    pass(bodies, host, context, body, size, true);
     busy
 }
 
@@ -930,13 +903,11 @@ logic_test!(
         assert!(bodies.has(7));
         let body = br#"{"username": "alice", "password": "pw"}"#;
         // Not ended yet: the copy is held.
-        let r = pass(&mut bodies, &mut req, 7, &body[..20], 3, false, 1000);
-        assert!(r.iter().all(Option::is_none));
+        pass(&mut bodies, &mut req, 7, &body[..20], 3, false);
         assert_eq!(req.fetched, 20);
-        assert_eq!(req.starts, 0, "the headers decided, not the chunks");
         assert_eq!(bodies.len(), 1);
         assert!(bodies.held() >= 20);
-        pass(&mut bodies, &mut req, 7, &body[20..], 3, true, 1001);
+        pass(&mut bodies, &mut req, 7, &body[20..], 3, true);
         assert_eq!(req.fetched, body.len());
         assert_eq!(bodies.held(), 0, "evaluated at the end, the copy dropped");
         let mut resp = Host::new(&all, Side::Response, "/users");
@@ -1039,7 +1010,7 @@ logic_test!(
         // The client went away mid-body: no end.
         let mut cut = Host::new(&all, Side::Request, "/users");
         cut.headers(&mut bodies, 6, 0);
-        pass(&mut bodies, &mut cut, 6, &body[..10], 4, false, 0);
+        pass(&mut bodies, &mut cut, 6, &body[..10], 4, false);
         assert!(bodies.held() >= 10);
         assert_eq!(
             bodies.finish(6).unwrap().verdict(&all, 0),
@@ -1072,8 +1043,7 @@ logic_test!(
         for context in 0..16 {
             let mut host = Host::new(&all, Side::Request, "/big");
             assert_eq!(host.headers(&mut bodies, context, 0), None);
-            let r = pass(&mut bodies, &mut host, context, &mib, MIB, false, 0);
-            assert_eq!(r, [None]);
+            pass(&mut bodies, &mut host, context, &mib, MIB, false);
             assert_eq!(host.fetched, MIB);
         }
         assert_eq!(bodies.held(), 16 * MIB);
@@ -1117,8 +1087,7 @@ logic_test!(
             host.length = Some(MIB as u64);
             assert_eq!(host.headers(&mut bodies, context, 0), None);
             assert_eq!(bodies.held(), (context as usize + 1) * MIB);
-            let r = pass(&mut bodies, &mut host, context, b"{", 1, false, 0);
-            assert_eq!(r, [None]);
+            pass(&mut bodies, &mut host, context, b"{", 1, false);
             assert_eq!(host.fetched, 1);
         }
         assert_eq!(bodies.held(), 16 * MIB);
@@ -1154,28 +1123,6 @@ logic_test!(
     }
 );
 
-// Written out rather than with `logic_test!` (they were ignored while the bugs were open).
-#[cfg_attr(not(target_arch = "wasm32"), test)]
-#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-fn a_reading_started_at_a_chunk_counts_against_the_budget() {
-    let all = big_rules();
-    let mut bodies = Bodies::default();
-    for context in 0..16 {
-        let mut host = Host::new(&all, Side::Request, "/big");
-        host.start_at_chunk = true;
-        host.length = Some(MIB as u64);
-        let r = pass(&mut bodies, &mut host, context, b"{", 1, false, 0);
-        assert_eq!(r, [None]);
-        assert_eq!(host.fetched, 1);
-    }
-    assert_eq!(bodies.held(), 16 * MIB);
-    let mut host = Host::new(&all, Side::Request, "/big");
-    host.start_at_chunk = true;
-    host.length = Some(MIB as u64);
-    pass(&mut bodies, &mut host, 16, b"{", 1, false, 0);
-    assert_eq!(host.fetched, 0, "a 17th MiB is past the budget");
-}
-
 logic_test!(
     fn a_full_table_reads_no_new_body() {
         let all = contract_rules();
@@ -1185,7 +1132,7 @@ logic_test!(
         for context in 0..MAX_PENDING as u32 {
             let mut host = Host::new(&all, Side::Request, "/users");
             assert_eq!(host.headers(&mut bodies, context, 0), None);
-            pass(&mut bodies, &mut host, context, &alice[..2], 2, false, 0);
+            pass(&mut bodies, &mut host, context, &alice[..2], 2, false);
         }
         assert_eq!(bodies.len(), MAX_PENDING);
         let held = bodies.held();
@@ -1212,8 +1159,7 @@ logic_test!(
         assert_eq!(bodies.len(), MAX_PENDING);
         // Requests already in the table go on.
         let mut host = Host::new(&all, Side::Request, "/users");
-        let r = pass(&mut bodies, &mut host, 5, &alice[2..], 3, true, 0);
-        assert!(r.iter().all(Option::is_none), "{r:?}");
+        pass(&mut bodies, &mut host, 5, &alice[2..], 3, true);
         assert_eq!(bodies.finish(5).unwrap().verdict(&all, 0), HOLDS);
         // The freed slot takes a new request.
         let mut host = Host::new(&all, Side::Request, "/users");
@@ -1226,26 +1172,6 @@ logic_test!(
         assert_eq!(bodies.held(), 0);
     }
 );
-
-// `logic_test!` takes no attributes: the same two lines, and the known bug.
-#[cfg_attr(not(target_arch = "wasm32"), test)]
-#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-fn a_body_refused_for_a_full_table_is_busy_once() {
-    let all = contract_rules();
-    let mut bodies = Bodies::default();
-    for context in 0..MAX_PENDING as u32 {
-        let host = Host::new(&all, Side::Request, "/users");
-        host.headers(&mut bodies, context, 0);
-    }
-    let mut host = Host::new(&all, Side::Request, "/users");
-    host.start_at_chunk = true;
-    let body = br#"{"username": "alice"}"#;
-    let r = pass(&mut bodies, &mut host, 99_999, body, 4, true, 0);
-    assert_eq!(r.len(), 6);
-    assert_eq!(host.fetched, 0);
-    let busy = r.iter().filter(|r| **r == Some(Reason::Busy)).count();
-    assert_eq!(busy, 1, "one request, one body not read: {r:?}");
-}
 
 logic_test!(
     fn sweep_forgets_requests_whose_end_never_came() {
@@ -1265,7 +1191,6 @@ logic_test!(
                 br#"{"username": "#,
                 4,
                 false,
-                now,
             );
         }
         assert_eq!(bodies.len(), 3);
