@@ -786,11 +786,7 @@ impl LabelNames {
     /// Checks `name` (at `at`) and adds it to the labels of the current series.
     #[inline(never)] // as validate_match
     fn claim(&mut self, name: &str, at: &str) -> Result<(), ConfigError> {
-        let mut bytes = name.bytes();
-        let first_ok = bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
-        if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if !is_identifier(name) {
             return Err(ConfigError::new(
                 at,
                 format!("{name:?} is not a label name (expected [a-zA-Z_][a-zA-Z0-9_]*)"),
@@ -1335,16 +1331,21 @@ fn is_authority(authority: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@[]%".contains(&b))
 }
 
+/// `[a-zA-Z_][a-zA-Z0-9_]*`: what Prometheus takes as a metric or label name.
+fn is_identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// Metric names as Envoy's `/stats/prometheus` prints them unchanged, `[a-zA-Z_][a-zA-Z0-9_]*`
 /// (it turns any other character, ':' included, into '_', so two names could print as one),
 /// and not one the filter, Envoy or Istio publishes there.
 #[inline(never)] // as validate_match
 fn check_metric_name(name: &str, at: &str) -> Result<(), ConfigError> {
-    let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
-    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if !is_identifier(name) {
         return Err(ConfigError::new(
             at,
             format!("{name:?} is not a metric name Envoy exports as is (expected [a-zA-Z_][a-zA-Z0-9_]*)"),
