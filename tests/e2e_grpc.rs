@@ -104,6 +104,9 @@ fn unary_ok_and_errors_match_the_in_app_reference() {
     wait_reference(&g.server, STARTED, &started);
     wait_reference(&g.server, HANDLED, &handled);
     wait_reference(&g.server, REF_HANDLING, &started);
+    // The lean module takes the `grpc` section.
+    let valid = [("plugin", "app_metrics")];
+    common::envoy::wait_value(&g.envoy, "app_metrics_config_valid", &valid, 1.0);
     wait_grpc_series(&g.envoy, STARTED, &started);
     wait_grpc_series(&g.envoy, HANDLED, &handled);
     wait_grpc_series(&g.envoy, HANDLING, &started);
@@ -495,4 +498,53 @@ fn messages_counted_by_the_body_reading_module() {
         ("unary", CART, "Add", "OK", 1.0),
     ]);
     wait_grpc_series(&g.envoy, HANDLED, &handled);
+}
+
+#[test]
+fn body_reading_module_counts_a_stream_when_it_starts() {
+    // The body-reading module has the request-header callback: it counts `started` there, so
+    // started minus handled is what is in flight (the lean module may count both at the end).
+    let g = GrpcSetup::start(CONFIG, &bodies_wasm_path());
+    let address = format!("127.0.0.1:{}", g.envoy.listen_port);
+    // Open for 4 s before its one message.
+    let call = Call::server_stream(WATCH, "sleep:4000");
+    let stream = std::thread::spawn(move || run_client(&address, &[call]));
+    let started = series_of(&[("server_stream", CART, "Watch", "", 1.0)]);
+    wait_grpc_series(&g.envoy, STARTED, &started);
+    let in_flight = grpc_series(&g.envoy.scrape(), HANDLED);
+    assert!(
+        !stream.is_finished(),
+        "the stream ended before its start was counted"
+    );
+    assert_eq!(in_flight, GrpcSeries::new(), "started, not yet handled");
+    let seen = stream.join().unwrap();
+    assert_eq!(codes(&seen), ["OK"]);
+    let handled = series_of(&[("server_stream", CART, "Watch", "OK", 1.0)]);
+    wait_grpc_series(&g.envoy, HANDLED, &handled);
+}
+
+#[test]
+fn lean_module_refuses_messages_naming_the_body_reading_module() {
+    let config = CONFIG.replace(
+        r#""handling_time": true"#,
+        r#""handling_time": true, "messages": true"#,
+    );
+    let g = GrpcSetup::start(&config, &wasm_path());
+    // A refused configuration costs no request.
+    let seen = g.call(&[
+        Call::unary(ADD, "ok"),
+        Call::server_stream(WATCH, "stream:2"),
+    ]);
+    assert_eq!(codes(&seen), ["OK", "OK"]);
+    let valid = [("plugin", "app_metrics")];
+    common::envoy::wait_value(&g.envoy, "app_metrics_config_valid", &valid, 0.0);
+    let log = g.envoy.log();
+    let named = log
+        .lines()
+        .any(|l| l.contains("grpc.messages") && l.contains("app_metrics_bodies.wasm"));
+    assert!(
+        named,
+        "no log line naming grpc.messages and app_metrics_bodies.wasm:\n{log}"
+    );
+    assert_eq!(grpc_series(&g.envoy.scrape(), STARTED), GrpcSeries::new());
 }
