@@ -15,6 +15,7 @@ pub mod check;
 pub mod config;
 pub mod extract;
 pub mod filter;
+pub mod grpc;
 pub mod istio;
 pub mod json;
 pub mod labels;
