@@ -48,25 +48,52 @@ impl Needs {
 
     /// `["handler","method",…]`
     pub fn extra_stat_tags_json(&self) -> String {
-        serde_json::Value::from(self.extra_stat_tags.clone()).to_string()
+        tags_json(&self.extra_stat_tags)
     }
 
     /// The `sidecar.istio.io/statsHistogramBuckets` value, keys in handler order.
     pub fn histogram_buckets_json(&self) -> String {
-        let entries: Vec<String> = self
-            .histogram_buckets
-            .iter()
-            .map(|(prefix, bounds)| {
-                let bounds: Vec<String> = bounds.iter().map(f64::to_string).collect();
-                format!(
-                    "{}:[{}]",
-                    serde_json::Value::from(prefix.as_str()),
-                    bounds.join(",")
-                )
-            })
-            .collect();
-        format!("{{{}}}", entries.join(","))
+        buckets_json(&self.histogram_buckets)
     }
+}
+
+/// Istio's `extraStatTags` value: `["handler","method",…]`.
+pub fn tags_json(tags: &[String]) -> String {
+    serde_json::Value::from(tags.to_vec()).to_string()
+}
+
+/// The `sidecar.istio.io/statsHistogramBuckets` value: `{"prefix":[bounds],…}` in this order.
+pub fn buckets_json(buckets: &[(String, Vec<f64>)]) -> String {
+    let entries: Vec<String> = buckets
+        .iter()
+        .map(|(prefix, bounds)| format!("{}:{}", json_string(prefix), bounds_json(bounds)))
+        .collect();
+    format!("{{{}}}", entries.join(","))
+}
+
+/// Envoy's `stats_config.stats_tags` entry for a label name, as envoy/envoy.yaml writes it:
+/// the regex Istio generates for an `extraStatTags` name.
+pub fn envoy_stats_tag(name: &str) -> String {
+    format!(r#"{{ tag_name: {name}, regex: "({name}=\\.=(.*?);\\.;)" }}"#)
+}
+
+/// Envoy's `stats_config.histogram_bucket_settings` entry for a prefix.
+pub fn envoy_bucket_setting(prefix: &str, bounds: &[f64]) -> String {
+    format!(
+        "{{ match: {{ prefix: {} }}, buckets: {} }}",
+        json_string(prefix),
+        bounds_json(bounds)
+    )
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// `[0.5,1,2.5,…]`
+fn bounds_json(bounds: &[f64]) -> String {
+    let bounds: Vec<String> = bounds.iter().map(f64::to_string).collect();
+    format!("[{}]", bounds.join(","))
 }
 
 /// The stat tags and histogram buckets `config` needs: every label name the filter emits, then

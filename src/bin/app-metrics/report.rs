@@ -1,10 +1,10 @@
 //! What `app-metrics check FILE` prints for one file: each configuration found, valid (and what
-//! it needs) or the filter's own error with its field path.
+//! it needs) or the filter's own error with its field path. `read` is the part `--from` shares.
 
 use crate::module::bodies_module_text;
 use crate::needs::needs;
 use crate::scan::{scan_yaml, Found, Options, Scan};
-use app_metrics::config;
+use app_metrics::config::{self, Config};
 
 /// What `check` prints: results on stdout, errors and notes on stderr.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,8 +14,45 @@ pub struct Report {
     pub errors: usize,
 }
 
+/// A configuration the filter would accept: where it is in its file, and what it reads as.
+#[derive(Debug, Clone)]
+pub struct Valid {
+    /// Inside the file (`document 1, WasmPlugin default/app-metrics, spec.pluginConfig`), empty
+    /// for a `*.json` file.
+    pub location: String,
+    /// The file's name, then `location`: how it is shown.
+    pub shown: String,
+    pub config: Config,
+}
+
 /// Checks one file: `name` is how it is shown (and `*.json` says it is a plugin configuration).
 pub fn check(name: &str, contents: &[u8], options: Options) -> Report {
+    let (valid, mut report) = read(name, contents, options);
+    for v in &valid {
+        let needs = needs(&v.config);
+        report.stdout.push(format!("{}: valid", v.shown));
+        if let Some(field) = config::first_body_read(&v.config) {
+            report
+                .stdout
+                .push(format!("  module: {}", bodies_module_text(&field)));
+        }
+        report
+            .stdout
+            .push(format!("  extraStatTags: {}", needs.extra_stat_tags_json()));
+        report.stdout.push(format!(
+            "  sidecar.istio.io/statsHistogramBuckets: {}",
+            needs.histogram_buckets_json()
+        ));
+        report
+            .stdout
+            .push(format!("  series: {}", needs.series_text()));
+    }
+    report
+}
+
+/// The configurations in one file the filter would accept; the others' errors, and notes on what
+/// was skipped, in the report (nothing on its stdout).
+pub fn read(name: &str, contents: &[u8], options: Options) -> (Vec<Valid>, Report) {
     let scan = if name.to_ascii_lowercase().ends_with(".json") {
         Scan {
             found: vec![Found {
@@ -29,6 +66,7 @@ pub fn check(name: &str, contents: &[u8], options: Options) -> Report {
         scan_yaml(contents, options)
     };
     let mut report = Report::default();
+    let mut valid = Vec::new();
     let at = |location: &str| {
         if location.is_empty() {
             name.to_string()
@@ -64,25 +102,11 @@ pub fn check(name: &str, contents: &[u8], options: Options) -> Report {
                     report.errors += 1;
                     continue;
                 }
-                let needs = needs(&config);
-                report
-                    .stdout
-                    .push(format!("{}: valid", at(&found.location)));
-                if let Some(field) = config::first_body_read(&config) {
-                    report
-                        .stdout
-                        .push(format!("  module: {}", bodies_module_text(&field)));
-                }
-                report
-                    .stdout
-                    .push(format!("  extraStatTags: {}", needs.extra_stat_tags_json()));
-                report.stdout.push(format!(
-                    "  sidecar.istio.io/statsHistogramBuckets: {}",
-                    needs.histogram_buckets_json()
-                ));
-                report
-                    .stdout
-                    .push(format!("  series: {}", needs.series_text()));
+                valid.push(Valid {
+                    shown: at(&found.location),
+                    location: found.location.clone(),
+                    config,
+                });
             }
             Err(message) => {
                 report
@@ -100,5 +124,5 @@ pub fn check(name: &str, contents: &[u8], options: Options) -> Report {
         ));
         report.errors += 1;
     }
-    report
+    (valid, report)
 }
