@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::*;
+use common::{envoy::*, istio::*, scrape::*, upstream::*, *};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
