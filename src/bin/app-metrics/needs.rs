@@ -5,8 +5,8 @@
 
 use app_metrics::config::{self, Config, SeriesBound};
 use app_metrics::filter::Filter;
-use app_metrics::labels::LABEL_NAMES;
-use app_metrics::metrics::DURATION;
+use app_metrics::istio::tag_regex;
+use app_metrics::names::{DURATION, LABEL_NAMES};
 
 /// Envoy prefixes the stats a wasm module defines with this (and drops it on /stats/prometheus);
 /// histogram bucket settings match the full name.
@@ -71,10 +71,13 @@ pub fn buckets_json(buckets: &[(String, Vec<f64>)]) -> String {
     format!("{{{}}}", entries.join(","))
 }
 
-/// Envoy's `stats_config.stats_tags` entry for a label name, as envoy/envoy.yaml writes it:
-/// the regex Istio generates for an `extraStatTags` name.
+/// Envoy's `stats_config.stats_tags` entry for a label name, as envoy/envoy.yaml writes it
+/// (a JSON string is a YAML double-quoted one).
 pub fn envoy_stats_tag(name: &str) -> String {
-    format!(r#"{{ tag_name: {name}, regex: "({name}=\\.=(.*?);\\.;)" }}"#)
+    format!(
+        "{{ tag_name: {name}, regex: {} }}",
+        json_string(&tag_regex(name))
+    )
 }
 
 /// Envoy's `stats_config.histogram_bucket_settings` entry for a prefix.
