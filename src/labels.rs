@@ -37,8 +37,6 @@ macro_rules! label_enum {
 }
 pub(crate) use label_enum;
 
-pub use crate::names::{LABEL_NAMES, RESERVED_LABEL_NAMES};
-
 /// What a dynamic label reads when its header holds a value that is not listed.
 pub const OTHER_VALUE: &str = "other";
 /// What a dynamic label reads when its header is absent.

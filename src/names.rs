@@ -58,3 +58,7 @@ pub const PROXY_RESPONSES_PER_HANDLER: usize = STATUS_COUNT * ProxyReason::COUNT
 pub const SIZES_PER_HANDLER: usize = 2;
 /// A sampler's series: its gauge, its last-success gauge, its errors by reason.
 pub const SERIES_PER_SAMPLER: usize = 2 + SampleError::COUNT;
+
+#[cfg(test)]
+#[path = "../tests/unit/names.rs"]
+mod tests;

@@ -10,7 +10,7 @@
 
 mod cli;
 
-use app_metrics::labels::LABEL_NAMES;
+use app_metrics::names::LABEL_NAMES;
 use cli::*;
 use std::path::Path;
 

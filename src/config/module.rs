@@ -8,15 +8,7 @@ use crate::json::ConfigError;
 /// (built without the `bodies` feature) refuses those (`check_build`).
 pub fn first_body_read(config: &Config) -> Option<String> {
     config.counters.iter().enumerate().find_map(|(i, c)| {
-        let field = if !c.matches.response_json.is_empty() {
-            "match.response_json"
-        } else if !c.matches.request_json.is_empty() {
-            "match.request_json"
-        } else if c.increment.is_some() {
-            "increment"
-        } else {
-            return None;
-        };
+        let (_, field) = c.body_reads().next()?;
         Some(format!("counters[{i}].{field}"))
     })
 }

@@ -42,14 +42,20 @@ pub struct Counter {
 }
 
 impl Counter {
+    /// What makes the counter read a body: each (side, field) that reads one, conditions first.
+    /// The one answer to "does it read a body" that validation, module choice and rules use.
+    pub fn body_reads(&self) -> impl Iterator<Item = (Side, &'static str)> + '_ {
+        let m = &self.matches;
+        let response =
+            (!m.response_json.is_empty()).then_some((Side::Response, "match.response_json"));
+        let request = (!m.request_json.is_empty()).then_some((Side::Request, "match.request_json"));
+        let increment = self.increment.as_ref().map(|i| (i.side, "increment"));
+        response.into_iter().chain(request).chain(increment)
+    }
+
     /// Whether the counter reads a body on `side` (a condition or its increment).
     pub fn reads_body(&self, side: Side) -> bool {
-        let m = &self.matches;
-        let conditions = match side {
-            Side::Request => &m.request_json,
-            Side::Response => &m.response_json,
-        };
-        !conditions.is_empty() || self.increment.as_ref().is_some_and(|i| i.side == side)
+        self.body_reads().any(|(s, _)| s == side)
     }
 
     /// The most body bytes this counter reads.

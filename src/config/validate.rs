@@ -151,7 +151,7 @@ fn validate_match(m: &Match, at: &str) -> Result<(), ConfigError> {
 /// What a counter reads of bodies: only on a path, only what it says.
 #[inline(never)] // as validate_match
 fn validate_body_reads(counter: &Counter, at: &str) -> Result<(), ConfigError> {
-    let reads = counter.reads_body(Side::Request) || counter.reads_body(Side::Response);
+    let reads = counter.body_reads().next().is_some();
     if !reads {
         if counter.max_body_bytes.is_some() {
             return Err(ConfigError::new(

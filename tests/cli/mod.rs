@@ -2,7 +2,7 @@
 //! it prints for a valid configuration.
 #![allow(dead_code)]
 
-use app_metrics::labels::LABEL_NAMES;
+use app_metrics::names::LABEL_NAMES;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -157,7 +157,7 @@ pub const TEST_LABEL_NAMES: [&str; 4] = ["service", "client", "version", "tier"]
 /// show quickly), and the stats tags of envoy/envoy.yaml plus those of [`TEST_LABEL_NAMES`]: the
 /// head of every test bootstrap.
 fn admin_and_stats(admin_port: u16) -> String {
-    let tags: String = app_metrics::labels::LABEL_NAMES
+    let tags: String = app_metrics::names::LABEL_NAMES
         .iter()
         .chain(TEST_LABEL_NAMES.iter())
         .map(|name| format!("  - {{ tag_name: {name}, regex: \"({name}=\\\\.=(.*?);\\\\.;)\" }}\n"))

@@ -108,7 +108,7 @@ pub fn shipped_wasmplugin() -> serde_json::Value {
 
 /// Istio 1.30's sidecar `stats_config`: its tag regexes in its order, with one
 /// `(NAME=\.=(.*?);\.;)` per `extraStatTags` entry (every label the filter emits,
-/// `app_metrics::labels::LABEL_NAMES`) where Istio puts them, and its default inclusion list.
+/// `app_metrics::names::LABEL_NAMES`) where Istio puts them, and its default inclusion list.
 /// Envoy applies the regexes in order to each stat name, each removing what it captured.
 pub fn istio_stats_config() -> serde_json::Value {
     let tag = |name: &str, regex: &str| serde_json::json!({"tag_name": name, "regex": regex});
@@ -135,7 +135,7 @@ pub fn istio_stats_config() -> serde_json::Value {
             r"^mongo\.(.+?)\.(collection|cmd|cx_|op_|delays_|decoding_)(.*?)$",
         ),
     ];
-    for name in app_metrics::labels::LABEL_NAMES {
+    for name in app_metrics::names::LABEL_NAMES {
         tags.push(tag(name, &format!(r"({name}=\.=(.*?);\.;)")));
     }
     tags.extend([

@@ -100,12 +100,3 @@ fn combinations_number_every_label_set_once() {
     assert_eq!(set.pairs(set.combination(&[], &[])), [("client", "none"), ("version", "none")]);
 }
 }
-
-logic_test! {
-fn the_reserved_names_message_lists_them_all() {
-    assert_eq!(crate::names::RESERVED_LIST, RESERVED_LABEL_NAMES.join(", "));
-    for name in LABEL_NAMES {
-        assert!(RESERVED_LABEL_NAMES.contains(&name), "{name}");
-    }
-}
-}

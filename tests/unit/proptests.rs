@@ -8,8 +8,9 @@
 use crate::config::{self, Config, ConfigError, Counter, HeaderMatch, Match, ValueSource};
 use crate::extract::{sample_value, Answer, SampleError};
 use crate::filter::Filter;
-use crate::labels::{self, LABEL_NAMES, METHODS, STATUS_CLASSES, UNMATCHED_HANDLER};
-use crate::metrics::{self, Completed, Kind, MetricHost, Registry};
+use crate::labels::{self, METHODS, STATUS_CLASSES, UNMATCHED_HANDLER};
+use crate::metrics::{Completed, Kind, MetricHost, Registry};
+use crate::names::{self, LABEL_NAMES};
 use crate::proxy::{self, ProxyReason};
 use crate::routes::Routes;
 use crate::rules::Rules;
@@ -1006,12 +1007,12 @@ proptest! {
             registry.record(&filter, &host, &done);
         }
         let own = [
-            metrics::REQUESTS_TOTAL,
-            metrics::PROXY_RESPONSES,
-            metrics::DURATION,
-            metrics::TOTAL_DURATION,
-            metrics::REQUEST_SIZE,
-            metrics::RESPONSE_SIZE,
+            names::REQUESTS_TOTAL,
+            names::PROXY_RESPONSES,
+            names::DURATION,
+            names::TOTAL_DURATION,
+            names::REQUEST_SIZE,
+            names::RESPONSE_SIZE,
         ];
         // Constant labels lead every stat name, as configured.
         let constant: Vec<String> = config.labels.iter().map(|(k, v)| format!("{k}=.={v}")).collect();
@@ -1044,7 +1045,7 @@ proptest! {
                     (None, "handler") => value == UNMATCHED_HANDLER || handlers.iter().any(|t| t == value),
                     (None, "method") => value == "other" || METHODS.contains(&value),
                     (None, "status") => value == "other" || STATUS_CLASSES.contains(&value),
-                    (None, "reason") => metric == metrics::PROXY_RESPONSES
+                    (None, "reason") => metric == names::PROXY_RESPONSES
                         && ProxyReason::ALL.iter().any(|r| r.label() == value),
                     (None, _) => !LABEL_NAMES.contains(&key) && dynamic(&config.http_metrics.labels, key, value),
                 };
