@@ -10,8 +10,6 @@
 //! library's test build), so nothing under src/ may panic. `glue` is the only code that talks to proxy-wasm.
 
 pub mod body;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod check;
 pub mod config;
 pub mod extract;
 pub mod filter;
