@@ -6,7 +6,7 @@
 use app_metrics::config::{self, Config, SeriesBound};
 use app_metrics::filter::Filter;
 use app_metrics::istio::tag_regex;
-use app_metrics::names::{DURATION, LABEL_NAMES};
+use app_metrics::names::{DURATION, GRPC_HANDLING, GRPC_LABEL_NAMES, LABEL_NAMES};
 
 /// Envoy prefixes the stats a wasm module defines with this (and drops it on /stats/prometheus);
 /// histogram bucket settings match the full name.
@@ -35,14 +35,15 @@ impl Needs {
     pub fn series_text(&self) -> String {
         let s = &self.series;
         format!(
-            "at most {} (counters {}, http_requests_total {}, http_proxy_responses_total {}, histograms {}, samplers {}, app_metrics_config_valid {})",
+            "at most {} (counters {}, http_requests_total {}, http_proxy_responses_total {}, histograms {}, samplers {}, app_metrics_config_valid {}{})",
             s.total(),
             s.counters,
             s.requests,
             s.proxy_responses,
             s.histograms,
             s.samplers,
-            s.config_valid
+            s.config_valid,
+            if s.grpc > 0 { format!(", grpc {}", s.grpc) } else { String::new() }
         )
     }
 
@@ -115,7 +116,19 @@ pub fn needs(config: &Config) -> Needs {
             )
         })
         .collect();
-    let mut extra_stat_tags: Vec<String> = LABEL_NAMES.iter().map(|n| n.to_string()).collect();
+    let mut histogram_buckets: Vec<(String, Vec<f64>)> = histogram_buckets;
+    if filter.grpc.as_ref().is_some_and(|g| g.handling_time) {
+        histogram_buckets.push((grpc_prefix(&filter), DURATION_BUCKETS_MS.to_vec()));
+    }
+    let grpc_tags = config
+        .grpc
+        .as_ref()
+        .map_or(&[][..], |_| &GRPC_LABEL_NAMES[..]);
+    let mut extra_stat_tags: Vec<String> = LABEL_NAMES
+        .iter()
+        .chain(grpc_tags)
+        .map(|n| n.to_string())
+        .collect();
     let dynamic = config
         .counters
         .iter()
@@ -148,6 +161,19 @@ fn duration_prefix(filter: &Filter, handler: &str) -> String {
     // A method value that cannot occur, cut off again: the name's start is the prefix.
     const CUT: &str = "\u{0}";
     let full = filter.series_name(DURATION, &[("handler", handler), ("method", CUT)], &[]);
+    let head = full.split(CUT).next().unwrap_or_default();
+    format!("{CUSTOM_STAT_PREFIX}{head}")
+}
+
+/// The stat-name prefix every gRPC handling-time histogram of `filter` starts with: its constant
+/// labels, then the `method="POST"` and `grpc_type` that lead the gRPC labels.
+fn grpc_prefix(filter: &Filter) -> String {
+    const CUT: &str = "\u{0}";
+    let full = filter.series_name(
+        GRPC_HANDLING,
+        &[("method", "POST"), ("grpc_type", CUT)],
+        &[],
+    );
     let head = full.split(CUT).next().unwrap_or_default();
     format!("{CUSTOM_STAT_PREFIX}{head}")
 }

@@ -47,3 +47,39 @@ fn needs_follow_the_parsed_configuration() {
     );
     assert!(!format!("wasmcustom.{proxy}").starts_with(prefixes[0]));
 }
+
+#[test]
+fn a_grpc_section_needs_its_tags_and_one_bucket_key() {
+    let config = app_metrics::config::parse(
+        br#"{"labels": {"app": "shop"}, "grpc": {"methods": ["/a.B/C"], "handling_time": true}}"#,
+    )
+    .unwrap();
+    let needs = needs(&config);
+    for tag in [
+        "grpc_type",
+        "grpc_service",
+        "grpc_method",
+        "grpc_code",
+        "app",
+    ] {
+        assert!(needs.extra_stat_tags.iter().any(|t| t == tag), "{tag}");
+    }
+    let last = needs.histogram_buckets.last().unwrap();
+    assert_eq!(
+        last.0,
+        "wasmcustom.app=.=shop;.;method=.=POST;.;grpc_type=.="
+    );
+    assert!(
+        needs
+            .series_text()
+            .ends_with("app_metrics_config_valid 1, grpc 38)"),
+        "{}",
+        needs.series_text()
+    );
+    let plain = needs_of(br#"{}"#);
+    assert!(!plain.extra_stat_tags.iter().any(|t| t.starts_with("grpc_")));
+}
+
+fn needs_of(json: &[u8]) -> Needs {
+    needs(&app_metrics::config::parse(json).unwrap())
+}
