@@ -10,6 +10,7 @@
 //! | `scan.rs` | finding configurations in JSON / Envoy / Istio / Kubernetes files |
 //! | `bytes.rs` | the bytes the filter receives, from an Envoy `Any` or an Istio `Struct` |
 //! | `module.rs` | which module a file loads: this one or not, lean or body-reading |
+//! | `descriptor.rs` | `grpc-methods`: the `grpc` section from a protobuf descriptor set |
 //! | `needs.rs` | what a valid configuration needs from the proxy: stats tags, buckets, series |
 //! | `yaml.rs` | reading serde_yaml's tree |
 //!
@@ -21,6 +22,8 @@
 mod bytes;
 #[cfg(not(target_arch = "wasm32"))]
 mod change;
+#[cfg(not(target_arch = "wasm32"))]
+mod descriptor;
 #[cfg(not(target_arch = "wasm32"))]
 mod module;
 #[cfg(not(target_arch = "wasm32"))]
@@ -40,6 +43,7 @@ use std::{ffi::OsString, process::ExitCode};
 const USAGE: &str = "\
 usage: app-metrics check [--any-module] FILE...
        app-metrics check [--any-module] --from IN-FORCE NEW
+       app-metrics grpc-methods DESCRIPTOR_SET
 
 Validates app-metrics-wasm configurations exactly as the filter does, and prints what each valid
 one needs: the body-reading module when it reads a body (app_metrics_bodies.wasm, image tag
@@ -61,6 +65,9 @@ stdin (shown as `(stdin)`).
               when it starts) and which tags and buckets to add first, and when a
               configuration starts or stops reading a body, which module it needs
 
+grpc-methods prints the configuration's `grpc` section for every method of every service in
+DESCRIPTOR_SET (protoc --descriptor_set_out=FILE), each with its streaming type.
+
 Exit status: 0 when every configuration found is valid (with --from: and the change needs no
 restart), 3 with --from when the change needs a restart, 1 on any error (or a file in which
 none is found), 2 on a usage error.
@@ -81,6 +88,12 @@ fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     match args.next().as_ref().and_then(|a| a.to_str()) {
         Some("check") => {}
+        Some("grpc-methods") => {
+            return match (args.next(), args.next()) {
+                (Some(file), None) => grpc_methods(&file),
+                _ => usage("grpc-methods takes one file (a protobuf descriptor set)\n"),
+            };
+        }
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -159,6 +172,24 @@ fn check_change(old: &OsString, new: &OsString, options: scan::Options) -> ExitC
         ExitCode::from(RESTART)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `grpc-methods FILE`: the `grpc` section, pretty-printed, or why the file gives none.
+#[cfg(not(target_arch = "wasm32"))]
+fn grpc_methods(file: &OsString) -> ExitCode {
+    let Some((name, contents)) = read_input(file) else {
+        return ExitCode::FAILURE;
+    };
+    match descriptor::grpc_section(&contents) {
+        Ok(section) => {
+            println!("{section:#}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("{name}: {why}");
+            ExitCode::FAILURE
+        }
     }
 }
 
