@@ -919,7 +919,7 @@ def test_waypoint_stat_tags_and_buckets_are_what_the_check_prints(check_bin, amb
     needs = only_needs(check_bin, ROOT / "istio/ambient/wasmplugin.yaml")
     assert "service" in needs["tags"]
     annotations = ambient["waypoint"]["spec"]["infrastructure"]["annotations"]
-    assert annotations["sidecar.istio.io/extraStatTags"].split(",") == needs["tags"]
+    assert yaml.safe_load(annotations["proxy.istio.io/config"]) == {"extraStatTags": needs["tags"]}
     shipped = json.loads(annotations["sidecar.istio.io/statsHistogramBuckets"])
     assert list(shipped.items()) == list(needs["buckets"].items())
     assert all(p.startswith("wasmcustom.service=.=k8s-sample-api;.;handler=.=") for p in shipped)
