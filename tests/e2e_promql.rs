@@ -137,7 +137,16 @@ fn every_shipped_expression_evaluates_with_data() {
     let mut opts = EnvoyOptions::new(config, upstream.port);
     opts.extra_clusters = vec![Cluster::fixed("nowhere", free_port())];
     opts.routes = vec![route_yaml("/unreachable", "nowhere", "10s")];
-    let envoy = Envoy::start(opts);
+    // Envoy's default tags on, as in the shipped Envoy configurations (the harness turns them off).
+    let (listen, admin) = (free_port(), free_port());
+    let off = "  use_all_default_tags: false\n";
+    let config = bootstrap(&opts, listen, admin);
+    assert!(
+        config.contains(off),
+        "the harness's bootstrap changed: update this test"
+    );
+    let envoy = Envoy::start_with_config(&config.replace(off, ""), opts.concurrency, listen, admin)
+        .unwrap();
     let prometheus = Prometheus::start(&format!("127.0.0.1:{}", envoy.admin_port));
     let agent = agent();
     // Mostly failed logins (the failure-ratio alert fires), some 5xx, for longer than a few scrapes.
@@ -175,9 +184,9 @@ fn every_shipped_expression_evaluates_with_data() {
                 // Its first operand (the requests reaching Envoy) must have data. The kit's
                 // monitors mark what they scrape with app_metrics_wasm="true"; this scrape
                 // has no monitor.
-                let lhs = r#"sum by (cluster, namespace, pod) (rate(envoy_http_app_downstream_rq_total{app_metrics_wasm="true"}[10m]))"#;
+                let lhs = r#"sum by (cluster, namespace, pod) (rate(envoy_http_downstream_rq_total{app_metrics_wasm="true", envoy_http_conn_manager_prefix="app"}[10m]))"#;
                 assert!(expr.contains(lhs), "{source} changed: update this test");
-                let lhs = lhs.replace(r#"{app_metrics_wasm="true"}"#, "");
+                let lhs = lhs.replace(r#"app_metrics_wasm="true", "#, "");
                 assert!(
                     !prometheus.query_all(&lhs).unwrap().is_empty(),
                     "{source}: {lhs}"

@@ -490,8 +490,9 @@ def test_promql_uses_only_metrics_the_kit_produces(dashboard, rules, wasmplugin)
                                    "http_response_size_bytes", "http_request_total_duration_milliseconds")
               for s in ("bucket", "sum", "count")}
     # The proxies' own request counters, for "the filter is silent" (Istio; the plain-Envoy
-    # listener with stat_prefix app in k8s/envoy-sidecar/envoy.yaml and envoy/envoy.yaml).
-    known |= {"istio_requests_total", "envoy_http_app_downstream_rq_total"}
+    # listener with stat_prefix app in k8s/envoy-sidecar/envoy.yaml and envoy/envoy.yaml, under
+    # Envoy's default tags).
+    known |= {"istio_requests_total", "envoy_http_downstream_rq_total"}
     pattern = re.compile(r"\b((?:http|app_metrics|istio|envoy)_[a-zA-Z0-9_]+|[a-z_]+_login_details_total|total_users)\b")
     # Recorded series (level:metric:operations) are the rules' own: each must be recorded.
     recorded_name = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
@@ -909,7 +910,12 @@ def test_stat_tags_are_what_the_check_prints(check_bin, app_patch, sidecar_envoy
         assert needed == tags, f
         stats = load_yaml_docs(ROOT / f)[0]["stats_config"]
         assert stats["stats_tags"] == [{"tag_name": n, "regex": f"({n}=\\.=(.*?);\\.;)"} for n in needed], f
-        assert stats["use_all_default_tags"] is False, f
+        # Nothing that changes the rest of the proxy's stats: Envoy's default tags stay on
+        # (tests/e2e_default_tags.rs), buckets only for the filter's stats, no inclusion list.
+        if not f.startswith("target/kit/bench/"):  # the bench keeps its own stats_config
+            assert "use_all_default_tags" not in stats and "stats_matcher" not in stats, f
+            assert set(stats) <= {"stats_tags", "histogram_bucket_settings"}, f
+            assert all(s["match"]["prefix"].startswith("wasmcustom.") for s in stats.get("histogram_bucket_settings", [])), f
 
 
 def test_waypoint_stat_tags_and_buckets_are_what_the_check_prints(check_bin, ambient):
@@ -1114,7 +1120,8 @@ def test_envoy_sidecar_serves_metrics_on_loopback(tmp_path, wasm_bytes):
                      'http_requests_total{handler="/login",method="POST",status="2xx"} 1',
                      'http_requests_total{handler="/login",method="POST",status="4xx"} 1'):
             assert line in text.splitlines(), line
-        assert re.search(r"^envoy_http_app_downstream_rq_total\{\} [1-9]", text, re.M)
+        # Envoy's default tags are on: its own stats carry them.
+        assert re.search(r'^envoy_http_downstream_rq_total\{envoy_http_conn_manager_prefix="app"\} [1-9]', text, re.M)
         assert re.search(r"^total_users\{\} \d+", text, re.M)
         # The duration histogram takes the bucket prefixes `app-metrics check` prints (2.5 ms is
         # none of Envoy's default bounds); the size histograms keep Envoy's. Histograms appear
