@@ -40,6 +40,13 @@ fn is_query(span: &str) -> bool {
     if span.contains('<') || span.contains('…') || span.contains("...") || span.contains("()") {
         return false;
     }
+    // A line of a scrape (`name{…} 2`), not a query.
+    if span
+        .rsplit_once("} ")
+        .is_some_and(|(_, v)| v.parse::<f64>().is_ok())
+    {
+        return false;
+    }
     let call = FUNCTIONS.iter().any(|f| {
         span.match_indices(f).any(|(i, _)| {
             let before_ok = i == 0
