@@ -13,7 +13,7 @@ mod common;
 #[path = "common/prometheus.rs"]
 mod prometheus;
 
-use common::*;
+use common::{bootstrap::*, envoy::*, istio::*, upstream::*, *};
 use prometheus::Prometheus;
 use std::thread;
 use std::time::{Duration, Instant};
