@@ -153,26 +153,14 @@ fn clusters_yaml(opts: &EnvoyOptions) -> String {
 /// `http_metrics.labels`): each needs a stats tag in the bootstrap, as `app-metrics check` says.
 pub const TEST_LABEL_NAMES: [&str; 4] = ["service", "client", "version", "tier"];
 
-/// The gRPC series' label names (issue 19). Tagged here until `names::LABEL_NAMES` lists them;
-/// after that the duplicates are skipped, since Envoy refuses a tag name given twice.
-pub const GRPC_LABEL_NAMES: [&str; 4] = ["grpc_type", "grpc_service", "grpc_method", "grpc_code"];
-
 /// A node (file-based xDS needs one), admin on loopback, stats flushed every second (histograms
-/// show quickly), and the stats tags of envoy/envoy.yaml plus those of [`TEST_LABEL_NAMES`]: the
-/// head of every test bootstrap.
+/// show quickly), and the stats tags of envoy/envoy.yaml, the gRPC metrics' and those of
+/// [`TEST_LABEL_NAMES`]: the head of every test bootstrap.
 fn admin_and_stats(admin_port: u16) -> String {
-    let mut names: Vec<&str> = Vec::new();
-    for name in app_metrics::names::LABEL_NAMES
+    let tags: String = app_metrics::names::LABEL_NAMES
         .iter()
+        .chain(app_metrics::names::GRPC_LABEL_NAMES.iter())
         .chain(TEST_LABEL_NAMES.iter())
-        .chain(GRPC_LABEL_NAMES.iter())
-    {
-        if !names.contains(name) {
-            names.push(name);
-        }
-    }
-    let tags: String = names
-        .iter()
         .map(|name| format!("  - {{ tag_name: {name}, regex: \"({name}=\\\\.=(.*?);\\\\.;)\" }}\n"))
         .collect();
     format!(

@@ -363,7 +363,7 @@ pub fn grpc_series(m: &Metrics, name: &str) -> GrpcSeries {
             };
             let known = labels
                 .iter()
-                .all(|(k, _)| GRPC_LABEL_NAMES.contains(&k.as_str()));
+                .all(|(k, _)| app_metrics::names::GRPC_LABEL_NAMES.contains(&k.as_str()));
             assert!(known, "{name}: unexpected labels {labels:?}");
             let key = (
                 get("grpc_type").unwrap_or_default(),
