@@ -523,7 +523,7 @@ fn body_reading_module_counts_a_stream_when_it_starts() {
     let in_flight = grpc_series(&g.envoy.scrape(), HANDLED);
     assert!(
         !stream.is_finished(),
-        "the stream ended before its start was counted"
+        "started was counted only when the stream ended (after 4 s)"
     );
     assert_eq!(in_flight, GrpcSeries::new(), "started, not yet handled");
     let seen = stream.join().unwrap();
