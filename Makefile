@@ -94,9 +94,10 @@ demo: build venv setup
 	ENVOY_BIN=$(ENVOY_BIN) bash scripts/demo.sh
 
 ## bench: per-request cost against no filter, an empty wasm filter and Lua, measured interleaved
-## in one run (wrk, ~8 min on 2 cores); writes the table into BENCHMARKS.md. A report, never a
-## test: it prints PASS/MISS per target of issue 6 and exits 0. BENCH_ARGS passes options to
-## bench/run.py (e.g. "--quick" for a 1-minute trial, "--diagnose", "--scale"; see --help).
+## in one run (wrk, ~8 min on 2 cores); writes the table and the verdict on the targets of
+## issue 6 (PASS/MISS, at the top) into BENCHMARKS.md. A report, never a test: it exits 0.
+## BENCH_ARGS passes options to bench/run.py (e.g. "--quick" for a 1-minute trial, reported in
+## dist/bench/BENCHMARKS.quick.md, "--diagnose", "--scale"; see --help).
 BENCH_ARGS ?=
 bench: build venv setup
 	ENVOY_BIN=$(ENVOY_BIN) $(PY) bench/run.py --no-make-build $(BENCH_ARGS)
