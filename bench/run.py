@@ -955,15 +955,18 @@ TARGET_WORDS = {
 }
 
 
-def verdict_markdown(tgts, meta):
+def verdict_markdown(tgts, meta, runs):
     """The verdict of one run: how many targets it met, each target in words with PASS/MISS."""
     judged = [t for t in tgts if t["pass"] is not None]
     met = sum(1 for t in judged if t["pass"])
-    bursts = meta["rounds"] * len(meta["keys"])
+    others = med([noise_of(r) for r in runs])
     noisy = (f"Other processes took more than {meta['max_foreign']:.0f} % of the machine during "
-             f"{meta['still_noisy']} of its {bursts} bursts" + (
-                 ": a noisy run, to be read against another."
-                 if meta["still_noisy"] > bursts // 4 else "."))
+             f"{meta['still_noisy']} of its {len(runs)} bursts (median {fmt(others)} %)")
+    if meta["still_noisy"] > len(runs) // 4:
+        noisy += (": a noisy run. Its throughput and latency figures swing with that load; "
+                  "compare them with a quieter run before trusting them.")
+    else:
+        noisy += "."
     lines = [f"**Verdict of the run of {meta['date']}** (the run the Results table shows; "
              f"`make bench` writes both): **{met} of {len(judged)} targets met**. {noisy}", "",
              "| target (issue 6) | measured | |", "|---|---|---|"]
@@ -971,6 +974,15 @@ def verdict_markdown(tgts, meta):
         mark = "n/a" if t["pass"] is None else ("PASS" if t["pass"] else "**MISS**")
         lines.append(f"| {TARGET_WORDS.get(t['target'], t['target'])} | {t['value']} | {mark} |")
     return "\n".join(lines)
+
+
+def report_only(args):
+    """--report-only: BENCHMARKS.md's verdict and Results again from the last run's raw data
+    (dist/bench/results.json), measuring nothing: for a change to the report's wording."""
+    data = json.loads((OUT / "results.json").read_text())
+    s, tgts, meta, runs = data["summary"], data["targets"], data["meta"], data["runs"]
+    write_report("results", results_markdown(s, tgts, meta, runs))
+    write_report("verdict", verdict_markdown(tgts, meta, runs))
 
 
 def quick_report():
@@ -1118,6 +1130,9 @@ def main():
                    help="do not run `make build` (`make bench` has just done it); the empty "
                         "filter is still built")
     p.add_argument("--no-report", action="store_true", help="leave BENCHMARKS.md alone")
+    p.add_argument("--report-only", action="store_true",
+                   help="measure nothing: rewrite the verdict and Results of BENCHMARKS.md from "
+                        "dist/bench/results.json (the last run's raw data)")
     p.add_argument("--quick", action="store_true",
                    help="a short trial: 2 cycles, short runs; the report goes to "
                         "dist/bench/BENCHMARKS.quick.md, not BENCHMARKS.md")
@@ -1140,6 +1155,8 @@ def main():
     p.add_argument("--scale-reps", type=int, default=2)
     p.add_argument("--scale-duration", type=int, default=3)
     args = p.parse_args()
+    if args.report_only:
+        return report_only(args)
     if args.quick:
         args.rounds, args.duration, args.latency_duration = 2, 1, 1
         args.rss_rounds, args.rss_duration = 1, 2
@@ -1244,7 +1261,7 @@ def main():
         else:
             write_report(name, results_markdown(s, tgts, meta, runs))
             if name == "results":
-                write_report("verdict", verdict_markdown(tgts, meta))
+                write_report("verdict", verdict_markdown(tgts, meta, runs))
     log(f"raw data: {(OUT / (name + '.json')).relative_to(ROOT)}; {meta['elapsed_s']:.0f} s")
 
 
