@@ -980,6 +980,9 @@ def report_only(args):
     """--report-only: BENCHMARKS.md's verdict and Results again from the last run's raw data
     (dist/bench/results.json), measuring nothing: for a change to the report's wording."""
     data = json.loads((OUT / "results.json").read_text())
+    if not data["meta"].get("reported", True):
+        sys.exit("--report-only: dist/bench/results.json is from a run that did not write "
+                 "BENCHMARKS.md (--quick, --only or --no-report)")
     s, tgts, meta, runs = data["summary"], data["targets"], data["meta"], data["runs"]
     write_report("results", results_markdown(s, tgts, meta, runs))
     write_report("verdict", verdict_markdown(tgts, meta, runs))
@@ -1215,6 +1218,8 @@ def main():
         "rss_rounds": args.rss_rounds, "envoy_cpus": args.envoy_cpus, "wrk_cpus": args.wrk_cpus,
         "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()), "warnings": [],
     }
+    # Only a run that writes BENCHMARKS.md may be re-rendered into it (--report-only).
+    meta["reported"] = not (args.no_report or args.quick or args.diagnose or args.scale)
     sizes = build(args)
     check_stats_tags()
 
