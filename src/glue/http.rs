@@ -146,7 +146,7 @@ fn rpc_ended(
         duration_ms,
     });
     // The lean module has no callback when a request starts: its RPCs are counted started
-    // when they end, with handled (README, "gRPC").
+    // when they end, with handled (docs/grpc.md).
     let started = registry.grpc_started(filter, &Stats, &rpc);
     started & registry.grpc_handled(filter, &Stats, &rpc, code, duration_ms, None)
 }
