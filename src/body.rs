@@ -19,7 +19,7 @@ use std::collections::HashMap;
 /// Why a body rule did not count a request it otherwise matched
 /// (`app_metrics_body_not_counted_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub enum NotCounted {
     /// The request or response had no body (or it never reached the filter).
     NoBody,
     /// The content type is not JSON (`application/json`, `…+json`).
@@ -34,42 +34,41 @@ pub enum Reason {
     Missing,
     /// The increment is not a non-negative integer.
     Invalid,
-    /// The body had not ended when the request did (a client or upstream that went away, or
-    /// trailers after the body).
+    /// The body had not ended when the request did (a client or upstream that went away).
     Incomplete,
     /// The VM's memory for body copies, or its table of requests being read, was full.
     Busy,
 }
 
-impl Reason {
-    pub const ALL: [Reason; 9] = [
-        Reason::NoBody,
-        Reason::NotJson,
-        Reason::Compressed,
-        Reason::TooLarge,
-        Reason::Parse,
-        Reason::Missing,
-        Reason::Invalid,
-        Reason::Incomplete,
-        Reason::Busy,
+impl NotCounted {
+    pub const ALL: [NotCounted; 9] = [
+        NotCounted::NoBody,
+        NotCounted::NotJson,
+        NotCounted::Compressed,
+        NotCounted::TooLarge,
+        NotCounted::Parse,
+        NotCounted::Missing,
+        NotCounted::Invalid,
+        NotCounted::Incomplete,
+        NotCounted::Busy,
     ];
 
     pub fn label(self) -> &'static str {
         match self {
-            Reason::NoBody => "no_body",
-            Reason::NotJson => "not_json",
-            Reason::Compressed => "compressed",
-            Reason::TooLarge => "too_large",
-            Reason::Parse => "parse",
-            Reason::Missing => "missing",
-            Reason::Invalid => "invalid",
-            Reason::Incomplete => "incomplete",
-            Reason::Busy => "busy",
+            NotCounted::NoBody => "no_body",
+            NotCounted::NotJson => "not_json",
+            NotCounted::Compressed => "compressed",
+            NotCounted::TooLarge => "too_large",
+            NotCounted::Parse => "parse",
+            NotCounted::Missing => "missing",
+            NotCounted::Invalid => "invalid",
+            NotCounted::Incomplete => "incomplete",
+            NotCounted::Busy => "busy",
         }
     }
 
     pub fn index(self) -> usize {
-        Reason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+        NotCounted::ALL.iter().position(|r| *r == self).unwrap_or(0)
     }
 }
 
@@ -81,20 +80,20 @@ pub enum Verdict {
     /// A condition does not hold: an ordinary non-match, not counted anywhere.
     Fails,
     /// The body could not say: not counted, and counted under the reason.
-    Unread(Reason),
+    Unread(NotCounted),
 }
 
 /// Whether a body with these headers is one the filter reads: JSON, not compressed.
 pub fn readable(
     content_type: Option<&[u8]>,
     content_encoding: Option<&[u8]>,
-) -> Result<(), Reason> {
+) -> Result<(), NotCounted> {
     let encoded = |e: &[u8]| {
         let e = e.trim_ascii();
         !e.is_empty() && !e.eq_ignore_ascii_case(b"identity")
     };
     if content_encoding.is_some_and(encoded) {
-        return Err(Reason::Compressed);
+        return Err(NotCounted::Compressed);
     }
     let media = content_type
         .and_then(|t| t.split(|&b| b == b';').next())
@@ -109,7 +108,7 @@ pub fn readable(
     if json {
         Ok(())
     } else {
-        Err(Reason::NotJson)
+        Err(NotCounted::NotJson)
     }
 }
 
@@ -154,7 +153,7 @@ impl Reading {
             .max()
             .unwrap_or(0);
         if length.is_some_and(|n| n > limit as u64) {
-            return refused(rules, Reason::TooLarge);
+            return refused(rules, NotCounted::TooLarge);
         }
         // The declared length, when there is one: no growing (and doubling) as chunks come.
         let capacity = length.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
@@ -203,7 +202,7 @@ impl Reading {
         } = self
         {
             if bytes.len().saturating_add(chunk.len()) > *limit {
-                *self = refused(std::mem::take(rules), Reason::TooLarge);
+                *self = refused(std::mem::take(rules), NotCounted::TooLarge);
             } else {
                 bytes.extend_from_slice(chunk);
             }
@@ -211,29 +210,29 @@ impl Reading {
     }
 
     /// Gives up on the body (no memory, or no way to read it): `reason` for its rules.
-    pub fn refuse(&mut self, reason: Reason) {
+    pub fn refuse(&mut self, reason: NotCounted) {
         if let Reading::Copying { rules, .. } = self {
             *self = refused(std::mem::take(rules), reason);
         }
     }
 
-    /// The body has ended: evaluates the copy for `side` and drops it.
+    /// The body has ended (its last data frame, or trailers after it): evaluates the copy for
+    /// `side` and drops it.
     pub fn end(&mut self, all: &Rules, side: Side) {
         if let Reading::Copying { rules, bytes, .. } = self {
-            let verdicts = evaluate(all, side, rules, bytes);
-            *self = Reading::Done(verdicts);
+            *self = Reading::Done(evaluate(all, side, rules, bytes));
         }
     }
 
     /// This side's verdict for rule `index`, once the request has ended.
     fn verdict(&self, index: usize) -> Verdict {
         match self {
-            Reading::NotStarted | Reading::Skipped => Verdict::Unread(Reason::NoBody),
-            Reading::Copying { .. } => Verdict::Unread(Reason::Incomplete),
+            Reading::NotStarted | Reading::Skipped => Verdict::Unread(NotCounted::NoBody),
+            Reading::Copying { .. } => Verdict::Unread(NotCounted::Incomplete),
             Reading::Done(verdicts) => verdicts
                 .iter()
                 .find(|(i, _)| *i == index)
-                .map_or(Verdict::Unread(Reason::NoBody), |(_, v)| *v),
+                .map_or(Verdict::Unread(NotCounted::NoBody), |(_, v)| *v),
         }
     }
 }
@@ -242,7 +241,7 @@ fn body_rule(all: &Rules, index: usize) -> Option<&BodyRule> {
     all.rules.get(index).and_then(|r| r.body.as_deref())
 }
 
-fn refused(rules: Vec<usize>, reason: Reason) -> Reading {
+fn refused(rules: Vec<usize>, reason: NotCounted) -> Reading {
     Reading::Done(
         rules
             .into_iter()
@@ -252,7 +251,12 @@ fn refused(rules: Vec<usize>, reason: Reason) -> Reading {
 }
 
 /// Each rule's verdict on one complete body, the document read once for all their pointers.
+/// No byte at all (an empty final data frame) is no body, not a parse error.
 pub fn evaluate(all: &Rules, side: Side, rules: &[usize], body: &[u8]) -> Vec<(usize, Verdict)> {
+    if body.is_empty() {
+        let no_body = Verdict::Unread(NotCounted::NoBody);
+        return rules.iter().map(|&i| (i, no_body)).collect();
+    }
     let specs: Vec<(usize, Option<&BodyRule>)> =
         rules.iter().map(|&i| (i, body_rule(all, i))).collect();
     let mut pointers: Vec<&str> = Vec::new();
@@ -276,8 +280,8 @@ pub fn evaluate(all: &Rules, side: Side, rules: &[usize], body: &[u8]) -> Vec<(u
         .map(|(i, spec)| {
             let verdict = match (spec, &found) {
                 (None, _) => Verdict::Fails,
-                (Some(spec), _) if body.len() > spec.limit => Verdict::Unread(Reason::TooLarge),
-                (Some(_), None) => Verdict::Unread(Reason::Parse),
+                (Some(spec), _) if body.len() > spec.limit => Verdict::Unread(NotCounted::TooLarge),
+                (Some(_), None) => Verdict::Unread(NotCounted::Parse),
                 (Some(spec), Some(found)) => judge(spec, side, |pointer| {
                     pointers
                         .iter()
@@ -309,14 +313,14 @@ fn judge<'a>(spec: &BodyRule, side: Side, at: impl Fn(&str) -> Option<&'a Found>
         }
     }
     if missing {
-        return Verdict::Unread(Reason::Missing);
+        return Verdict::Unread(NotCounted::Missing);
     }
     match spec.increment.as_ref().filter(|i| i.side == side) {
         None => Verdict::Holds(None),
         Some(increment) => match at(&increment.pointer) {
-            None => Verdict::Unread(Reason::Missing),
+            None => Verdict::Unread(NotCounted::Missing),
             Some(Found::Number(crate::json::Number::Unsigned(n))) => Verdict::Holds(Some(*n)),
-            Some(_) => Verdict::Unread(Reason::Invalid),
+            Some(_) => Verdict::Unread(NotCounted::Invalid),
         },
     }
 }
@@ -342,7 +346,7 @@ pub struct Pending {
     /// When the request's headers passed: for [`Bodies::sweep`].
     pub born_ms: u64,
     /// Set when the request got no entry (the table was full): every body rule's verdict.
-    pub refused: Option<Reason>,
+    pub refused: Option<NotCounted>,
 }
 
 impl Pending {
@@ -374,7 +378,7 @@ pub fn verdict(pending: Option<&Pending>, all: &Rules, index: usize) -> Verdict 
             continue;
         }
         let this = match (pending, side) {
-            (None, _) => Verdict::Unread(Reason::NoBody),
+            (None, _) => Verdict::Unread(NotCounted::NoBody),
             (Some(p), Side::Request) => p.request.verdict(index),
             (Some(p), Side::Response) => p.response.verdict(index),
         };
@@ -443,11 +447,11 @@ impl Bodies {
         if wanted > 0 {
             // Checked before copying: past the budget the body is not read at all.
             if others.saturating_add(reading.holding(wanted)) > BUDGET_BYTES {
-                reading.refuse(Reason::Busy);
+                reading.refuse(NotCounted::Busy);
             } else {
                 match fetch(wanted) {
                     Some(bytes) => reading.push(&bytes),
-                    None => reading.refuse(Reason::Busy),
+                    None => reading.refuse(NotCounted::Busy),
                 }
             }
         }
@@ -469,17 +473,17 @@ impl Bodies {
         now_ms: u64,
         request: Reading,
         response_rules: Vec<usize>,
-    ) -> Option<Reason> {
+    ) -> Option<NotCounted> {
         if matches!(request, Reading::Skipped | Reading::NotStarted) && response_rules.is_empty() {
             return None;
         }
         if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&context) {
             self.note_refused(context);
-            return Some(Reason::Busy);
+            return Some(NotCounted::Busy);
         }
         let mut request = request;
         if self.held.saturating_add(request.held()) > BUDGET_BYTES {
-            request.refuse(Reason::Busy);
+            request.refuse(NotCounted::Busy);
         }
         let held = request.held();
         let pending = Pending {
@@ -505,7 +509,7 @@ impl Bodies {
             if !pending.response_rules.is_empty() {
                 pending.response = start(&pending.response_rules);
                 if self.held.saturating_add(pending.response.held()) > BUDGET_BYTES {
-                    pending.response.refuse(Reason::Busy);
+                    pending.response.refuse(NotCounted::Busy);
                 }
                 self.held = self.held.saturating_add(pending.response.held());
             }
@@ -523,7 +527,7 @@ impl Bodies {
             let at = self.refused.iter().position(|&c| c == context)?;
             self.refused.remove(at);
             return Some(Pending {
-                refused: Some(Reason::Busy),
+                refused: Some(NotCounted::Busy),
                 ..Pending::default()
             });
         };

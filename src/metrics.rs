@@ -88,7 +88,7 @@ pub struct Registry {
     response_sizes: Vec<Option<u32>>,
     sampler_errors: Vec<Option<u32>>,
     sampler_success: Vec<Option<u32>>,
-    /// By `body::Reason`; empty unless some counter reads a body.
+    /// By `body::NotCounted`; empty unless some counter reads a body.
     body_not_counted: Vec<Option<u32>>,
     /// Series of metrics with dynamic labels: (key, stat id), sorted by key ([`labelled_key`]).
     labelled: Vec<(u64, u32)>,
@@ -169,7 +169,7 @@ impl Registry {
             sampler_errors: vec![None; samplers * Reason::ALL.len()],
             sampler_success: vec![None; samplers],
             body_not_counted: if filter.rules.reads_bodies.contains(&true) {
-                vec![None; body::Reason::ALL.len()]
+                vec![None; body::NotCounted::ALL.len()]
             } else {
                 Vec::new()
             },
@@ -468,7 +468,7 @@ impl Registry {
         &mut self,
         filter: &Filter,
         host: &impl MetricHost,
-        reason: body::Reason,
+        reason: body::NotCounted,
     ) -> bool {
         id_in(
             self.body_not_counted.get_mut(reason.index()),

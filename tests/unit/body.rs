@@ -90,17 +90,17 @@ logic_test!(
         for t in not_json {
             assert_eq!(
                 readable(Some(t), None),
-                Err(Reason::NotJson),
+                Err(NotCounted::NotJson),
                 "{:?}",
                 String::from_utf8_lossy(t)
             );
         }
         // No content type: nothing says it is JSON.
-        assert_eq!(readable(None, None), Err(Reason::NotJson));
+        assert_eq!(readable(None, None), Err(NotCounted::NotJson));
         for encoding in [&b"gzip"[..], b"br", b"deflate", b"GZIP", b"gzip, identity"] {
             assert_eq!(
                 readable(JSON, Some(encoding)),
-                Err(Reason::Compressed),
+                Err(NotCounted::Compressed),
                 "{:?}",
                 String::from_utf8_lossy(encoding)
             );
@@ -116,7 +116,7 @@ logic_test!(
         assert!(matches!(skipped, Reading::Skipped), "{skipped:?}");
         assert_eq!(skipped.wanted(100), 0);
         assert_eq!(skipped.held(), 0);
-        assert_eq!(skipped.verdict(0), Verdict::Unread(Reason::NoBody));
+        assert_eq!(skipped.verdict(0), Verdict::Unread(NotCounted::NoBody));
 
         let refused = |reading: Reading, reason| {
             let Reading::Done(verdicts) = &reading else {
@@ -128,24 +128,24 @@ logic_test!(
         };
         refused(
             Reading::start(&all, vec![0], Some(b"text/plain"), None, None),
-            Reason::NotJson,
+            NotCounted::NotJson,
         );
         refused(
             Reading::start(&all, vec![0], None, None, None),
-            Reason::NotJson,
+            NotCounted::NotJson,
         );
         refused(
             Reading::start(&all, vec![0], JSON, Some(b"gzip"), None),
-            Reason::Compressed,
+            NotCounted::Compressed,
         );
         // A declared length over the limit (the default 65536 here) is refused before a byte.
         refused(
             Reading::start(&all, vec![0], JSON, None, Some(65_537)),
-            Reason::TooLarge,
+            NotCounted::TooLarge,
         );
         refused(
             Reading::start(&all, vec![0], JSON, None, Some(u64::MAX)),
-            Reason::TooLarge,
+            NotCounted::TooLarge,
         );
         // At the limit it is read, into room for exactly the declared length.
         let at_limit = Reading::start(&all, vec![0], JSON, None, Some(65_536));
@@ -187,7 +187,7 @@ logic_test!(
         };
         assert_eq!(
             verdicts,
-            &[(0, Verdict::Unread(Reason::TooLarge)), (1, HOLDS)]
+            &[(0, Verdict::Unread(NotCounted::TooLarge)), (1, HOLDS)]
         );
         // A rule without body conditions among them reads nothing and fails.
         assert_eq!(
@@ -270,11 +270,11 @@ logic_test!(
         let Reading::Done(verdicts) = &reading else {
             panic!("17 bytes over a 16-byte limit: {reading:?}")
         };
-        assert_eq!(verdicts, &[(0, Verdict::Unread(Reason::TooLarge))]);
+        assert_eq!(verdicts, &[(0, Verdict::Unread(NotCounted::TooLarge))]);
         assert_eq!(reading.held(), 0, "the partial copy is dropped");
         assert_eq!(reading.wanted(100), 0, "nothing more is fetched");
         reading.end(&all, Side::Request);
-        assert_eq!(reading.verdict(0), Verdict::Unread(Reason::TooLarge));
+        assert_eq!(reading.verdict(0), Verdict::Unread(NotCounted::TooLarge));
 
         // Exactly the limit is read and evaluated.
         let mut reading = Reading::start(&all, vec![0], JSON, None, None);
@@ -292,25 +292,25 @@ logic_test!(
         let mut reading = Reading::start(&all, vec![0], JSON, None, None);
         feed(&mut reading, br#"{"ok": true}"#, &[4]);
         // The whole document came, but not its end: the filter cannot know.
-        assert_eq!(reading.verdict(0), Verdict::Unread(Reason::Incomplete));
+        assert_eq!(reading.verdict(0), Verdict::Unread(NotCounted::Incomplete));
         let pending = Pending {
             response: reading,
             ..Pending::default()
         };
         assert_eq!(
             pending.verdict(&all, 0),
-            Verdict::Unread(Reason::Incomplete)
+            Verdict::Unread(NotCounted::Incomplete)
         );
         // A refusal (no memory, or the host would not give the bytes) drops the copy.
         let mut reading = Reading::start(&all, vec![0], JSON, None, None);
         reading.push(b"{");
-        reading.refuse(Reason::Busy);
+        reading.refuse(NotCounted::Busy);
         assert_eq!(reading.held(), 0);
         reading.end(&all, Side::Response);
-        assert_eq!(reading.verdict(0), Verdict::Unread(Reason::Busy));
+        assert_eq!(reading.verdict(0), Verdict::Unread(NotCounted::Busy));
         // A reading not copying keeps its verdicts.
         let mut done = Reading::Done(vec![(0, HOLDS)]);
-        done.refuse(Reason::Busy);
+        done.refuse(NotCounted::Busy);
         assert_eq!(done.verdict(0), HOLDS);
     }
 );
@@ -436,7 +436,7 @@ logic_test!(
         // Absent is not null: the body could not say.
         assert_eq!(
             on(null, r#"{"errors": []}"#),
-            Verdict::Unread(Reason::Missing)
+            Verdict::Unread(NotCounted::Missing)
         );
     }
 );
@@ -479,25 +479,25 @@ logic_test!(
         assert_eq!(on(locked, r#"{"ok": true, "error": "x"}"#), Verdict::Fails);
         assert_eq!(
             on(locked, r#"{"error": "x"}"#),
-            Verdict::Unread(Reason::Missing)
+            Verdict::Unread(NotCounted::Missing)
         );
         // Whichever comes first, a condition that does not hold decides.
         let both = r#"[{"pointer": "/gone", "equals": 1}, {"pointer": "/ok", "equals": false}]"#;
         assert_eq!(on(both, r#"{"ok": true}"#), Verdict::Fails);
         assert_eq!(
             on(both, r#"{"ok": false}"#),
-            Verdict::Unread(Reason::Missing)
+            Verdict::Unread(NotCounted::Missing)
         );
         let both = r#"[{"pointer": "/ok", "equals": false}, {"pointer": "/gone", "equals": 1}]"#;
         assert_eq!(on(both, r#"{"ok": true}"#), Verdict::Fails);
         assert_eq!(
             on(both, r#"{"ok": false}"#),
-            Verdict::Unread(Reason::Missing)
+            Verdict::Unread(NotCounted::Missing)
         );
         // present: false holding beside a missing equals is still missing.
         let mixed =
             r#"[{"pointer": "/gone", "equals": "x"}, {"pointer": "/also_gone", "present": false}]"#;
-        assert_eq!(on(mixed, "{}"), Verdict::Unread(Reason::Missing));
+        assert_eq!(on(mixed, "{}"), Verdict::Unread(NotCounted::Missing));
         // The same pointer twice is looked up once and answers both.
         let twice = r#"[{"pointer": "/n", "present": true}, {"pointer": "/n", "equals": 7}]"#;
         assert_eq!(on(twice, r#"{"n": 7}"#), HOLDS);
@@ -538,14 +538,14 @@ logic_test!(
         ] {
             assert_eq!(
                 increment(tokens, body),
-                Verdict::Unread(Reason::Invalid),
+                Verdict::Unread(NotCounted::Invalid),
                 "{body}"
             );
         }
         for body in [r#"{"usage": {}}"#, r#"{"usage": 5}"#, "{}", "[]"] {
             assert_eq!(
                 increment(tokens, body),
-                Verdict::Unread(Reason::Missing),
+                Verdict::Unread(NotCounted::Missing),
                 "{body}"
             );
         }
@@ -561,10 +561,10 @@ logic_test!(
         assert_eq!(v(r#"{"ok": true, "n": 3}"#), Verdict::Holds(Some(3)));
         assert_eq!(v(r#"{"ok": false}"#), Verdict::Fails);
         assert_eq!(v(r#"{"ok": false, "n": "x"}"#), Verdict::Fails);
-        assert_eq!(v(r#"{"ok": true}"#), Verdict::Unread(Reason::Missing));
+        assert_eq!(v(r#"{"ok": true}"#), Verdict::Unread(NotCounted::Missing));
         assert_eq!(
             v(r#"{"ok": true, "n": -3}"#),
-            Verdict::Unread(Reason::Invalid)
+            Verdict::Unread(NotCounted::Invalid)
         );
         // The increment is read only on its own side.
         assert_eq!(evaluate(&all, Side::Request, &[0], b"{}")[0].1, HOLDS);
@@ -574,8 +574,9 @@ logic_test!(
 logic_test!(
     fn a_body_that_is_not_json_is_a_parse_error() {
         let present = r#"[{"pointer": "/ok", "present": false}]"#;
+        // No byte at all is no body (an empty final data frame), not a parse error.
+        assert_eq!(on(present, ""), Verdict::Unread(NotCounted::NoBody));
         for body in [
-            "",
             " ",
             "{",
             r#"{"ok": true"#,
@@ -591,7 +592,7 @@ logic_test!(
             // Even `present: false`, which any document without /ok meets, cannot say.
             assert_eq!(
                 on(present, body),
-                Verdict::Unread(Reason::Parse),
+                Verdict::Unread(NotCounted::Parse),
                 "{body:?}"
             );
         }
@@ -599,13 +600,13 @@ logic_test!(
         let all = response_rule(r#"[{"pointer": "/s", "equals": "x"}]"#);
         assert_eq!(
             evaluate(&all, Side::Response, &[0], b"{\"s\": \"\xff\"}")[0].1,
-            Verdict::Unread(Reason::Parse)
+            Verdict::Unread(NotCounted::Parse)
         );
         // Whitespace around a document is fine.
         assert_eq!(on(present, " \r\n\t{} \n"), HOLDS);
         assert_eq!(
             increment("/n", r#"{"n": 5, "junk": [1, 2, 3] "#),
-            Verdict::Unread(Reason::Parse)
+            Verdict::Unread(NotCounted::Parse)
         );
     }
 );
@@ -623,9 +624,9 @@ logic_test!(
         assert_eq!(
             evaluate(&all, Side::Response, &[0, 1, 2, 3], body),
             [
-                (0, Verdict::Unread(Reason::TooLarge)),
+                (0, Verdict::Unread(NotCounted::TooLarge)),
                 (1, HOLDS),
-                (2, Verdict::Unread(Reason::Missing)),
+                (2, Verdict::Unread(NotCounted::Missing)),
                 (3, Verdict::Holds(Some(12))),
             ]
         );
@@ -638,8 +639,8 @@ logic_test!(
         assert_eq!(
             evaluate(&all, Side::Response, &[0, 1], b"not json at all"),
             [
-                (0, Verdict::Unread(Reason::TooLarge)),
-                (1, Verdict::Unread(Reason::Parse))
+                (0, Verdict::Unread(NotCounted::TooLarge)),
+                (1, Verdict::Unread(NotCounted::Parse))
             ]
         );
         // An index without body rules (or past the end) never holds.
@@ -668,8 +669,8 @@ logic_test!(
             response: Reading::Done(vec![(0, response), (1, response), (2, response)]),
             ..Pending::default()
         };
-        let missing = Verdict::Unread(Reason::Missing);
-        let parse = Verdict::Unread(Reason::Parse);
+        let missing = Verdict::Unread(NotCounted::Missing);
+        let parse = Verdict::Unread(NotCounted::Parse);
         let cases = [
             (HOLDS, Verdict::Holds(Some(3)), Verdict::Holds(Some(3))),
             (HOLDS, HOLDS, HOLDS),
@@ -699,12 +700,12 @@ logic_test!(
         // A side never started, skipped, still copying, or without this rule.
         let open = Reading::start(&all, vec![0, 1], JSON, None, None);
         for (response, want) in [
-            (Reading::NotStarted, Verdict::Unread(Reason::NoBody)),
-            (Reading::Skipped, Verdict::Unread(Reason::NoBody)),
-            (open, Verdict::Unread(Reason::Incomplete)),
+            (Reading::NotStarted, Verdict::Unread(NotCounted::NoBody)),
+            (Reading::Skipped, Verdict::Unread(NotCounted::NoBody)),
+            (open, Verdict::Unread(NotCounted::Incomplete)),
             (
                 Reading::Done(vec![(2, HOLDS)]),
-                Verdict::Unread(Reason::NoBody),
+                Verdict::Unread(NotCounted::NoBody),
             ),
         ] {
             let p = Pending {
@@ -719,7 +720,7 @@ logic_test!(
         for i in 0..3 {
             assert_eq!(
                 verdict(None, &all, i),
-                Verdict::Unread(Reason::NoBody),
+                Verdict::Unread(NotCounted::NoBody),
                 "rule {i}"
             );
         }
@@ -733,7 +734,7 @@ logic_test!(
 
 logic_test!(
     fn reasons_have_distinct_labels() {
-        let labels: Vec<&str> = Reason::ALL.iter().map(|r| r.label()).collect();
+        let labels: Vec<&str> = NotCounted::ALL.iter().map(|r| r.label()).collect();
         assert_eq!(
             labels,
             [
@@ -748,7 +749,7 @@ logic_test!(
                 "busy"
             ]
         );
-        for (i, r) in Reason::ALL.iter().enumerate() {
+        for (i, r) in NotCounted::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
     }
@@ -800,7 +801,7 @@ impl<'a> Host<'a> {
     }
 
     /// This side's headers pass (glue/body.rs `on_headers`): what the table returns.
-    fn headers(&self, bodies: &mut Bodies, context: u32, now: u64) -> Option<Reason> {
+    fn headers(&self, bodies: &mut Bodies, context: u32, now: u64) -> Option<NotCounted> {
         let rules = self.rules;
         match self.side {
             Side::Request => {
@@ -875,7 +876,7 @@ fn request<'a>(
     body: &'a [u8],
     size: usize,
     now: u64,
-) -> Option<Reason> {
+) -> Option<NotCounted> {
     let busy = host.headers(bodies, context, now);
     pass(bodies, host, context, body, size, true);
     busy
@@ -933,7 +934,10 @@ logic_test!(
         assert_eq!(resp.fetched, 0);
         let pending = bodies.finish(8).unwrap();
         assert_eq!(pending.verdict(&all, 0), Verdict::Fails);
-        assert_eq!(pending.verdict(&all, 1), Verdict::Unread(Reason::NoBody));
+        assert_eq!(
+            pending.verdict(&all, 1),
+            Verdict::Unread(NotCounted::NoBody)
+        );
         assert_eq!(bodies.held(), 0);
     }
 );
@@ -979,7 +983,7 @@ logic_test!(
         assert_eq!(not_json.fetched, 0);
         assert_eq!(
             bodies.finish(2).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::NotJson)
+            Verdict::Unread(NotCounted::NotJson)
         );
         let mut too_long = Host::new(&all, Side::Request, "/users");
         too_long.length = Some(65_537);
@@ -987,7 +991,7 @@ logic_test!(
         assert_eq!(too_long.fetched, 0);
         assert_eq!(
             bodies.finish(3).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::TooLarge)
+            Verdict::Unread(NotCounted::TooLarge)
         );
         // Headers that end the stream: no body; the response may still be read.
         let mut empty = Host::new(&all, Side::Request, "/users");
@@ -997,7 +1001,10 @@ logic_test!(
         let mut resp = Host::new(&all, Side::Response, "/users");
         request(&mut bodies, &mut resp, 4, br#"{"points": 2}"#, 4, 0);
         let pending = bodies.finish(4).unwrap();
-        assert_eq!(pending.verdict(&all, 0), Verdict::Unread(Reason::NoBody));
+        assert_eq!(
+            pending.verdict(&all, 0),
+            Verdict::Unread(NotCounted::NoBody)
+        );
         assert_eq!(pending.verdict(&all, 1), Verdict::Holds(Some(2)));
         // Bytes the host will not give: the body is not read.
         let mut refusing = Host::new(&all, Side::Request, "/users");
@@ -1005,7 +1012,7 @@ logic_test!(
         request(&mut bodies, &mut refusing, 5, body, 8, 0);
         assert_eq!(
             bodies.finish(5).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::Busy)
+            Verdict::Unread(NotCounted::Busy)
         );
         // The client went away mid-body: no end.
         let mut cut = Host::new(&all, Side::Request, "/users");
@@ -1014,7 +1021,7 @@ logic_test!(
         assert!(bodies.held() >= 10);
         assert_eq!(
             bodies.finish(6).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::Incomplete)
+            Verdict::Unread(NotCounted::Incomplete)
         );
         assert!(bodies.is_empty());
         assert_eq!(bodies.held(), 0);
@@ -1058,11 +1065,14 @@ logic_test!(
         assert_eq!(bodies.held(), 16 * MIB);
         assert_eq!(
             bodies.finish(16).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::Busy)
+            Verdict::Unread(NotCounted::Busy)
         );
         // Room again once one ends.
         let first = bodies.finish(0).unwrap();
-        assert_eq!(first.verdict(&all, 0), Verdict::Unread(Reason::Incomplete));
+        assert_eq!(
+            first.verdict(&all, 0),
+            Verdict::Unread(NotCounted::Incomplete)
+        );
         assert_eq!(bodies.held(), 15 * MIB);
         let mut host = Host::new(&all, Side::Request, "/big");
         request(&mut bodies, &mut host, 17, br#"{"a": 1}"#, 3, 0);
@@ -1103,11 +1113,11 @@ logic_test!(
         assert_eq!(bodies.held(), 16 * MIB);
         assert_eq!(
             bodies.finish(16).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::Busy)
+            Verdict::Unread(NotCounted::Busy)
         );
         assert_eq!(
             bodies.finish(3).unwrap().verdict(&all, 1),
-            Verdict::Unread(Reason::Busy)
+            Verdict::Unread(NotCounted::Busy)
         );
         assert_eq!(bodies.held(), 15 * MIB, "what request 3 held");
         // A small response fits again.
@@ -1141,7 +1151,7 @@ logic_test!(
         let mut host = Host::new(&all, Side::Request, "/users");
         assert_eq!(
             request(&mut bodies, &mut host, 99_999, alice, 4, 0),
-            Some(Reason::Busy)
+            Some(NotCounted::Busy)
         );
         let mut resp = Host::new(&all, Side::Response, "/users");
         request(&mut bodies, &mut resp, 99_999, br#"{"points": 1}"#, 4, 0);
@@ -1151,7 +1161,7 @@ logic_test!(
         assert_eq!(bodies.held(), held);
         // Its end says busy for its body rules, not no_body.
         let refused = bodies.finish(99_999).unwrap();
-        assert_eq!(refused.verdict(&all, 0), Verdict::Unread(Reason::Busy));
+        assert_eq!(refused.verdict(&all, 0), Verdict::Unread(NotCounted::Busy));
         assert!(bodies.finish(99_999).is_none());
         // A new request no rule reads the body of costs nothing and says nothing.
         let mut other = Host::new(&all, Side::Request, "/health");
@@ -1211,5 +1221,51 @@ logic_test!(
         bodies.sweep(5_000 + FORGET_MS);
         assert!(bodies.is_empty());
         assert_eq!(bodies.held(), 0);
+    }
+);
+
+logic_test!(
+    fn trailers_end_the_body_and_an_empty_final_frame_is_no_body() {
+        let all = contract_rules();
+        let mut bodies = Bodies::default();
+        // gRPC-like: the last data frame does not end the stream, trailers do (the glue passes
+        // them as an empty chunk that ends the body).
+        let mut req = Host::new(&all, Side::Request, "/users");
+        req.headers(&mut bodies, 7, 0);
+        pass(
+            &mut bodies,
+            &mut req,
+            7,
+            br#"{"username": "alice"}"#,
+            6,
+            false,
+        );
+        pass(&mut bodies, &mut req, 7, b"", 1, true);
+        assert_eq!(bodies.held(), 0, "evaluated at the trailers");
+        let pending = bodies.finish(7).unwrap();
+        assert_eq!(pending.verdict(&all, 0), HOLDS, "finished, not incomplete");
+        // Headers without end of stream, then one empty data frame that ends it: no body, not a
+        // parse error.
+        let mut req = Host::new(&all, Side::Request, "/users");
+        req.headers(&mut bodies, 8, 0);
+        pass(&mut bodies, &mut req, 8, b"", 1, true);
+        let pending = bodies.finish(8).unwrap();
+        assert_eq!(
+            pending.verdict(&all, 0),
+            Verdict::Unread(NotCounted::NoBody)
+        );
+        // Trailers after a body that already ended change nothing.
+        let mut req = Host::new(&all, Side::Request, "/users");
+        req.headers(&mut bodies, 9, 0);
+        pass(
+            &mut bodies,
+            &mut req,
+            9,
+            br#"{"username": "bob"}"#,
+            50,
+            true,
+        );
+        pass(&mut bodies, &mut req, 9, b"", 1, true);
+        assert_eq!(bodies.finish(9).unwrap().verdict(&all, 0), Verdict::Fails);
     }
 );
