@@ -155,12 +155,12 @@ impl Reading {
         if length.is_some_and(|n| n > limit as u64) {
             return refused(rules, NotCounted::TooLarge);
         }
-        // The declared length, when there is one: no growing (and doubling) as chunks come.
-        let capacity = length.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
+        // Nothing reserved for the declared length: a client may declare a big body and send
+        // nothing. Memory follows what arrives.
         Reading::Copying {
             rules,
             limit,
-            bytes: Vec::with_capacity(capacity),
+            bytes: Vec::new(),
         }
     }
 
@@ -183,17 +183,24 @@ impl Reading {
         }
     }
 
-    /// Bytes held once `more` bytes are appended.
-    fn holding(&self, more: usize) -> usize {
+    /// The most bytes this reading copies (0 unless copying).
+    fn limit(&self) -> usize {
         match self {
-            Reading::Copying { bytes, .. } => {
-                bytes.capacity().max(bytes.len().saturating_add(more))
-            }
+            Reading::Copying { limit, .. } => *limit,
             _ => 0,
         }
     }
 
-    /// Appends a fetched chunk; a body past the limit is refused as `too_large` at once.
+    /// Bytes held once `more` bytes are appended.
+    fn holding(&self, more: usize) -> usize {
+        match self {
+            Reading::Copying { bytes, limit, .. } => grown(bytes, more, *limit),
+            _ => 0,
+        }
+    }
+
+    /// Appends a fetched chunk; a body past the limit is refused as `too_large` at once, one
+    /// the VM has no memory for as `busy` (the allocation fails, the VM lives).
     pub fn push(&mut self, chunk: &[u8]) {
         if let Reading::Copying {
             rules,
@@ -203,8 +210,10 @@ impl Reading {
         {
             if bytes.len().saturating_add(chunk.len()) > *limit {
                 *self = refused(std::mem::take(rules), NotCounted::TooLarge);
-            } else {
+            } else if grow(bytes, chunk.len(), *limit) {
                 bytes.extend_from_slice(chunk);
+            } else {
+                *self = refused(std::mem::take(rules), NotCounted::Busy);
             }
         }
     }
@@ -235,6 +244,31 @@ impl Reading {
                 .map_or(Verdict::Unread(NotCounted::NoBody), |(_, v)| *v),
         }
     }
+}
+
+/// The capacity `bytes` has once `more` bytes are appended: doubling (few copies of a body that
+/// comes in many chunks), never past one byte over the limit.
+fn grown(bytes: &Vec<u8>, more: usize, limit: usize) -> usize {
+    let need = bytes.len().saturating_add(more);
+    if need <= bytes.capacity() {
+        return bytes.capacity();
+    }
+    need.max(
+        bytes
+            .capacity()
+            .saturating_mul(2)
+            .min(limit.saturating_add(1)),
+    )
+}
+
+/// Makes room for `more` bytes in `bytes` ([`grown`]) without aborting when memory is short:
+/// `false` then.
+pub fn grow(bytes: &mut Vec<u8>, more: usize, limit: usize) -> bool {
+    let target = grown(bytes, more, limit);
+    target <= bytes.capacity()
+        || bytes
+            .try_reserve_exact(target.saturating_sub(bytes.len()))
+            .is_ok()
 }
 
 fn body_rule(all: &Rules, index: usize) -> Option<&BodyRule> {
@@ -347,9 +381,20 @@ pub struct Pending {
     pub born_ms: u64,
     /// Set when the request got no entry (the table was full): every body rule's verdict.
     pub refused: Option<NotCounted>,
+    /// The client's connection (`connection.id`), when known: what one client may hold is
+    /// bounded.
+    pub connection: Option<u64>,
+    /// [`Bodies`]' chunk count at this request's last chunk (or its headers): readings that
+    /// stopped progressing are the first to go when the budget is full.
+    pub progress: u64,
 }
 
 impl Pending {
+    /// Bytes both copies hold.
+    pub fn held(&self) -> usize {
+        self.request.held().saturating_add(self.response.held())
+    }
+
     pub fn side(&mut self, side: Side) -> &mut Reading {
         match side {
             Side::Request => &mut self.request,
@@ -400,6 +445,8 @@ pub struct Bodies {
     /// Requests refused an entry (the table was full), newest last, at most [`MAX_REFUSED`]:
     /// their end says `busy` rather than `no_body`.
     refused: std::collections::VecDeque<u32>,
+    /// Chunks seen: the clock progress is measured by (no host call per chunk).
+    chunks: u64,
 }
 
 /// Refused requests remembered until their end; past it the oldest end says `no_body`.
@@ -411,6 +458,12 @@ pub const MAX_PENDING: usize = 4096;
 pub const BUDGET_BYTES: usize = 16 * 1024 * 1024;
 /// A request still pending after this long is forgotten (its end was never seen).
 pub const FORGET_MS: u64 = 10 * 60 * 1000;
+/// What the bodies of one connection's requests may hold at once, beyond one body at its limit:
+/// a client (an HTTP/2 connection carries many requests) cannot take the whole budget.
+pub const PER_CONNECTION_BYTES: usize = BUDGET_BYTES / 8;
+/// A reading with no chunk while this many chunks of other requests passed has stopped
+/// progressing: it is the first to go when the budget is full (`busy`).
+pub const STALLED_CHUNKS: u64 = 64;
 
 /// A chunk of `size` bytes of `side`'s body of request `context`; `end` when it is the last.
 #[derive(Debug, Clone, Copy)]
@@ -437,16 +490,18 @@ impl Bodies {
             size,
             end,
         } = chunk;
+        self.chunks = self.chunks.wrapping_add(1);
+        let room = self.room(context, side, size);
         let Some(pending) = self.pending.get_mut(&context) else {
             return;
         };
+        pending.progress = self.chunks;
         let reading = pending.side(side);
         let before = reading.held();
-        let others = self.held.saturating_sub(before);
         let wanted = reading.wanted(size);
         if wanted > 0 {
             // Checked before copying: past the budget the body is not read at all.
-            if others.saturating_add(reading.holding(wanted)) > BUDGET_BYTES {
+            if !room {
                 reading.refuse(NotCounted::Busy);
             } else {
                 match fetch(wanted) {
@@ -462,6 +517,78 @@ impl Bodies {
             .held
             .saturating_sub(before)
             .saturating_add(reading.held());
+    }
+
+    /// Whether request `context`'s `side` may grow by a chunk of `size`: within what its
+    /// connection may hold, and within the budget once readings that stopped progressing have
+    /// been given up (`busy`) to make room.
+    fn room(&mut self, context: u32, side: Side, size: usize) -> bool {
+        let Some(pending) = self.pending.get_mut(&context) else {
+            return false;
+        };
+        let connection = pending.connection;
+        let reading = pending.side(side);
+        let before = reading.held();
+        let after = reading.holding(reading.wanted(size));
+        let limit = reading.limit();
+        if after <= before {
+            return true;
+        }
+        if connection.is_some() {
+            let on_connection: usize = self
+                .pending
+                .iter()
+                .filter(|(c, p)| **c != context && p.connection == connection)
+                .map(|(_, p)| p.held())
+                .sum();
+            let bound = PER_CONNECTION_BYTES.max(limit.saturating_add(1));
+            if on_connection.saturating_add(after) > bound {
+                return false;
+            }
+        }
+        let others = self.held.saturating_sub(before);
+        if others.saturating_add(after) <= BUDGET_BYTES {
+            return true;
+        }
+        // The stalled ones go, oldest progress first, while that makes room.
+        let now = self.chunks;
+        let mut stalled: Vec<(u64, u32)> = self
+            .pending
+            .iter()
+            .filter(|(c, p)| {
+                **c != context && p.held() > 0 && now.saturating_sub(p.progress) > STALLED_CHUNKS
+            })
+            .map(|(c, p)| (p.progress, *c))
+            .collect();
+        stalled.sort_unstable();
+        let mut freed = 0usize;
+        let mut give_up = Vec::new();
+        for (_, c) in stalled {
+            if others.saturating_sub(freed).saturating_add(after) <= BUDGET_BYTES {
+                break;
+            }
+            freed = freed.saturating_add(self.pending.get(&c).map_or(0, Pending::held));
+            give_up.push(c);
+        }
+        if others.saturating_sub(freed).saturating_add(after) > BUDGET_BYTES {
+            return false;
+        }
+        for c in give_up {
+            if let Some(p) = self.pending.get_mut(&c) {
+                let held = p.held();
+                p.request.refuse(NotCounted::Busy);
+                p.response.refuse(NotCounted::Busy);
+                self.held = self.held.saturating_sub(held).saturating_add(p.held());
+            }
+        }
+        true
+    }
+
+    /// Request `context` came on connection `connection` (one client).
+    pub fn connection(&mut self, context: u32, connection: u64) {
+        if let Some(p) = self.pending.get_mut(&context) {
+            p.connection = Some(connection);
+        }
     }
 
     /// The request's headers have passed: `request` is how its body is read (`NotStarted` when
@@ -492,6 +619,8 @@ impl Bodies {
             response_rules,
             born_ms: now_ms,
             refused: None,
+            connection: None,
+            progress: self.chunks,
         };
         if let Some(old) = self.pending.insert(context, pending) {
             self.held = self

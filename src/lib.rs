@@ -19,6 +19,7 @@ pub mod json;
 pub mod labels;
 pub mod lifecycle;
 pub mod logbudget;
+pub mod memory;
 pub mod metrics;
 pub mod pairs;
 pub mod proxy;

@@ -103,9 +103,13 @@ fn warn_shared_samplers(plugins: &Plugins<Root>, name: &[u8], root: &Root) {
 pub extern "C" fn proxy_abi_version_0_2_1() {}
 
 /// The host allocates in the VM through this to hand over data (header maps, bodies, ...).
+/// Without the memory, null: the host call fails with a status (the request passes uncounted,
+/// logged by its caller) rather than the VM aborting (`crate::memory`).
 #[no_mangle]
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-    let mut buffer: Vec<u8> = Vec::with_capacity(size);
+    let Some(mut buffer) = crate::memory::buffer(size) else {
+        return std::ptr::null_mut();
+    };
     let pointer = buffer.as_mut_ptr();
     std::mem::forget(buffer);
     pointer

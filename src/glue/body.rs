@@ -100,7 +100,15 @@ fn on_headers(context: u32, side: Side, end: bool) {
                 let response = rules.reading_body(Side::Response, method, path, None);
                 let reading = start_reading(rules, request, &map, end);
                 let now = now_ms();
-                with_bodies(|b| b.request_headers(context, now, reading, response)).flatten()
+                let busy =
+                    with_bodies(|b| b.request_headers(context, now, reading, response)).flatten();
+                // What one client may hold is bounded: its connection, for the requests read.
+                if with_bodies(|b| b.has(context)).unwrap_or(false) {
+                    if let Some(id) = host::connection_id() {
+                        with_bodies(|b| b.connection(context, id));
+                    }
+                }
+                busy
             }
             Side::Response => {
                 let map = read(Map::Response).unwrap_or_default();

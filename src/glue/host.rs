@@ -209,6 +209,14 @@ pub fn response_code_details() -> Option<Vec<u8>> {
     property(&["response", "code_details"]).ok().flatten()
 }
 
+/// The downstream connection's id (`connection.id`, 8 bytes LE): one client.
+#[cfg(feature = "bodies")]
+pub fn connection_id() -> Option<u64> {
+    let bytes = property(&["connection", "id"]).ok()??;
+    let bytes: [u8; 8] = bytes.as_slice().try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
 /// This plugin's name (`plugin_name`), in the root context or a request's.
 pub fn plugin_name() -> Option<Vec<u8>> {
     property(&["plugin_name"]).ok().flatten()
