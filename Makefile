@@ -72,9 +72,9 @@ lint: setup
 	cargo clippy --release --target wasm32-wasip1 --features bodies --target-dir target/bodies -- -D warnings
 	cargo clippy --all-targets -- -D warnings
 
-## unit: pure logic on the host
+## unit: pure logic on the host, and the app-metrics binary's own unit tests
 unit:
-	cargo test --lib
+	cargo test --lib --bin app-metrics
 
 ## wasm-unit: the same logic tests compiled to wasm, run by wasm-bindgen-test in Node
 wasm-unit: setup

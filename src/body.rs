@@ -16,59 +16,29 @@ use crate::labels::Side;
 use crate::rules::{BodyRule, Rules};
 use std::collections::HashMap;
 
-/// Why a body rule did not count a request it otherwise matched
-/// (`app_metrics_body_not_counted_total{reason}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotCounted {
-    /// The request or response had no body (or it never reached the filter).
-    NoBody,
-    /// The content type is not JSON (`application/json`, `…+json`).
-    NotJson,
-    /// The body is compressed (`content-encoding` other than `identity`).
-    Compressed,
-    /// The body is longer than the counter's `max_body_bytes`.
-    TooLarge,
-    /// The body is not JSON.
-    Parse,
-    /// A pointer found nothing (for `equals` or `increment`).
-    Missing,
-    /// The increment is not a non-negative integer.
-    Invalid,
-    /// The body had not ended when the request did (a client or upstream that went away).
-    Incomplete,
-    /// The VM's memory for body copies, or its table of requests being read, was full.
-    Busy,
-}
-
-impl NotCounted {
-    pub const ALL: [NotCounted; 9] = [
-        NotCounted::NoBody,
-        NotCounted::NotJson,
-        NotCounted::Compressed,
-        NotCounted::TooLarge,
-        NotCounted::Parse,
-        NotCounted::Missing,
-        NotCounted::Invalid,
-        NotCounted::Incomplete,
-        NotCounted::Busy,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            NotCounted::NoBody => "no_body",
-            NotCounted::NotJson => "not_json",
-            NotCounted::Compressed => "compressed",
-            NotCounted::TooLarge => "too_large",
-            NotCounted::Parse => "parse",
-            NotCounted::Missing => "missing",
-            NotCounted::Invalid => "invalid",
-            NotCounted::Incomplete => "incomplete",
-            NotCounted::Busy => "busy",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        NotCounted::ALL.iter().position(|r| *r == self).unwrap_or(0)
+crate::labels::label_enum! {
+    /// Why a body rule did not count a request it otherwise matched
+    /// (`app_metrics_body_not_counted_total{reason}`).
+    pub enum NotCounted {
+        /// The request or response had no body (or it never reached the filter).
+        NoBody => "no_body",
+        /// The content type is not JSON (`application/json`, `…+json`).
+        NotJson => "not_json",
+        /// The body is compressed (`content-encoding` other than `identity`).
+        Compressed => "compressed",
+        /// The body is longer than the counter's `max_body_bytes`.
+        TooLarge => "too_large",
+        /// The body is not JSON.
+        Parse => "parse",
+        /// A pointer found nothing (for `equals` or `increment`).
+        Missing => "missing",
+        /// The increment is not a non-negative integer.
+        Invalid => "invalid",
+        /// The body had not ended when the request did (a client or upstream that went away).
+        Incomplete => "incomplete",
+        /// The VM's memory for body copies (or what one client may hold), or its table of
+        /// requests being read, was full.
+        Busy => "busy",
     }
 }
 

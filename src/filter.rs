@@ -4,7 +4,9 @@
 //! read into a small [`Exchange`] (indices only: no request data is kept). On completion,
 //! `metrics::Registry::record` turns that plus the status into metric updates.
 
-use crate::config::{Config, LabelSpec, Sampler};
+use crate::config::{self, Config, LabelSpec};
+use crate::extract::ValueSource;
+use crate::grpc::Methods;
 use crate::labels::{method_index, stat_name, Dynamic, LabelSet, Side, UNMATCHED_HANDLER};
 use crate::routes::Routes;
 use crate::rules::Rules;
@@ -24,6 +26,8 @@ pub struct Filter {
     pub constant: Vec<(String, String)>,
     /// Each counter's dynamic labels, by rule index (empty: unlabelled).
     pub counter_labels: Vec<LabelSet>,
+    /// The gRPC metrics (`grpc`), and where the headers they need sit among the names read.
+    pub grpc: Option<Grpc>,
     /// Each sampler's shared-data schedule key: its gauge's stat name (constant labels
     /// included), so configurations with the same sampler name but other labels keep their own.
     pub sampler_keys: Vec<String>,
@@ -40,6 +44,48 @@ pub const RESPONSE_RULE_HEADERS: usize = 3;
 /// Set by Envoy's router on every answer from an upstream: the milliseconds the upstream took
 /// to answer, the time the application spent on the request.
 pub const UPSTREAM_TIME: &str = "x-envoy-upstream-service-time";
+
+/// The `grpc` section, compiled.
+#[derive(Debug, Clone)]
+pub struct Grpc {
+    pub methods: Methods,
+    pub handling_time: bool,
+    pub messages: bool,
+    /// Indices of `content-type` and `grpc-timeout` in [`Filter::request_names`], and of
+    /// `grpc-status` in [`Filter::response_names`]: read only with a `grpc` section.
+    pub content_type: usize,
+    pub timeout: usize,
+    pub status: usize,
+}
+
+/// A sampler, compiled: what each tick and each answer needs, worked out once.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    pub name: String,
+    pub cluster: String,
+    /// `:authority` of the sample request (`config::Sampler::authority`).
+    pub authority: String,
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u32,
+    pub max_body_bytes: usize,
+    pub source: ValueSource,
+}
+
+impl Sampler {
+    fn new(s: &config::Sampler) -> Self {
+        Sampler {
+            name: s.name.clone(),
+            cluster: s.cluster.clone(),
+            authority: s.authority(),
+            path: s.path.clone(),
+            interval_ms: s.interval_seconds.saturating_mul(1000),
+            timeout_ms: u32::try_from(s.timeout_ms).unwrap_or(u32::MAX),
+            max_body_bytes: s.max_body_bytes,
+            source: s.value.clone(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
@@ -87,10 +133,19 @@ impl Filter {
             .map(|c| label_set(&c.labels, &mut headers))
             .collect();
         let http = config.http_metrics.enabled.then(|| HttpMetrics {
-            handlers: Routes::new(&config.http_metrics.handlers),
-            excluded: Routes::new(&config.http_metrics.excluded_handlers),
+            handlers: Routes::new(&config.http_metrics.handlers).unwrap_or_default(),
+            excluded: Routes::new(&config.http_metrics.excluded_handlers).unwrap_or_default(),
             labels: label_set(&config.http_metrics.labels, &mut headers),
             total_duration: config.http_metrics.total_duration,
+        });
+        // gRPC's headers last: a configuration without `grpc` looks for none of them.
+        let grpc = config.grpc.as_ref().map(|g| Grpc {
+            methods: Methods::new(&g.methods),
+            handling_time: g.handling_time,
+            messages: g.messages,
+            content_type: REQUEST_RULE_HEADERS + index_of(&mut headers.0, "content-type"),
+            timeout: REQUEST_RULE_HEADERS + index_of(&mut headers.0, "grpc-timeout"),
+            status: RESPONSE_RULE_HEADERS + index_of(&mut headers.1, "grpc-status"),
         });
         let names = |fixed: &[&str], more: Vec<String>| {
             fixed.iter().map(|n| n.to_string()).chain(more).collect()
@@ -100,9 +155,10 @@ impl Filter {
             response_names: names(&[":status", "content-length", UPSTREAM_TIME], headers.1),
             rules,
             http,
-            samplers: config.samplers.clone(),
+            samplers: config.samplers.iter().map(Sampler::new).collect(),
             constant: config.labels.clone(),
             counter_labels,
+            grpc,
             sampler_keys: Vec::new(),
         };
         filter.sampler_keys = filter
@@ -145,7 +201,7 @@ impl Filter {
 
     /// Whether any request needs to be looked at at all.
     pub fn observes_requests(&self) -> bool {
-        self.http.is_some() || !self.rules.is_empty()
+        self.http.is_some() || !self.rules.is_empty() || self.grpc.is_some()
     }
 
     /// Whether a request counted in the request metrics is timed whole by Envoy's clock too.
@@ -185,30 +241,33 @@ impl Filter {
     }
 }
 
+/// The index of header `name` in `names`, added at the end unless there: each read once.
+fn index_of(names: &mut Vec<String>, name: &str) -> usize {
+    match names.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => {
+            names.push(name.to_string());
+            names.len() - 1
+        }
+    }
+}
+
 /// Compiles dynamic labels, adding their headers to `headers` (request, response) unless there.
 fn label_set(specs: &[LabelSpec], headers: &mut (Vec<String>, Vec<String>)) -> LabelSet {
     let labels = specs
         .iter()
-        .filter_map(|spec| {
-            // Checked by config::validate; a label without exactly one header is left out.
-            let (side, header) = spec.header()?;
-            let names = match side {
+        .map(|spec| {
+            let names = match spec.side {
                 Side::Request => &mut headers.0,
                 Side::Response => &mut headers.1,
             };
-            let index = match names.iter().position(|n| *n == header) {
-                Some(i) => i,
-                None => {
-                    names.push(header);
-                    names.len() - 1
-                }
-            };
-            Some(Dynamic {
+            let index = index_of(names, &spec.header);
+            Dynamic {
                 name: spec.name.clone(),
-                side,
+                side: spec.side,
                 header: index,
                 values: spec.values.clone(),
-            })
+            }
         })
         .collect();
     LabelSet { labels }

@@ -10,17 +10,18 @@
 //! library's test build), so nothing under src/ may panic. `glue` is the only code that talks to proxy-wasm.
 
 pub mod body;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod check;
 pub mod config;
 pub mod extract;
 pub mod filter;
+pub mod grpc;
+pub mod istio;
 pub mod json;
 pub mod labels;
 pub mod lifecycle;
 pub mod logbudget;
 pub mod memory;
 pub mod metrics;
+pub mod names;
 pub mod pairs;
 pub mod proxy;
 pub mod routes;

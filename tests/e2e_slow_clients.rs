@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::*;
+use common::{bootstrap::*, envoy::*, upstream::*, *};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::*;
+use common::{bootstrap::*, envoy::*, istio::*, upstream::*, *};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::thread;

@@ -2,8 +2,8 @@
 
 use super::host::{self, Buffer, Map, Stats, CAS_MISMATCH};
 use super::vm::now_ms;
-use crate::config::{Config, ValueSource};
-use crate::extract::{sample_value, Answer, Reason};
+use crate::config::Config;
+use crate::extract::{sample_value, Answer, SampleError, ValueSource};
 use crate::filter::Filter;
 use crate::metrics::Registry;
 use crate::schedule;
@@ -58,16 +58,14 @@ impl Root {
         let Some(sampler) = state.filter.samplers.get(index) else {
             return;
         };
-        let Some(source) = sampler.value.source() else {
-            return;
-        };
+        let source = &sampler.source;
         let header = |name: &str| host::header(Map::CallResponse, name).ok().flatten();
         let status = header(":status").and_then(|s| {
             std::str::from_utf8(&s)
                 .ok()
                 .and_then(|s| s.parse::<u16>().ok())
         });
-        let value_header = match &source {
+        let value_header = match source {
             ValueSource::Header(name) => header(name),
             _ => None,
         };
@@ -90,7 +88,7 @@ impl Root {
             body_size,
         };
         let registry = &mut state.registry;
-        match sample_value(&source, &answer, sampler.max_body_bytes) {
+        match sample_value(source, &answer, sampler.max_body_bytes) {
             Ok(value) => {
                 let now_s = host::now_ns().unwrap_or(0) / 1_000_000_000;
                 registry.sample_ok(&state.filter, &Stats, index, value, now_s);
@@ -152,9 +150,7 @@ impl Root {
             let Some(deadline) = schedule::decode(&stored) else {
                 continue;
             };
-            let Some(next) =
-                schedule::next_deadline(now_ms, deadline, sampler.interval_seconds * 1000)
-            else {
+            let Some(next) = schedule::next_deadline(now_ms, deadline, sampler.interval_ms) else {
                 continue;
             };
             match host::set_shared(key, &schedule::encode(next), cas) {
@@ -181,15 +177,13 @@ fn send(state: &mut State, pending: &mut Vec<(u32, usize)>, index: usize) {
     let Some(sampler) = state.filter.samplers.get(index) else {
         return;
     };
-    let authority = sampler.authority();
     let headers = [
         (":method", "GET"),
         (":path", sampler.path.as_str()),
-        (":authority", &*authority),
+        (":authority", sampler.authority.as_str()),
         ("user-agent", "app-metrics-wasm"),
     ];
-    let timeout_ms = u32::try_from(sampler.timeout_ms).unwrap_or(u32::MAX);
-    match host::http_call(&sampler.cluster, &headers, timeout_ms) {
+    match host::http_call(&sampler.cluster, &headers, sampler.timeout_ms) {
         Ok(token) => pending.push((token, index)),
         Err(status) => {
             warn_limited!(|| {
@@ -200,9 +194,9 @@ fn send(state: &mut State, pending: &mut Vec<(u32, usize)>, index: usize) {
             });
             // The cluster exists but has no healthy host: as unreachable as a refused connection.
             let reason = if status == host::INTERNAL_FAILURE {
-                Reason::Unreachable
+                SampleError::Unreachable
             } else {
-                Reason::Dispatch
+                SampleError::Dispatch
             };
             state
                 .registry

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::parse;
+use crate::grpc::Code;
 use crate::proxy::ProxyReason;
 use crate::test_support::*;
 use std::cell::RefCell;
@@ -339,9 +340,9 @@ logic_test!(
         let host = FakeHost::default();
         let mut registry = Registry::new(&filter, &host);
         assert!(registry.sample_ok(&filter, &host, 0, 12, 1_700_000_000));
-        assert!(registry.sample_failed(&filter, &host, 0, Reason::Timeout));
-        assert!(registry.sample_failed(&filter, &host, 0, Reason::Timeout));
-        assert!(!registry.sample_failed(&filter, &host, 7, Reason::Timeout));
+        assert!(registry.sample_failed(&filter, &host, 0, SampleError::Timeout));
+        assert!(registry.sample_failed(&filter, &host, 0, SampleError::Timeout));
+        assert!(!registry.sample_failed(&filter, &host, 7, SampleError::Timeout));
         assert_eq!(host.value("total_users"), [12]);
         assert_eq!(
             host.value(
@@ -492,7 +493,7 @@ logic_test!(
         let host = FakeHost::default();
         let mut registry = Registry::new(&filter, &host);
         assert!(registry.sample_ok(&filter, &host, 0, 7, 1_700_000_000));
-        assert!(registry.sample_failed(&filter, &host, 0, Reason::Parse));
+        assert!(registry.sample_failed(&filter, &host, 0, SampleError::Parse));
         assert_eq!(host.value("service=.=shop;.;total_users"), [7]);
         assert_eq!(
             host.value("service=.=shop;.;sampler=.=total_users;.;app_metrics_sampler_last_success_timestamp_seconds"),
@@ -707,5 +708,59 @@ logic_test!(
         assert_eq!(not_counted("no_body"), [3]);
         assert_eq!(host.value("errors_total"), [1]);
         assert_eq!(host.value("tokens_total"), [12]);
+    }
+);
+
+logic_test!(
+    fn grpc_series_carry_the_rpc_labels_after_the_constant_ones() {
+        let config = parse(
+            br#"{"labels": {"service": "shop"}, "counters": [],
+                 "grpc": {"methods": ["/shop.v1.Cart/Add", {"path": "/shop.v1.Cart/Watch", "type": "server_stream"}],
+                          "handling_time": true}}"#,
+        )
+        .unwrap();
+        let filter = Filter::new(&config);
+        let host = FakeHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        let grpc = filter.grpc.as_ref().unwrap();
+        let add = grpc.methods.find(b"/shop.v1.Cart/Add");
+        let other = grpc.methods.find(b"/evil/../x");
+        assert!(registry.grpc_started(&filter, &host, add));
+        assert!(registry.grpc_handled(&filter, &host, add, Code::NotFound, Some(12), None));
+        assert!(registry.grpc_handled(&filter, &host, add, Code::NotFound, Some(30), None));
+        assert!(registry.grpc_started(&filter, &host, other));
+        assert!(registry.grpc_handled(&filter, &host, other, Code::Ok, None, Some((1, 2))));
+        let lead = "service=.=shop;.;method=.=POST;.;";
+        let add_labels = "grpc_type=.=unary;.;grpc_service=.=shop.v1.Cart;.;grpc_method=.=Add;.;";
+        assert_eq!(
+            host.value(&format!("{lead}{add_labels}grpc_server_started_total")),
+            [1]
+        );
+        assert_eq!(
+            host.value(&format!(
+                "{lead}{add_labels}grpc_code=.=NotFound;.;grpc_server_handled_total"
+            )),
+            [2]
+        );
+        assert_eq!(
+            host.value(&format!(
+                "{lead}{add_labels}grpc_server_handling_milliseconds"
+            )),
+            [12, 30]
+        );
+        let other_labels = "grpc_type=.=unknown;.;grpc_service=.=other;.;grpc_method=.=other;.;";
+        assert_eq!(
+            host.value(&format!(
+                "{lead}{other_labels}grpc_code=.=OK;.;grpc_server_handled_total"
+            )),
+            [1]
+        );
+        // No duration, no histogram sample; messages are not counted without `messages`.
+        assert!(host
+            .value(&format!(
+                "{lead}{other_labels}grpc_server_handling_milliseconds"
+            ))
+            .is_empty());
+        assert!(host.names.borrow().iter().all(|(_, n)| !n.contains("msg_")));
     }
 );

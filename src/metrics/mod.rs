@@ -9,13 +9,22 @@
 //! host with a fake.
 
 use crate::body::{self, Pending, Verdict};
-use crate::extract::Reason;
+use crate::extract::SampleError;
 use crate::filter::{Exchange, Filter, HttpMetrics};
+use crate::grpc::Code;
 use crate::labels::{
-    method_label, plugin_label_value, stat_name, status_index, status_label, LabelSet,
-    METHOD_COUNT, OTHER_STATUS, STATUS_COUNT,
+    method_label, status_index, status_label, LabelSet, METHOD_COUNT, OTHER_STATUS, STATUS_COUNT,
+};
+use crate::names::{
+    DURATION, DURATIONS_PER_HANDLER, PROXY_RESPONSES, PROXY_RESPONSES_PER_HANDLER,
+    REQUESTS_PER_HANDLER, REQUESTS_TOTAL, REQUEST_SIZE, RESPONSE_SIZE, TOTAL_DURATION,
 };
 use crate::proxy::ProxyReason;
+
+mod grpc;
+mod own;
+
+pub use own::config_valid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -29,27 +38,6 @@ pub trait MetricHost {
     fn define(&self, kind: Kind, name: &str) -> Option<u32>;
     fn increment(&self, id: u32, by: u64) -> bool;
     fn record(&self, id: u32, value: u64) -> bool;
-}
-
-pub const REQUESTS_TOTAL: &str = "http_requests_total";
-pub const PROXY_RESPONSES: &str = "http_proxy_responses_total";
-pub const DURATION: &str = "http_request_duration_milliseconds";
-pub const TOTAL_DURATION: &str = "http_request_total_duration_milliseconds";
-pub const REQUEST_SIZE: &str = "http_request_size_bytes";
-pub const RESPONSE_SIZE: &str = "http_response_size_bytes";
-pub const SAMPLER_ERRORS: &str = "app_metrics_sampler_errors_total";
-pub const SAMPLER_LAST_SUCCESS: &str = "app_metrics_sampler_last_success_timestamp_seconds";
-pub const CONFIG_VALID: &str = "app_metrics_config_valid";
-pub const BODY_NOT_COUNTED: &str = "app_metrics_body_not_counted_total";
-
-/// `app_metrics_config_valid{plugin}`: 1 while plugin `name`'s last delivered configuration is in
-/// force, 0 while it is refused. Set on configuration changes only, so defined by name each time.
-/// Only `plugin`, never the configuration's constant labels: a refused configuration's labels
-/// cannot be trusted, and the gauge must be found by plugin whatever they are.
-pub fn config_valid(host: &impl MetricHost, name: &[u8], valid: bool) -> bool {
-    let stat = stat_name(CONFIG_VALID, &[("plugin", &plugin_label_value(name))]);
-    host.define(Kind::Gauge, &stat)
-        .is_some_and(|id| host.record(id, u64::from(valid)))
 }
 
 /// One request, complete.
@@ -90,6 +78,15 @@ pub struct Registry {
     sampler_success: Vec<Option<u32>>,
     /// By `body::NotCounted`; empty unless some counter reads a body.
     body_not_counted: Vec<Option<u32>>,
+    /// gRPC metrics by RPC (the listed ones, then `other`); empty without a `grpc` section.
+    grpc_started: Vec<Option<u32>>,
+    /// By (RPC, code).
+    grpc_handled: Vec<Option<u32>>,
+    /// Empty unless `handling_time`.
+    grpc_handling: Vec<Option<u32>>,
+    /// Empty unless `messages`.
+    grpc_received: Vec<Option<u32>>,
+    grpc_sent: Vec<Option<u32>>,
     /// Series of metrics with dynamic labels: (key, stat id), sorted by key ([`labelled_key`]).
     labelled: Vec<(u64, u32)>,
 }
@@ -142,6 +139,8 @@ impl Registry {
             .map_or(0, |h| h.handler_count());
         let timed_whole = if filter.total_duration() { handlers } else { 0 };
         let samplers = filter.samplers.len();
+        let grpc = filter.grpc.as_ref();
+        let rpcs = grpc.map_or(0, |g| g.methods.len());
         let unlabelled = |i: usize| filter.counter_labels.get(i).is_none_or(LabelSet::is_empty);
         Registry {
             counters: filter
@@ -160,19 +159,45 @@ impl Registry {
                 .iter()
                 .map(|s| host.define(Kind::Gauge, &filter.series_name(&s.name, &[], &[])))
                 .collect(),
-            requests: vec![None; handlers * METHOD_COUNT * STATUS_COUNT],
-            durations: vec![None; handlers * METHOD_COUNT],
-            proxy_responses: vec![None; handlers * STATUS_COUNT * ProxyReason::ALL.len()],
-            total_durations: vec![None; timed_whole * METHOD_COUNT],
+            requests: vec![None; handlers * REQUESTS_PER_HANDLER],
+            durations: vec![None; handlers * DURATIONS_PER_HANDLER],
+            proxy_responses: vec![None; handlers * PROXY_RESPONSES_PER_HANDLER],
+            total_durations: vec![None; timed_whole * DURATIONS_PER_HANDLER],
             request_sizes: vec![None; handlers],
             response_sizes: vec![None; handlers],
-            sampler_errors: vec![None; samplers * Reason::ALL.len()],
+            sampler_errors: vec![None; samplers * SampleError::COUNT],
             sampler_success: vec![None; samplers],
             body_not_counted: if filter.rules.reads_bodies.contains(&true) {
-                vec![None; body::NotCounted::ALL.len()]
+                vec![None; body::NotCounted::COUNT]
             } else {
                 Vec::new()
             },
+            grpc_started: vec![None; rpcs],
+            grpc_handled: vec![None; rpcs * Code::COUNT],
+            grpc_handling: vec![
+                None;
+                if grpc.is_some_and(|g| g.handling_time) {
+                    rpcs
+                } else {
+                    0
+                }
+            ],
+            grpc_received: vec![
+                None;
+                if grpc.is_some_and(|g| g.messages) {
+                    rpcs
+                } else {
+                    0
+                }
+            ],
+            grpc_sent: vec![
+                None;
+                if grpc.is_some_and(|g| g.messages) {
+                    rpcs
+                } else {
+                    0
+                }
+            ],
             labelled: Vec::new(),
         }
     }
@@ -252,7 +277,7 @@ impl Registry {
             ("status", status_label(s)),
             ("reason", done.proxy.map_or("", ProxyReason::label)),
         ];
-        let reasons = ProxyReason::ALL.len();
+        let reasons = ProxyReason::COUNT;
         // (metric, its series in flat order, kind, name, fixed labels, what to count or record)
         let updates = [
             (
@@ -424,7 +449,7 @@ impl Registry {
         let mut ok = true;
         let handler = || http.handler_label(h);
         if let Some(reason) = done.proxy {
-            let series = (h * STATUS_COUNT + s) * ProxyReason::ALL.len() + reason.index();
+            let series = (h * STATUS_COUNT + s) * ProxyReason::COUNT + reason.index();
             ok &= id_in(
                 self.proxy_responses.get_mut(series),
                 host,
@@ -461,77 +486,8 @@ impl Registry {
         }
         ok
     }
-
-    /// A body counter that did not count a request it otherwise matched, by why.
-    #[inline(never)]
-    pub fn body_not_counted(
-        &mut self,
-        filter: &Filter,
-        host: &impl MetricHost,
-        reason: body::NotCounted,
-    ) -> bool {
-        id_in(
-            self.body_not_counted.get_mut(reason.index()),
-            host,
-            Kind::Counter,
-            || filter.series_name(BODY_NOT_COUNTED, &[("reason", reason.label())], &[]),
-        )
-        .is_some_and(|id| host.increment(id, 1))
-    }
-
-    /// A sampler's good value, and the time of this success.
-    pub fn sample_ok(
-        &mut self,
-        filter: &Filter,
-        host: &impl MetricHost,
-        sampler: usize,
-        value: u64,
-        now_s: u64,
-    ) -> bool {
-        let Some(spec) = filter.samplers.get(sampler) else {
-            return false;
-        };
-        let gauge = self
-            .gauges
-            .get(sampler)
-            .copied()
-            .flatten()
-            .is_some_and(|id| host.record(id, value));
-        let stamp = id_in(
-            self.sampler_success.get_mut(sampler),
-            host,
-            Kind::Gauge,
-            || filter.series_name(SAMPLER_LAST_SUCCESS, &[("sampler", &spec.name)], &[]),
-        )
-        .is_some_and(|id| host.record(id, now_s));
-        gauge && stamp
-    }
-
-    /// A failed sample: the gauge keeps its value, the error is counted under its reason.
-    pub fn sample_failed(
-        &mut self,
-        filter: &Filter,
-        host: &impl MetricHost,
-        sampler: usize,
-        reason: Reason,
-    ) -> bool {
-        let Some(spec) = filter.samplers.get(sampler) else {
-            return false;
-        };
-        let slot = self
-            .sampler_errors
-            .get_mut(sampler * Reason::ALL.len() + reason.index());
-        id_in(slot, host, Kind::Counter, || {
-            filter.series_name(
-                SAMPLER_ERRORS,
-                &[("sampler", &spec.name), ("reason", reason.label())],
-                &[],
-            )
-        })
-        .is_some_and(|id| host.increment(id, 1))
-    }
 }
 
 #[cfg(test)]
-#[path = "../tests/unit/metrics.rs"]
+#[path = "../../tests/unit/metrics.rs"]
 mod tests;
