@@ -93,7 +93,7 @@ e2e: build venv setup
 ## two plugins in one VM, 300 configuration changes under traffic (~2.5 min on 2 cores)
 soak: build venv setup
 	ENVOY_BIN=$(ENVOY_BIN) APP_METRICS_WASM=$(CURDIR)/$(WASM) APP_METRICS_BODIES_WASM=$(CURDIR)/$(BODIES_WASM) \
-	  cargo test --test e2e_soak -- --ignored --test-threads 2
+	  cargo test --test e2e_soak -- --ignored --test-threads 2 --nocapture
 
 ## demo: the filter in Envoy in front of the demo app, with traffic and the resulting metrics
 demo: build venv setup

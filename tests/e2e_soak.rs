@@ -216,6 +216,8 @@ fn generation(generation: u32, cluster: &str) -> serde_json::Value {
     serde_json::json!({
         "counters": [{"name": format!("orders_{parity}_total"),
                       "match": {"method": "POST", "path": "/orders"}},
+                     {"name": format!("probes_{parity}_total"),
+                      "match": {"method": "GET", "path": "/probe"}},
                      {"name": format!("generation_{generation}_total"),
                       "match": {"method": "GET", "path": "/never"}}],
         "http_metrics": {"handlers": ["/orders"]},
@@ -249,15 +251,22 @@ fn three_hundred_configuration_changes_under_traffic_count_exactly_and_stop_cost
     let pid = envoy_pid(envoy);
     let agent = agent();
     let order = || assert_eq!(send(&agent, "POST", &envoy.url("/orders"), "x"), 201);
-    // Configurations the worker's VM took (Istio's stats inclusion list hides Envoy's ECDS
-    // counters): its log lines, from threads other than the main one (whose id is the pid).
-    let main_thread = format!("[{pid}]");
-    let worker_configured = || {
-        envoy
-            .log()
-            .lines()
-            .filter(|l| l.contains("app_metrics: configured:") && !l.contains(&main_thread))
-            .count()
+    // Probes until generation `g`'s configuration serves (its parity's probe counter moves):
+    // Envoy swaps a filter configuration for new streams a little after configuring it.
+    let mut probes = 0u64;
+    let mut probe_until_served = |g: u32| {
+        let name = if g.is_multiple_of(2) {
+            "probes_even_total"
+        } else {
+            "probes_odd_total"
+        };
+        let before = envoy.scrape().value(name, &[]).unwrap_or(0.0);
+        eventually(Duration::from_secs(10), "the update serving", || {
+            probes += 1;
+            assert_eq!(send(&agent, "GET", &envoy.url("/probe"), ""), 200);
+            let now = envoy.scrape().value(name, &[]).unwrap_or(0.0);
+            (now > before).then_some(())
+        });
     };
     order();
     order();
@@ -268,13 +277,10 @@ fn three_hundred_configuration_changes_under_traffic_count_exactly_and_stop_cost
     let (cpu_before, rss_before) = (idle_cpu(pid, window), envoy.rss_kib());
 
     let start = Instant::now();
-    let base = worker_configured();
     let (mut even, mut odd) = (2.0, 0.0);
     for g in 1..=CHANGES {
         sidecar.deliver(0, &generation(g, cluster));
-        eventually(Duration::from_secs(10), "the update taken", || {
-            (worker_configured() >= base + g as usize).then_some(())
-        });
+        probe_until_served(g);
         order();
         order();
         if g.is_multiple_of(2) {
@@ -284,6 +290,7 @@ fn three_hundred_configuration_changes_under_traffic_count_exactly_and_stop_cost
         }
     }
     let churn = start.elapsed();
+    let probes_sent = probes;
     let m = wait_value(envoy, "orders_even_total", &[], even);
     let m = if m.value("orders_odd_total", &[]) == Some(odd) {
         m
@@ -292,6 +299,9 @@ fn three_hundred_configuration_changes_under_traffic_count_exactly_and_stop_cost
     };
     assert_eq!(m.value("orders_even_total", &[]), Some(even), "{}", m.text);
     assert_eq!(m.value("orders_odd_total", &[]), Some(odd));
+    let probed = m.value("probes_even_total", &[]).unwrap_or(0.0)
+        + m.value("probes_odd_total", &[]).unwrap_or(0.0);
+    assert_eq!(probed, probes_sent as f64, "every probe counted once");
     assert_eq!(
         m.value(
             "http_requests_total",
@@ -322,7 +332,9 @@ fn three_hundred_configuration_changes_under_traffic_count_exactly_and_stop_cost
         "{}",
         m.text
     );
-    assert!(!envoy.log().contains("panic"), "{}", envoy.log());
+    let log = envoy.log();
+    assert!(!log.contains("panic"), "{log}");
+    assert!(!log.contains("cannot slow superseded root"), "{log}");
     eprintln!(
         "soak: {CHANGES} ECDS changes in {:.0} s, {} requests counted exactly ({even} even, {odd} odd); \
          idle CPU per {} s: {cpu_before:.2} s before, {cpu_after:.2} s after; RSS {} MiB before, {} MiB after",

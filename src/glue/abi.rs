@@ -57,8 +57,13 @@ fn configure(plugins: &mut Plugins<Root>, id: u32) {
     // The roots this one supersedes tick slowly from now: once retired, Envoy would tick them
     // for the VM's life (`lifecycle.rs`). Only now, while they are alive, can their timer be set.
     for other in plugins.configured(id, &name, &raw, valid, root) {
-        if host::set_effective_context(other).is_ok() {
-            set_tick(SLOW_TICK_MS);
+        match host::set_effective_context(other) {
+            Ok(()) => set_tick(SLOW_TICK_MS),
+            Err(status) => warn_limited!(|| {
+                format!(
+                "cannot slow superseded root {other} (host status {status}): Envoy ticks it every second"
+            )
+            }),
         }
         if let Err(status) = host::set_effective_context(id) {
             log::error!("cannot return to root {id} (host status {status})");
