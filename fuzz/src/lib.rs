@@ -5,7 +5,8 @@
 //! A check fails by panicking (`assert!`), which libFuzzer records as a crash. No `unwrap`,
 //! indexing or `panic!` here: the root crate's lints apply when the regression test includes it.
 
-use app_metrics::body::{self, Bodies, Chunk, Reading, Verdict};
+use app_metrics::bodies::{Bodies, Chunk};
+use app_metrics::body::{self, Reading, Verdict};
 use app_metrics::config::{self, BodyTest, Counter, Match, ValueSource};
 use app_metrics::extract::{sample_value, Answer, SampleError};
 use app_metrics::filter::Filter;

@@ -5,7 +5,7 @@
 use super::host;
 use super::root::Root;
 #[cfg(feature = "bodies")]
-use crate::body::Bodies;
+use crate::bodies::Bodies;
 use crate::lifecycle::Plugins;
 use std::cell::RefCell;
 

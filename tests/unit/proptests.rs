@@ -1313,7 +1313,8 @@ proptest! {
 #[cfg(test)]
 mod bodies {
     use super::*;
-    use crate::body::{self, Bodies, Chunk, Pending, Reading, Verdict};
+    use crate::bodies::{Bodies, Chunk};
+    use crate::body::{self, Pending, Reading, Verdict};
     use crate::config::{BodyTest, Counter};
     use crate::json::{lookup, Found, Json, Number};
     use crate::labels::Side;
