@@ -8,20 +8,15 @@
 //! callback and one table lookup. A concerned body is copied (`crate::body`), never held back:
 //! each callback answers `Continue`.
 
-use super::abi::{now_ms, with_vm};
 use super::host::{self, Buffer, Map};
 use super::http::read;
-use super::root::State;
-use crate::body::{Bodies, Chunk, Pending, Reading};
+use super::root::{revived, State};
+use super::vm::{now_ms, with_bodies, with_vm};
+use crate::bodies::Chunk;
+use crate::body::{Pending, Reading};
 use crate::labels::Side;
 use crate::pairs::{self, decimal};
 use crate::rules::Rules;
-use std::cell::RefCell;
-
-thread_local! {
-    /// The bodies being read in this VM, by request context.
-    static BODIES: RefCell<Bodies> = RefCell::new(Bodies::default());
-}
 
 /// `Continue`: the headers or the chunk go on to the next filter at once.
 const CONTINUE: u32 = 0;
@@ -50,10 +45,24 @@ pub extern "C" fn proxy_on_response_body(context_id: u32, size: usize, end: u32)
     CONTINUE
 }
 
+/// Trailers end the body before them (gRPC, chunked with trailers): its last data frame did
+/// not say so.
+#[no_mangle]
+pub extern "C" fn proxy_on_request_trailers(context_id: u32, _trailers: usize) -> u32 {
+    on_body(context_id, Side::Request, 0, true);
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_trailers(context_id: u32, _trailers: usize) -> u32 {
+    on_body(context_id, Side::Response, 0, true);
+    CONTINUE
+}
+
 /// Runs `f` with the configuration serving request `context`, if it reads any body.
 fn with_body_rules(context: u32, f: impl FnOnce(&mut State)) {
     with_vm(|vm| {
-        let live = vm.root_of_live_request(context, host::plugin_name);
+        let live = vm.root_of_live_request(context, host::plugin_name, revived);
         if let Some(state) = live.and_then(|l| l.root.state()) {
             let rules = &state.filter.rules;
             if rules.reads_body(Side::Request) || rules.reads_body(Side::Response) {
@@ -92,7 +101,15 @@ fn on_headers(context: u32, side: Side, end: bool) {
                 let response = rules.reading_body(Side::Response, method, path, None);
                 let reading = start_reading(rules, request, &map, end);
                 let now = now_ms();
-                with_bodies(|b| b.request_headers(context, now, reading, response)).flatten()
+                let busy =
+                    with_bodies(|b| b.request_headers(context, now, reading, response)).flatten();
+                // What one client may hold is bounded: its connection, for the requests read.
+                if with_bodies(|b| b.has(context)).unwrap_or(false) {
+                    if let Some(id) = host::connection_id() {
+                        with_bodies(|b| b.connection(context, id));
+                    }
+                }
+                busy
             }
             Side::Response => {
                 let map = read(Map::Response).unwrap_or_default();
@@ -162,8 +179,4 @@ pub fn finish(context: u32) -> Option<Pending> {
 pub fn sweep() {
     let now = now_ms();
     with_bodies(|b| b.sweep(now));
-}
-
-fn with_bodies<R>(f: impl FnOnce(&mut Bodies) -> R) -> Option<R> {
-    BODIES.with(|b| b.try_borrow_mut().ok().map(|mut b| f(&mut b)))
 }
