@@ -493,7 +493,11 @@ def test_promql_uses_only_metrics_the_kit_produces(dashboard, rules, wasmplugin)
     # listener with stat_prefix app in k8s/envoy-sidecar/envoy.yaml and envoy/envoy.yaml, under
     # Envoy's default tags).
     known |= {"istio_requests_total", "envoy_http_downstream_rq_total"}
-    pattern = re.compile(r"\b((?:http|app_metrics|istio|envoy)_[a-zA-Z0-9_]+|[a-z_]+_login_details_total|total_users)\b")
+    # A configuration's `grpc` section (docs/grpc.md): grpc-go's series.
+    known |= {"grpc_server_started_total", "grpc_server_handled_total"}
+    known |= {f"grpc_server_handling_milliseconds_{s}" for s in ("bucket", "sum", "count")}
+    pattern = re.compile(
+        r"\b((?:http|app_metrics|istio|envoy|grpc_server)_[a-zA-Z0-9_]+|[a-z_]+_login_details_total|total_users)\b")
     # Recorded series (level:metric:operations) are the rules' own: each must be recorded.
     recorded_name = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
     recorded = {r["alert"] for r in rule_exprs(rules) if ":" in (r["alert"] or "")}
@@ -615,7 +619,7 @@ def test_dashboard_and_alerts_select_by_service(dashboard, rules):
         assert variables[v]["includeAll"] and variables[v]["allValue"] == ".*", v
     # "All" is `.*`, which also matches series without the label (a sidecar's configuration).
     assert service["includeAll"] and service["allValue"] == ".*" and service["multi"]
-    metric = re.compile(r"\b((?:http|app_metrics)_[a-z_]+|[a-z_]+_login_details_total|total_users)(\{[^}]*\})?")
+    metric = re.compile(r"\b((?:http|app_metrics|grpc_server)_[a-z_]+|[a-z_]+_login_details_total|total_users)(\{[^}]*\})?")
     for e in dashboard_exprs(dashboard):
         for name, selector in metric.findall(e["expr"]):
             assert selector.startswith('{cluster=~"$cluster", namespace=~"$namespace", service=~"$service"'), \
