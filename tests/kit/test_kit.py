@@ -561,6 +561,27 @@ def test_dashboard_has_http_and_health_panels(dashboard):
     assert "time() - app_metrics_sampler_last_success_timestamp_seconds" in exprs
 
 
+def test_dashboard_grpc_row_counts_what_the_alert_counts(dashboard, rules):
+    """The gRPC row: rate by method, error ratio by code, p50/p99 handling time; its server
+    errors are the codes the recording rules (and so AppGrpcErrorBudgetBurn) count."""
+    codes = {m for r in rule_exprs(rules) for m in re.findall(r'grpc_code=~"([^"]+)"', r["expr"])}
+    assert codes == {"Unknown|DeadlineExceeded|Unimplemented|Internal|Unavailable|DataLoss"}, codes
+    [server] = codes
+    rate = panel(dashboard, "gRPC request rate by method")
+    assert [t["expr"] for t in rate["targets"]] == [
+        'sum by (service, grpc_service, grpc_method) (rate(grpc_server_handled_total{cluster=~"$cluster", '
+        'namespace=~"$namespace", service=~"$service"}[$__rate_interval]))']
+    errors = [t["expr"] for t in panel(dashboard, "gRPC error ratio by code")["targets"]]
+    assert [f'grpc_code=~"{server}"' in e for e in errors] == [True, True, False]
+    assert f'grpc_code!~"OK|{server}"' in errors[2]
+    for code in server.split("|"):
+        assert code in panel(dashboard, "gRPC error ratio by code")["description"]
+    latency = " ".join(t["expr"] for t in panel(dashboard, "gRPC handling time p50 / p99 by method")["targets"])
+    for q in ("0.5", "0.99"):
+        assert (f"histogram_quantile({q}, sum by (service, grpc_service, grpc_method, le) "
+                "(rate(grpc_server_handling_milliseconds_bucket{") in latency
+
+
 def test_dashboard_and_alerts_tell_the_app_from_the_mesh(dashboard, rules):
     origin = panel(dashboard, "5xx by origin: app vs. proxy")
     app, proxy = origin["targets"]
