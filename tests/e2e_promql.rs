@@ -1,6 +1,7 @@
 //! Every PromQL expression the kit ships (Grafana dashboard, PrometheusRule) evaluated by a real
 //! Prometheus scraping an Envoy with the filter under test traffic: HTTP to a test upstream, and
-//! gRPC (the configuration's `grpc` section) to a real grpcio server over HTTP/2.
+//! gRPC (the configuration's `grpc` section) to a real grpcio server (tests/grpc/server.py) over
+//! HTTP/2.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,11 +13,9 @@ mod common;
 #[path = "common/prometheus.rs"]
 mod prometheus;
 
-use common::{bootstrap::*, envoy::*, upstream::*, *};
+use common::{bootstrap::*, envoy::*, grpc::h2_cluster_yaml, grpc::GrpcServer, upstream::*, *};
 use prometheus::Prometheus;
 use serde::Deserialize;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -119,68 +118,6 @@ fn measurement(expr: &str) -> Option<&str> {
     (!lhs.is_empty() && !lhs.contains(" and") && !lhs.contains("unless")).then_some(lhs)
 }
 
-/// `tests/grpc/status_server.py` (grpcio from the project venv): each call to `shop.v1.Cart`
-/// waits and ends as its payload says. Killed when dropped.
-struct GrpcServer {
-    child: Child,
-    port: u16,
-}
-
-impl GrpcServer {
-    fn start() -> GrpcServer {
-        let port = free_port();
-        let python = repo_root().join(".venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} missing: run `make venv`",
-            python.display()
-        );
-        let mut child = Command::new(python)
-            .arg(repo_root().join("tests/grpc/status_server.py"))
-            .arg(port.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn tests/grpc/status_server.py");
-        let mut line = String::new();
-        let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-        if !matches!(read, Ok(n) if n > 0 && line.starts_with("ready")) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("gRPC server did not start: {read:?} {line:?}");
-        }
-        GrpcServer { child, port }
-    }
-}
-
-impl Drop for GrpcServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A cluster (YAML mapping) speaking HTTP/2 without TLS to 127.0.0.1:`port`, as gRPC needs.
-fn h2_cluster_yaml(name: &str, port: u16) -> String {
-    format!(
-        r#"name: {name}
-type: STATIC
-connect_timeout: 1s
-typed_extension_protocol_options:
-  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-    explicit_http_config:
-      http2_protocol_options: {{}}
-load_assignment:
-  cluster_name: {name}
-  endpoints:
-  - lb_endpoints:
-    - endpoint:
-        address:
-          socket_address: {{ address: 127.0.0.1, port_value: {port} }}
-"#
-    )
-}
-
 /// One unary gRPC call through Envoy over HTTP/1.1 (the filter keys on the content type; Envoy
 /// speaks HTTP/2 to the server): the payload as one length-prefixed message. Returns the
 /// `grpc-status` of a trailers-only answer (an error), None when it came in the trailers (OK:
@@ -206,15 +143,15 @@ fn grpc_call(agent: &ureq::Agent, url: &str, payload: &str) -> Option<String> {
         .map(|v| v.to_str().unwrap().to_string())
 }
 
-/// The gRPC calls of one round: (method, payload, the `grpc-status` header the client must
-/// see). 5 RPCs, one server error (Internal, in Add), one caller error (NotFound, in Get), and
-/// Get's OK answers take at least 30 ms.
+/// The gRPC calls of one round to tests/grpc/server.py: (method, payload, the `grpc-status`
+/// header the client must see). 5 RPCs, one server error (Internal, in Add), one caller error
+/// (NotFound, in Get), and Get's OK answers take at least 30 ms.
 const GRPC_ROUND: [(&str, &str, Option<&str>); 5] = [
-    ("/shop.v1.Cart/Get", "OK:30", None),
-    ("/shop.v1.Cart/Get", "OK:30", None),
-    ("/shop.v1.Cart/Get", "NOT_FOUND:0", Some("5")),
-    ("/shop.v1.Cart/Add", "OK:0", None),
-    ("/shop.v1.Cart/Add", "INTERNAL:0", Some("13")),
+    ("/shop.v1.Cart/Get", "sleep:30", None),
+    ("/shop.v1.Cart/Get", "sleep:30", None),
+    ("/shop.v1.Cart/Get", "notfound", Some("5")),
+    ("/shop.v1.Cart/Add", "ok", None),
+    ("/shop.v1.Cart/Add", "bare:INTERNAL", Some("13")),
 ];
 
 /// The one value `expr` gives for `labels` (a subset of its result's labels).
