@@ -136,6 +136,9 @@ pub struct Ending<'a> {
     /// The client's deadline (`grpc-timeout`, in ms) and the RPC's duration in ms.
     pub deadline_ms: Option<u64>,
     pub duration_ms: Option<u64>,
+    /// The answer is grpc-web: a status it sent after messages is in its last body frame, which
+    /// only the body-reading module reads.
+    pub web: bool,
 }
 
 /// The RPC's `grpc_code`.
@@ -147,9 +150,15 @@ pub fn code(ending: &Ending<'_>) -> Code {
             .unwrap_or(Code::Unknown);
     }
     match ending.http_status {
-        // No answer at all: the client gave up, at its deadline or before.
+        // No answer at all: the client gave up, at its deadline or before. Its deadline runs
+        // from before the request reached Envoy, so Envoy's time is a little shorter: a
+        // tolerance of 5 % (10 ms at least) tells a deadline from an earlier cancel.
         None => match (ending.deadline_ms, ending.duration_ms) {
-            (Some(deadline), Some(took)) if took >= deadline => Code::DeadlineExceeded,
+            (Some(deadline), Some(took))
+                if took.saturating_add((deadline / 20).max(10)) >= deadline =>
+            {
+                Code::DeadlineExceeded
+            }
             _ => Code::Canceled,
         },
         Some(400) => Code::Internal,
@@ -157,13 +166,15 @@ pub fn code(ending: &Ending<'_>) -> Code {
         Some(403) => Code::PermissionDenied,
         Some(404) => Code::Unimplemented,
         Some(429 | 502 | 503 | 504) => Code::Unavailable,
+        // grpc-web's status in a body frame the proxy did not read: not a code to invent.
+        Some(200) if ending.web => Code::Unknown,
         // A 200 without a status: the stream ended without trailers (grpc-go: Internal).
         Some(200) => Code::Internal,
         Some(_) => Code::Unknown,
     }
 }
 
-/// A `grpc-timeout` value (`<up to 8 digits><H|M|S|m|u|n>`) in milliseconds, rounded up.
+/// A `grpc-timeout` value (`<up to 8 digits><H|M|S|m|u|n>`) in whole milliseconds.
 pub fn timeout_ms(value: &[u8]) -> Option<u64> {
     let (unit, digits) = value.split_last()?;
     if digits.is_empty() || digits.len() > 8 {
@@ -179,7 +190,7 @@ pub fn timeout_ms(value: &[u8]) -> Option<u64> {
         b'n' => 1,
         _ => return None,
     };
-    Some(n.saturating_mul(ns_per_unit).div_ceil(1_000_000))
+    Some(n.saturating_mul(ns_per_unit) / 1_000_000)
 }
 
 #[cfg(test)]

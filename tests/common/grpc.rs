@@ -249,10 +249,7 @@ pub fn run_client(address: &str, calls: &[Call]) -> Vec<Outcome> {
 /// Envoy with `wasm` (configuration `config`) in front of `server`: `grpc_web` filter first,
 /// then the app-metrics filter, then the router; HTTP/2 to the server (cluster `grpc`);
 /// [`DOWN_AUTHORITY`] to cluster `grpc_down`, a closed port; [`PLAIN_AUTHORITY`] to cluster
-/// `app`, HTTP/1.1 to `plain_port`. The route to the server drops `grpc-timeout`
-/// on its way to the server, so a deadline is the client's alone: when it passes, the client
-/// resets the stream and Envoy sees that reset, not an answer (the server would otherwise race
-/// it with its own DEADLINE_EXCEEDED).
+/// `app`, HTTP/1.1 to `plain_port`. `grpc-timeout` reaches the server, as in a real mesh.
 pub fn grpc_envoy_options(
     config: &str,
     wasm: &str,
@@ -284,7 +281,6 @@ route: {{ cluster: app, timeout: 30s }}
         ),
         r#"match: { prefix: "/" }
 route: { cluster: grpc, timeout: 30s }
-request_headers_to_remove: ["grpc-timeout"]
 "#
         .to_string(),
     ];

@@ -311,7 +311,7 @@ logic_test!(
     }
 );
 
-// The series bound of README ("Labels"): label sets, a histogram counting once.
+// The series bound of docs/configuration.md ("Labels"): label sets, a histogram counting once.
 logic_test!(
     fn series_bound_follows_the_formula() {
         let bound = |json: &str| series_bound(&parse(json.as_bytes()).unwrap());
