@@ -25,8 +25,8 @@
 
 use crate::config::{self, Config, SeriesBound, BODIES_MODULE, LEAN_MODULE};
 use crate::filter::Filter;
-use crate::labels::LABEL_NAMES;
-use crate::metrics::DURATION;
+use crate::names::DURATION;
+use crate::names::LABEL_NAMES;
 use serde_yaml::{Mapping, Value};
 
 /// Usage of the `app-metrics` binary.

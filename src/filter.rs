@@ -4,7 +4,8 @@
 //! read into a small [`Exchange`] (indices only: no request data is kept). On completion,
 //! `metrics::Registry::record` turns that plus the status into metric updates.
 
-use crate::config::{Config, LabelSpec, Sampler};
+use crate::config::{self, Config, LabelSpec};
+use crate::extract::ValueSource;
 use crate::labels::{method_index, stat_name, Dynamic, LabelSet, Side, UNMATCHED_HANDLER};
 use crate::routes::Routes;
 use crate::rules::Rules;
@@ -40,6 +41,35 @@ pub const RESPONSE_RULE_HEADERS: usize = 3;
 /// Set by Envoy's router on every answer from an upstream: the milliseconds the upstream took
 /// to answer, the time the application spent on the request.
 pub const UPSTREAM_TIME: &str = "x-envoy-upstream-service-time";
+
+/// A sampler, compiled: what each tick and each answer needs, worked out once.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    pub name: String,
+    pub cluster: String,
+    /// `:authority` of the sample request (`config::Sampler::authority`).
+    pub authority: String,
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u32,
+    pub max_body_bytes: usize,
+    pub source: ValueSource,
+}
+
+impl Sampler {
+    fn new(s: &config::Sampler) -> Self {
+        Sampler {
+            name: s.name.clone(),
+            cluster: s.cluster.clone(),
+            authority: s.authority(),
+            path: s.path.clone(),
+            interval_ms: s.interval_seconds.saturating_mul(1000),
+            timeout_ms: u32::try_from(s.timeout_ms).unwrap_or(u32::MAX),
+            max_body_bytes: s.max_body_bytes,
+            source: s.value.clone(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
@@ -87,8 +117,8 @@ impl Filter {
             .map(|c| label_set(&c.labels, &mut headers))
             .collect();
         let http = config.http_metrics.enabled.then(|| HttpMetrics {
-            handlers: Routes::new(&config.http_metrics.handlers),
-            excluded: Routes::new(&config.http_metrics.excluded_handlers),
+            handlers: Routes::new(&config.http_metrics.handlers).unwrap_or_default(),
+            excluded: Routes::new(&config.http_metrics.excluded_handlers).unwrap_or_default(),
             labels: label_set(&config.http_metrics.labels, &mut headers),
             total_duration: config.http_metrics.total_duration,
         });
@@ -100,7 +130,7 @@ impl Filter {
             response_names: names(&[":status", "content-length", UPSTREAM_TIME], headers.1),
             rules,
             http,
-            samplers: config.samplers.clone(),
+            samplers: config.samplers.iter().map(Sampler::new).collect(),
             constant: config.labels.clone(),
             counter_labels,
             sampler_keys: Vec::new(),
@@ -189,26 +219,24 @@ impl Filter {
 fn label_set(specs: &[LabelSpec], headers: &mut (Vec<String>, Vec<String>)) -> LabelSet {
     let labels = specs
         .iter()
-        .filter_map(|spec| {
-            // Checked by config::validate; a label without exactly one header is left out.
-            let (side, header) = spec.header()?;
-            let names = match side {
+        .map(|spec| {
+            let names = match spec.side {
                 Side::Request => &mut headers.0,
                 Side::Response => &mut headers.1,
             };
-            let index = match names.iter().position(|n| *n == header) {
+            let index = match names.iter().position(|n| *n == spec.header) {
                 Some(i) => i,
                 None => {
-                    names.push(header);
+                    names.push(spec.header.clone());
                     names.len() - 1
                 }
             };
-            Some(Dynamic {
+            Dynamic {
                 name: spec.name.clone(),
-                side,
+                side: spec.side,
                 header: index,
                 values: spec.values.clone(),
-            })
+            }
         })
         .collect();
     LabelSet { labels }

@@ -5,36 +5,37 @@
 //! (one regex per label name) turn them back into Prometheus labels. Every value here comes from
 //! a fixed set or from the configuration: never from the request itself.
 
-/// Label names the filter emits; the Envoy bootstrap needs one `stats_tags` entry for each.
-pub const LABEL_NAMES: [&str; 6] = ["handler", "method", "status", "sampler", "reason", "plugin"];
+/// A fixed set of label values as an enum: its variants in label order, `ALL`, `COUNT`,
+/// `label()` and `index()` (the series index of the value). Used for every `reason` label:
+/// `http_proxy_responses_total`'s and the self-metrics'.
+macro_rules! label_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident => $label:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
 
-/// Label names a configuration may not give its own labels: the filter's, and those Prometheus
-/// adds to histogram and summary series.
-pub const RESERVED_LABEL_NAMES: [&str; 8] = [
-    "handler", "method", "status", "sampler", "reason", "plugin", "le", "quantile",
-];
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+            pub const COUNT: usize = $name::ALL.len();
+            const LABELS: &'static [&'static str] = &[$($label,)+];
 
-/// The `tag_name`s of Istio's own bootstrap `stats_tags` (1.30; `../shared/notes/envoy-wasm-facts.md`).
-/// Envoy refuses a bootstrap naming a tag twice, so a configured label (added to `extraStatTags`)
-/// may not take one of these names.
-pub const ISTIO_TAG_NAMES: [&str; 16] = [
-    "cluster_name",
-    "http_conn_manager_prefix",
-    "thread_name",
-    "tcp_prefix",
-    "response_code",
-    "response_code_class",
-    "http_conn_manager_listener_prefix",
-    "listener_address",
-    "mongo_prefix",
-    "cache",
-    "component",
-    "tag",
-    "wasm_filter",
-    "authz_enforce_result",
-    "authz_dry_run_action",
-    "authz_dry_run_result",
-];
+            /// The label value.
+            pub fn label(self) -> &'static str {
+                $name::LABELS.get(self as usize).copied().unwrap_or("")
+            }
+
+            /// The value's position in `ALL`.
+            pub fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+pub(crate) use label_enum;
 
 /// What a dynamic label reads when its header holds a value that is not listed.
 pub const OTHER_VALUE: &str = "other";
@@ -140,65 +141,6 @@ impl LabelSet {
         pairs.reverse();
         pairs
     }
-}
-
-/// What Istio's bootstrap tag regexes (1.30; `../shared/notes/envoy-wasm-facts.md`) capture
-/// anywhere in a stat name, besides our own `NAME=.=VALUE;.;` ones: a label value holding one of
-/// these gains an extra label and loses part of its text. Each `.` is followed in a stat name by
-/// another `.` (our `;.;` separators), so the substring alone decides.
-pub const ISTIO_CAPTURED: [&str; 10] = [
-    "cache.",
-    "component.",
-    "tag.",
-    "wasm_filter.",
-    "rbac.allowed",
-    "rbac.denied",
-    ".istio_dry_run_allow_",
-    ".istio_dry_run_deny_",
-    ".shadow_allowed",
-    ".shadow_denied",
-];
-
-/// The first substring of `value` that Istio's tag regexes would capture.
-pub fn istio_captured(value: &str) -> Option<&'static str> {
-    ISTIO_CAPTURED.iter().copied().find(|c| value.contains(c))
-}
-
-/// Istio's `response_code` tags take a stat name ending in `_rq_200` or `_rq_2xx`.
-pub fn ends_like_response_code(name: &str) -> bool {
-    let Some((_, tail)) = name.rsplit_once("_rq_") else {
-        return false;
-    };
-    let b = tail.as_bytes();
-    b.len() == 3
-        && b.first().is_some_and(u8::is_ascii_digit)
-        && (b.get(1..).is_some_and(|r| r.iter().all(u8::is_ascii_digit))
-            || b.get(1..) == Some(b"xx"))
-}
-
-/// A plugin name (`extensions.istio.io/wasmplugin/ns.name`) as a label value: `;` and `=` (our
-/// label delimiters) and the `.` of any sequence Istio's regexes capture become `_`, so the name
-/// keeps exactly its one label; everything else is kept.
-pub fn plugin_label_value(name: &[u8]) -> String {
-    let mut out: Vec<u8> = name
-        .iter()
-        .map(|&b| if b == b';' || b == b'=' { b'_' } else { b })
-        .collect();
-    for captured in ISTIO_CAPTURED {
-        let pattern = captured.as_bytes();
-        let dot = pattern.iter().position(|&b| b == b'.').unwrap_or(0);
-        let mut at = 0;
-        while let Some(found) = out
-            .get(at..)
-            .and_then(|rest| rest.windows(pattern.len()).position(|w| w == pattern))
-        {
-            if let Some(b) = out.get_mut(at + found + dot) {
-                *b = b'_';
-            }
-            at += found + 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Methods reported by name (Instrumentator's set); anything else is `other`.

@@ -9,12 +9,14 @@
 //! host with a fake.
 
 use crate::body::{self, Pending, Verdict};
-use crate::extract::Reason;
+use crate::extract::SampleError;
 use crate::filter::{Exchange, Filter, HttpMetrics};
+use crate::istio::plugin_label_value;
 use crate::labels::{
-    method_label, plugin_label_value, stat_name, status_index, status_label, LabelSet,
-    METHOD_COUNT, OTHER_STATUS, STATUS_COUNT,
+    method_label, stat_name, status_index, status_label, LabelSet, METHOD_COUNT, OTHER_STATUS,
+    STATUS_COUNT,
 };
+use crate::names::{DURATIONS_PER_HANDLER, PROXY_RESPONSES_PER_HANDLER, REQUESTS_PER_HANDLER};
 use crate::proxy::ProxyReason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,16 +33,10 @@ pub trait MetricHost {
     fn record(&self, id: u32, value: u64) -> bool;
 }
 
-pub const REQUESTS_TOTAL: &str = "http_requests_total";
-pub const PROXY_RESPONSES: &str = "http_proxy_responses_total";
-pub const DURATION: &str = "http_request_duration_milliseconds";
-pub const TOTAL_DURATION: &str = "http_request_total_duration_milliseconds";
-pub const REQUEST_SIZE: &str = "http_request_size_bytes";
-pub const RESPONSE_SIZE: &str = "http_response_size_bytes";
-pub const SAMPLER_ERRORS: &str = "app_metrics_sampler_errors_total";
-pub const SAMPLER_LAST_SUCCESS: &str = "app_metrics_sampler_last_success_timestamp_seconds";
-pub const CONFIG_VALID: &str = "app_metrics_config_valid";
-pub const BODY_NOT_COUNTED: &str = "app_metrics_body_not_counted_total";
+pub use crate::names::{
+    BODY_NOT_COUNTED, CONFIG_VALID, DURATION, PROXY_RESPONSES, REQUESTS_TOTAL, REQUEST_SIZE,
+    RESPONSE_SIZE, SAMPLER_ERRORS, SAMPLER_LAST_SUCCESS, TOTAL_DURATION,
+};
 
 /// `app_metrics_config_valid{plugin}`: 1 while plugin `name`'s last delivered configuration is in
 /// force, 0 while it is refused. Set on configuration changes only, so defined by name each time.
@@ -160,13 +156,13 @@ impl Registry {
                 .iter()
                 .map(|s| host.define(Kind::Gauge, &filter.series_name(&s.name, &[], &[])))
                 .collect(),
-            requests: vec![None; handlers * METHOD_COUNT * STATUS_COUNT],
-            durations: vec![None; handlers * METHOD_COUNT],
-            proxy_responses: vec![None; handlers * STATUS_COUNT * ProxyReason::ALL.len()],
-            total_durations: vec![None; timed_whole * METHOD_COUNT],
+            requests: vec![None; handlers * REQUESTS_PER_HANDLER],
+            durations: vec![None; handlers * DURATIONS_PER_HANDLER],
+            proxy_responses: vec![None; handlers * PROXY_RESPONSES_PER_HANDLER],
+            total_durations: vec![None; timed_whole * DURATIONS_PER_HANDLER],
             request_sizes: vec![None; handlers],
             response_sizes: vec![None; handlers],
-            sampler_errors: vec![None; samplers * Reason::ALL.len()],
+            sampler_errors: vec![None; samplers * SampleError::COUNT],
             sampler_success: vec![None; samplers],
             body_not_counted: if filter.rules.reads_bodies.contains(&true) {
                 vec![None; body::Reason::ALL.len()]
@@ -252,7 +248,7 @@ impl Registry {
             ("status", status_label(s)),
             ("reason", done.proxy.map_or("", ProxyReason::label)),
         ];
-        let reasons = ProxyReason::ALL.len();
+        let reasons = ProxyReason::COUNT;
         // (metric, its series in flat order, kind, name, fixed labels, what to count or record)
         let updates = [
             (
@@ -424,7 +420,7 @@ impl Registry {
         let mut ok = true;
         let handler = || http.handler_label(h);
         if let Some(reason) = done.proxy {
-            let series = (h * STATUS_COUNT + s) * ProxyReason::ALL.len() + reason.index();
+            let series = (h * STATUS_COUNT + s) * ProxyReason::COUNT + reason.index();
             ok &= id_in(
                 self.proxy_responses.get_mut(series),
                 host,
@@ -513,14 +509,14 @@ impl Registry {
         filter: &Filter,
         host: &impl MetricHost,
         sampler: usize,
-        reason: Reason,
+        reason: SampleError,
     ) -> bool {
         let Some(spec) = filter.samplers.get(sampler) else {
             return false;
         };
         let slot = self
             .sampler_errors
-            .get_mut(sampler * Reason::ALL.len() + reason.index());
+            .get_mut(sampler * SampleError::COUNT + reason.index());
         id_in(slot, host, Kind::Counter, || {
             filter.series_name(
                 SAMPLER_ERRORS,

@@ -13,26 +13,27 @@
 //! redirects), `upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}`,
 //! `…{connection_termination}`, `…{overflow}`.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyReason {
-    /// No route for the request, or its route's cluster does not exist (Envoy's NR, NC): 404/503.
-    NoRoute,
-    /// The cluster has no healthy host (UH): 503.
-    NoHealthyUpstream,
-    /// No connection to the app could be made: refused, timed out, TLS failed (UF): 503.
-    ConnectionFailure,
-    /// A timeout: the route's (UT: 504), a per-try, stream idle or request timeout (408, 504).
-    Timeout,
-    /// The connection or stream to the app was reset before any response (UC, UR, LR): 503.
-    Reset,
-    /// Capacity: a circuit breaker or pending-request overflow (UO), Envoy's overload manager,
-    /// `drop_overload`, a cluster in maintenance mode: 503.
-    Overflow,
-    /// A rate limit filter said no (RL): 429.
-    RateLimited,
-    /// Anything else Envoy answered: a `direct_response` route or redirect, another filter's
-    /// local reply (RBAC, ext_authz, fault injection, ...).
-    Other,
+crate::labels::label_enum! {
+    pub enum ProxyReason {
+        /// No route for the request, or its route's cluster does not exist (Envoy's NR, NC): 404/503.
+        NoRoute => "no_route",
+        /// The cluster has no healthy host (UH): 503.
+        NoHealthyUpstream => "no_healthy_upstream",
+        /// No connection to the app could be made: refused, timed out, TLS failed (UF): 503.
+        ConnectionFailure => "connection_failure",
+        /// A timeout: the route's (UT: 504), a per-try, stream idle or request timeout (408, 504).
+        Timeout => "timeout",
+        /// The connection or stream to the app was reset before any response (UC, UR, LR): 503.
+        Reset => "reset",
+        /// Capacity: a circuit breaker or pending-request overflow (UO), Envoy's overload manager,
+        /// `drop_overload`, a cluster in maintenance mode: 503.
+        Overflow => "overflow",
+        /// A rate limit filter said no (RL): 429.
+        RateLimited => "rate_limited",
+        /// Anything else Envoy answered: a `direct_response` route or redirect, another filter's
+        /// local reply (RBAC, ext_authz, fault injection, ...).
+        Other => "other",
+    }
 }
 
 use ProxyReason::*;
@@ -43,39 +44,6 @@ const VIA_UPSTREAM: &[u8] = b"via_upstream";
 const LATE_RESET: &[u8] = b"upstream_reset_after_response_started";
 /// Followed by `{reason|more details}`.
 const EARLY_RESET: &[u8] = b"upstream_reset_before_response_started";
-
-impl ProxyReason {
-    pub const ALL: [ProxyReason; 8] = [
-        NoRoute,
-        NoHealthyUpstream,
-        ConnectionFailure,
-        Timeout,
-        Reset,
-        Overflow,
-        RateLimited,
-        Other,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            NoRoute => "no_route",
-            NoHealthyUpstream => "no_healthy_upstream",
-            ConnectionFailure => "connection_failure",
-            Timeout => "timeout",
-            Reset => "reset",
-            Overflow => "overflow",
-            RateLimited => "rate_limited",
-            Other => "other",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        ProxyReason::ALL
-            .iter()
-            .position(|r| *r == self)
-            .unwrap_or(0)
-    }
-}
 
 /// Details Envoy writes whole, and their reason. A table rather than a `match`: the compiler
 /// unrolls a match on byte strings into a 6 KB function, which V8 compiles at load (RSS).

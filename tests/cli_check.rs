@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )] // test code
 
-use app_metrics::labels::LABEL_NAMES;
+use app_metrics::names::LABEL_NAMES;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -1086,8 +1086,8 @@ fn needs_follow_the_parsed_configuration() {
     // Each prefix takes both duration histograms of its handler, the app's time and the whole
     // request's (`total_duration`), and no other stat.
     for metric in [
-        app_metrics::metrics::DURATION,
-        app_metrics::metrics::TOTAL_DURATION,
+        app_metrics::names::DURATION,
+        app_metrics::names::TOTAL_DURATION,
     ] {
         let name = app_metrics::labels::stat_name(metric, &[("handler", "/b"), ("method", "GET")]);
         assert!(
@@ -1096,7 +1096,7 @@ fn needs_follow_the_parsed_configuration() {
         );
     }
     let proxy = app_metrics::labels::stat_name(
-        app_metrics::metrics::PROXY_RESPONSES,
+        app_metrics::names::PROXY_RESPONSES,
         &[("handler", "/b"), ("status", "5xx"), ("reason", "timeout")],
     );
     assert!(!format!("wasmcustom.{proxy}").starts_with(prefixes[0]));

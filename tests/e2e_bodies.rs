@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::*;
+use common::{bootstrap::*, envoy::*, scrape::*, upstream::*, *};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::*;
+use common::{bootstrap::*, envoy::*, scrape::*, upstream::*, *};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;

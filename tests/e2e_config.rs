@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::*;
+use common::{bootstrap::*, envoy::*, scrape::*, upstream::*, *};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};

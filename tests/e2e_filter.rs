@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::*;
+use common::{bootstrap::*, envoy::*, scrape::*, upstream::*, *};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::thread;

@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::*;
+use common::{envoy::*, istio::*, scrape::*, upstream::*, *};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -203,7 +203,7 @@ fn assert_only_own_labels(m: &Metrics) {
         }
         for name in s.labels.keys() {
             assert!(
-                app_metrics::labels::LABEL_NAMES.contains(&name.as_str()),
+                app_metrics::names::LABEL_NAMES.contains(&name.as_str()),
                 "{}: label {name:?} is not the filter's: {:?}",
                 s.metric,
                 s.labels

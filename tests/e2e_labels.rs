@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::*;
+use common::{bootstrap::*, envoy::*, upstream::*, *};
 use std::collections::BTreeMap;
 use std::thread;
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@ mod common;
 #[path = "common/prometheus.rs"]
 mod prometheus;
 
-use common::*;
+use common::{bootstrap::*, envoy::*, upstream::*, *};
 use prometheus::Prometheus;
 use serde::Deserialize;
 use std::thread;

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::*;
+use common::{bootstrap::*, envoy::*, upstream::*, *};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::*;
+use common::{bootstrap::*, envoy::*, scrape::*, upstream::*, *};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -11,7 +11,7 @@ mod common;
 #[path = "common/prometheus.rs"]
 mod prometheus;
 
-use common::*;
+use common::{envoy::*, scrape::*, upstream::*, *};
 use prometheus::Prometheus;
 use std::process::{Child, Command, Stdio};
 use std::thread;

@@ -1,8 +1,8 @@
 //! The root context: configuration, and the samplers' timer and answers.
 
 use super::host::{self, Buffer, Map, Stats, CAS_MISMATCH};
-use crate::config::{Config, ValueSource};
-use crate::extract::{sample_value, Answer, Reason};
+use crate::config::Config;
+use crate::extract::{sample_value, Answer, SampleError, ValueSource};
 use crate::filter::Filter;
 use crate::metrics::Registry;
 use crate::schedule;
@@ -46,16 +46,14 @@ impl Root {
         let Some(sampler) = state.filter.samplers.get(index) else {
             return;
         };
-        let Some(source) = sampler.value.source() else {
-            return;
-        };
+        let source = &sampler.source;
         let header = |name: &str| host::header(Map::CallResponse, name).ok().flatten();
         let status = header(":status").and_then(|s| {
             std::str::from_utf8(&s)
                 .ok()
                 .and_then(|s| s.parse::<u16>().ok())
         });
-        let value_header = match &source {
+        let value_header = match source {
             ValueSource::Header(name) => header(name),
             _ => None,
         };
@@ -78,7 +76,7 @@ impl Root {
             body_size,
         };
         let registry = &mut state.registry;
-        match sample_value(&source, &answer, sampler.max_body_bytes) {
+        match sample_value(source, &answer, sampler.max_body_bytes) {
             Ok(value) => {
                 let now_s = host::now_ns().unwrap_or(0) / 1_000_000_000;
                 registry.sample_ok(&state.filter, &Stats, index, value, now_s);
@@ -139,9 +137,7 @@ impl Root {
             let Some(deadline) = schedule::decode(&stored) else {
                 continue;
             };
-            let Some(next) =
-                schedule::next_deadline(now_ms, deadline, sampler.interval_seconds * 1000)
-            else {
+            let Some(next) = schedule::next_deadline(now_ms, deadline, sampler.interval_ms) else {
                 continue;
             };
             match host::set_shared(key, &schedule::encode(next), cas) {
@@ -168,15 +164,13 @@ fn send(state: &mut State, pending: &mut Vec<(u32, usize)>, index: usize) {
     let Some(sampler) = state.filter.samplers.get(index) else {
         return;
     };
-    let authority = sampler.authority();
     let headers = [
         (":method", "GET"),
         (":path", sampler.path.as_str()),
-        (":authority", &*authority),
+        (":authority", sampler.authority.as_str()),
         ("user-agent", "app-metrics-wasm"),
     ];
-    let timeout_ms = u32::try_from(sampler.timeout_ms).unwrap_or(u32::MAX);
-    match host::http_call(&sampler.cluster, &headers, timeout_ms) {
+    match host::http_call(&sampler.cluster, &headers, sampler.timeout_ms) {
         Ok(token) => pending.push((token, index)),
         Err(status) => {
             warn_limited!(|| {
@@ -187,9 +181,9 @@ fn send(state: &mut State, pending: &mut Vec<(u32, usize)>, index: usize) {
             });
             // The cluster exists but has no healthy host: as unreachable as a refused connection.
             let reason = if status == host::INTERNAL_FAILURE {
-                Reason::Unreachable
+                SampleError::Unreachable
             } else {
-                Reason::Dispatch
+                SampleError::Dispatch
             };
             state
                 .registry

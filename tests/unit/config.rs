@@ -1,4 +1,6 @@
 use super::*;
+use crate::json::{Json, Number};
+use crate::labels::Side;
 use crate::test_support::*;
 
 fn err(json: &str) -> String {
@@ -46,8 +48,8 @@ logic_test!(
         .unwrap();
         assert_eq!(config.counters, seed_counters());
         assert_eq!(
-            config.samplers[0].value.source(),
-            Some(ValueSource::JsonPointer("/count".into()))
+            config.samplers[0].value,
+            ValueSource::JsonPointer("/count".into())
         );
         assert_eq!(config.http_metrics.handlers.len(), 5);
     }
@@ -74,7 +76,7 @@ logic_test!(
         assert_eq!(s.timeout_ms, 1000);
         assert_eq!(s.max_body_bytes, 65536);
         assert_eq!(s.authority(), "c");
-        assert_eq!(s.value.source(), Some(ValueSource::Text));
+        assert_eq!(s.value, ValueSource::Text);
     }
 );
 
@@ -85,7 +87,7 @@ logic_test!(
             let json = format!(
                 r#"{{"samplers": [{{"name": "n", "cluster": "{cluster}", {authority} "path": "/n", "value": {{"text": true}}}}]}}"#
             );
-            parse(json.as_bytes()).map(|c| c.samplers[0].authority().into_owned())
+            parse(json.as_bytes()).map(|c| c.samplers[0].authority())
         };
         assert_eq!(
             sampler("outbound|8000||app.ns.svc.cluster.local", "").unwrap(),
@@ -287,18 +289,19 @@ logic_test!(
         );
         let client = LabelSpec {
             name: "client".into(),
-            request_header: Some("x-client".into()),
-            response_header: None,
+            side: Side::Request,
+            header: "x-client".into(),
             values: vec!["web".into(), "ios".into()],
         };
         assert_eq!(config.counters[0].labels, std::slice::from_ref(&client));
+        let header = |l: &LabelSpec| (l.side, l.header.clone());
         assert_eq!(
-            config.http_metrics.labels[0].header(),
-            Some((Side::Request, "x-client".into()))
+            header(&config.http_metrics.labels[0]),
+            (Side::Request, "x-client".into())
         );
         assert_eq!(
-            config.http_metrics.labels[1].header(),
-            Some((Side::Response, "x-app-version".into()))
+            header(&config.http_metrics.labels[1]),
+            (Side::Response, "x-app-version".into())
         );
         // Without labels nothing changes: the defaults have none.
         let default = parse(b"{}").unwrap();

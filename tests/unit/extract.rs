@@ -32,23 +32,23 @@ logic_test!(
         );
         assert_eq!(
             sample_value(&ptr("/count"), &ok(br#"{"other": 1}"#), 100),
-            Err(Reason::Missing)
+            Err(SampleError::Missing)
         );
         assert_eq!(
             sample_value(&ptr("/count"), &ok(br#"{"count": -1}"#), 100),
-            Err(Reason::Invalid)
+            Err(SampleError::Invalid)
         );
         assert_eq!(
             sample_value(&ptr("/count"), &ok(br#"{"count": 1.5}"#), 100),
-            Err(Reason::Invalid)
+            Err(SampleError::Invalid)
         );
         assert_eq!(
             sample_value(&ptr("/count"), &ok(br#"{"count": "12"}"#), 100),
-            Err(Reason::Invalid)
+            Err(SampleError::Invalid)
         );
         assert_eq!(
             sample_value(&ptr("/count"), &ok(b"<html>"), 100),
-            Err(Reason::Parse)
+            Err(SampleError::Parse)
         );
         assert_eq!(sample_value(&ptr(""), &ok(b"7"), 100), Ok(7));
     }
@@ -64,11 +64,11 @@ logic_test!(
         );
         assert_eq!(
             sample_value(&len("/users"), &ok(br#"{"users": 4}"#), 100),
-            Err(Reason::Invalid)
+            Err(SampleError::Invalid)
         );
         assert_eq!(
             sample_value(&len("/nope"), &ok(b"{}"), 100),
-            Err(Reason::Missing)
+            Err(SampleError::Missing)
         );
     }
 );
@@ -80,25 +80,28 @@ logic_test!(
         answer.header = Some(b" 42 ");
         assert_eq!(sample_value(&header, &answer, 100), Ok(42));
         answer.header = Some(b"many");
-        assert_eq!(sample_value(&header, &answer, 100), Err(Reason::Parse));
+        assert_eq!(sample_value(&header, &answer, 100), Err(SampleError::Parse));
         answer.header = None;
-        assert_eq!(sample_value(&header, &answer, 100), Err(Reason::Missing));
+        assert_eq!(
+            sample_value(&header, &answer, 100),
+            Err(SampleError::Missing)
+        );
         assert_eq!(sample_value(&ValueSource::Text, &ok(b"17\n"), 100), Ok(17));
         assert_eq!(
             sample_value(&ValueSource::Text, &ok(b"-3"), 100),
-            Err(Reason::Invalid)
+            Err(SampleError::Invalid)
         );
         assert_eq!(
             sample_value(&ValueSource::Text, &ok(b""), 100),
-            Err(Reason::Parse)
+            Err(SampleError::Parse)
         );
         assert_eq!(
             sample_value(&ValueSource::Text, &ok(&[0xff, 0xfe]), 100),
-            Err(Reason::Parse)
+            Err(SampleError::Parse)
         );
         assert_eq!(
             sample_value(&ValueSource::Text, &ok(b"NaN"), 100),
-            Err(Reason::Parse)
+            Err(SampleError::Parse)
         );
     }
 );
@@ -109,28 +112,28 @@ logic_test!(
         answer.status = Some(500);
         assert_eq!(
             sample_value(&ptr("/count"), &answer, 100),
-            Err(Reason::Status)
+            Err(SampleError::Status)
         );
         answer.status = Some(503);
         assert_eq!(
             sample_value(&ptr("/count"), &answer, 100),
-            Err(Reason::Status)
+            Err(SampleError::Status)
         );
         answer.from_upstream = false;
         assert_eq!(
             sample_value(&ptr("/count"), &answer, 100),
-            Err(Reason::Unreachable)
+            Err(SampleError::Unreachable)
         );
         answer.status = Some(504);
         assert_eq!(
             sample_value(&ptr("/count"), &answer, 100),
-            Err(Reason::Timeout)
+            Err(SampleError::Timeout)
         );
         let mut big = ok(br#"{"count": 1}"#);
         big.body_size = 10_000_000;
         assert_eq!(
             sample_value(&ptr("/count"), &big, 100),
-            Err(Reason::TooLarge)
+            Err(SampleError::TooLarge)
         );
     }
 );

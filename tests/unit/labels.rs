@@ -36,47 +36,6 @@ logic_test!(
     }
 );
 
-logic_test! {
-fn istio_captured_substrings_are_found() {
-    assert_eq!(istio_captured("/static/cache.v1/{file}"), Some("cache."));
-    assert_eq!(istio_captured("/a/rbac.denied"), Some("rbac.denied"));
-    assert_eq!(istio_captured("/users/{id}"), None);
-    assert_eq!(istio_captured("/cache/tag/rbac"), None);
-}
-}
-
-logic_test! {
-fn response_code_endings_are_recognised() {
-    for name in ["upstream_rq_200", "a_rq_5xx", "x_rq_404"] {
-        assert!(ends_like_response_code(name), "{name}");
-    }
-    for name in ["upstream_rq_total", "a_rq_20", "a_rq_2000", "a_rq_x00", "rq_200", "a_rq_2x"] {
-        assert!(!ends_like_response_code(name), "{name}");
-    }
-}
-}
-
-logic_test! {
-fn plugin_names_become_one_clean_label_value() {
-    assert_eq!(
-        plugin_label_value(b"extensions.istio.io/wasmplugin/default.app-metrics"),
-        "extensions.istio.io/wasmplugin/default.app-metrics"
-    );
-    assert_eq!(
-        plugin_label_value(b"extensions.istio.io/wasmplugin/tag.cache.app~x"),
-        "extensions.istio.io/wasmplugin/tag_cache_app~x"
-    );
-    assert_eq!(plugin_label_value(b"a;b=c.shadow_allowed"), "a_b_c_shadow_allowed");
-    assert_eq!(plugin_label_value(b"cache.cache.x"), "cache_cache_x");
-    for value in [
-        plugin_label_value(b"x.component.y.wasm_filter.z.rbac.allowed.istio_dry_run_deny_"),
-        plugin_label_value(b"tag.tag.tag."),
-    ] {
-        assert_eq!(istio_captured(&value), None, "{value}");
-    }
-}
-}
-
 fn client() -> Dynamic {
     Dynamic {
         name: "client".into(),
@@ -139,14 +98,5 @@ fn combinations_number_every_label_set_once() {
     assert_eq!(seen.len(), 12);
     // Headers missing from the slices (e.g. no response at all) read `none`.
     assert_eq!(set.pairs(set.combination(&[], &[])), [("client", "none"), ("version", "none")]);
-}
-}
-
-logic_test! {
-fn the_reserved_names_message_lists_them_all() {
-    assert_eq!(crate::config::RESERVED_LIST, RESERVED_LABEL_NAMES.join(", "));
-    for name in LABEL_NAMES {
-        assert!(RESERVED_LABEL_NAMES.contains(&name), "{name}");
-    }
 }
 }

@@ -339,9 +339,9 @@ logic_test!(
         let host = FakeHost::default();
         let mut registry = Registry::new(&filter, &host);
         assert!(registry.sample_ok(&filter, &host, 0, 12, 1_700_000_000));
-        assert!(registry.sample_failed(&filter, &host, 0, Reason::Timeout));
-        assert!(registry.sample_failed(&filter, &host, 0, Reason::Timeout));
-        assert!(!registry.sample_failed(&filter, &host, 7, Reason::Timeout));
+        assert!(registry.sample_failed(&filter, &host, 0, SampleError::Timeout));
+        assert!(registry.sample_failed(&filter, &host, 0, SampleError::Timeout));
+        assert!(!registry.sample_failed(&filter, &host, 7, SampleError::Timeout));
         assert_eq!(host.value("total_users"), [12]);
         assert_eq!(
             host.value(
@@ -492,7 +492,7 @@ logic_test!(
         let host = FakeHost::default();
         let mut registry = Registry::new(&filter, &host);
         assert!(registry.sample_ok(&filter, &host, 0, 7, 1_700_000_000));
-        assert!(registry.sample_failed(&filter, &host, 0, Reason::Parse));
+        assert!(registry.sample_failed(&filter, &host, 0, SampleError::Parse));
         assert_eq!(host.value("service=.=shop;.;total_users"), [7]);
         assert_eq!(
             host.value("service=.=shop;.;sampler=.=total_users;.;app_metrics_sampler_last_success_timestamp_seconds"),

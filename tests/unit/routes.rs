@@ -14,7 +14,7 @@ fn routes() -> Routes {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    Routes::new(&t)
+    Routes::new(&t).unwrap()
 }
 
 logic_test!(
@@ -48,6 +48,6 @@ logic_test!(
 
 logic_test!(
     fn empty_set_matches_nothing() {
-        assert_eq!(Routes::new(&[]).find("/login"), None);
+        assert_eq!(Routes::new(&[]).unwrap().find("/login"), None);
     }
 );

@@ -1,0 +1,110 @@
+//! The syntax of the strings a configuration holds: metric and label names, paths, templates,
+//! JSON pointers, header names, authorities.
+
+use crate::istio::{self, Place};
+use crate::json::ConfigError;
+use crate::names;
+
+pub(super) fn check_pointer(pointer: &str, at: &str) -> Result<(), ConfigError> {
+    if pointer.is_empty() || pointer.starts_with('/') {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            at,
+            format!("{pointer:?} is not a JSON pointer (expected \"\" for the root or a path starting with '/')"),
+        ))
+    }
+}
+
+/// A path that is also a route template matchit accepts (`routes::check_template`).
+pub(super) fn check_template(path: &str, at: &str) -> Result<(), ConfigError> {
+    check_path(path, at)?;
+    crate::routes::check_template(path).map_err(|e| ConfigError::new(at, e))
+}
+
+pub(super) fn check_path(path: &str, at: &str) -> Result<(), ConfigError> {
+    let clean = !path
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#');
+    if path.starts_with('/') && clean {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            at,
+            format!("{path:?} is not a path (expected it to start with '/', without query, fragment, spaces or control characters)"),
+        ))
+    }
+}
+
+pub(super) fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b))
+}
+
+/// RFC 3986 authority characters (host, port, user info, IPv6 brackets, %-escapes).
+pub(super) fn is_authority(authority: &str) -> bool {
+    !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@[]%".contains(&b))
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`: what Prometheus takes as a metric or label name.
+pub(super) fn is_identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Metric names as Envoy's `/stats/prometheus` prints them unchanged, `[a-zA-Z_][a-zA-Z0-9_]*`
+/// (it turns any other character, ':' included, into '_', so two names could print as one),
+/// and not one the filter, Envoy or Istio publishes there.
+#[inline(never)] // as validate_match
+pub(super) fn check_metric_name(name: &str, at: &str) -> Result<(), ConfigError> {
+    if !is_identifier(name) {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} is not a metric name Envoy exports as is (expected [a-zA-Z_][a-zA-Z0-9_]*)"),
+        ));
+    }
+    // In a stat name a metric name follows a `.`: `wasmcustom.` or a label's `;.;`.
+    if let Some(captured) = istio::captured(Place::MetricName, name) {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} makes {captured:?} in the stat name, which Istio's stats tag regexes would cut out of it into a label of their own (expected another name)"),
+        ));
+    }
+    if istio::ends_like_response_code(name) {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} ends like an Envoy response-code stat (_rq_NNN or _rq_Nxx), which Istio's stats tag regexes would cut off into a response_code label (expected another ending)"),
+        ));
+    }
+    let ours = names::RESERVED_NAMES.iter().any(|r| {
+        name == *r
+            || (!names::RESERVED_COUNTERS.contains(r)
+                && names::HISTOGRAM_SUFFIXES
+                    .iter()
+                    .any(|suffix| name.strip_suffix(suffix) == Some(r)))
+    });
+    if ours || name.starts_with(names::SELF_PREFIX) {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} is reserved by the filter (expected a name that is not an http_* request metric or one of its series and does not start with {})", names::SELF_PREFIX),
+        ));
+    }
+    if let Some(prefix) = names::FOREIGN_PREFIXES
+        .iter()
+        .find(|p| name.starts_with(**p))
+    {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} starts with {prefix}, which Envoy's and Istio's own metrics use on the same page (expected another name)"),
+        ));
+    }
+    Ok(())
+}
