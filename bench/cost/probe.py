@@ -193,6 +193,23 @@ def measure_all(names=None):
     return out
 
 
+def trace(wasm, config, name):
+    """Where one request's instructions go: the instructions between each crossing of the
+    boundary (a callback entered or left, a host call, an allocation), after warm-up."""
+    host = start(wasm, config)
+    host.tick()
+    for _ in range(2):
+        for ex in TRAFFIC:
+            host.exchange(ex)
+    ex = next(e for e in TRAFFIC if e.name.startswith(name))
+    host.trace = marks = []
+    host.exchange(ex)
+    steps = []
+    for (f0, event), (f1, _) in zip(marks, marks[1:]):
+        steps.append((event, f1 - f0))
+    return steps
+
+
 def table(results):
     lines = []
     for name, r in results.items():
@@ -213,7 +230,22 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("configs", nargs="*", help="only these configurations")
     p.add_argument("--json", action="store_true", help="the figures as JSON")
+    p.add_argument("--trace", metavar="REQUEST", help="where one request's instructions go, e.g. "
+                   "'GET /users/42' (the first configuration given, default: default)")
+    p.add_argument("--wasm", type=Path, help="measure this module instead of the configuration's")
     args = p.parse_args()
+    if args.trace:
+        wasm, config, _ = configurations()[(args.configs or ["default"])[0]]
+        for event, fuel in trace(args.wasm or wasm, config, args.trace):
+            print(f"{fuel:7} after {event}")
+        return
+    if args.wasm:
+        results = {}
+        for name, (_, config, what) in configurations().items():
+            if not args.configs or name in args.configs:
+                results[name] = dict(measure(args.wasm, config), what=what, module=str(args.wasm))
+        print(json.dumps(results, indent=1) if args.json else table(results))
+        return
     results = measure_all(args.configs)
     print(json.dumps(results, indent=1) if args.json else table(results))
 
