@@ -6,6 +6,7 @@
 
 use crate::config::{self, Config, LabelSpec};
 use crate::extract::ValueSource;
+use crate::grpc::Methods;
 use crate::labels::{method_index, stat_name, Dynamic, LabelSet, Side, UNMATCHED_HANDLER};
 use crate::routes::Routes;
 use crate::rules::Rules;
@@ -28,6 +29,8 @@ pub struct Filter {
     pub constant: Vec<(String, String)>,
     /// Each counter's dynamic labels, by rule index (empty: unlabelled).
     pub counter_labels: Vec<LabelSet>,
+    /// The gRPC metrics (`grpc`), and where the headers they need sit among the names read.
+    pub grpc: Option<Grpc>,
     /// Each sampler's shared-data schedule key: its gauge's stat name (constant labels
     /// included), so configurations with the same sampler name but other labels keep their own.
     pub sampler_keys: Vec<String>,
@@ -44,6 +47,19 @@ pub const RESPONSE_RULE_HEADERS: usize = 3;
 /// Set by Envoy's router on every answer from an upstream: the milliseconds the upstream took
 /// to answer, the time the application spent on the request.
 pub const UPSTREAM_TIME: &str = "x-envoy-upstream-service-time";
+
+/// The `grpc` section, compiled.
+#[derive(Debug, Clone)]
+pub struct Grpc {
+    pub methods: Methods,
+    pub handling_time: bool,
+    pub messages: bool,
+    /// Indices of `content-type` and `grpc-timeout` in [`Filter::request_names`], and of
+    /// `grpc-status` in [`Filter::response_names`]: read only with a `grpc` section.
+    pub content_type: usize,
+    pub timeout: usize,
+    pub status: usize,
+}
 
 /// A sampler, compiled: what each tick and each answer needs, worked out once.
 #[derive(Debug, Clone)]
@@ -125,6 +141,15 @@ impl Filter {
             labels: label_set(&config.http_metrics.labels, &mut headers),
             total_duration: config.http_metrics.total_duration,
         });
+        // gRPC's headers last: a configuration without `grpc` looks for none of them.
+        let grpc = config.grpc.as_ref().map(|g| Grpc {
+            methods: Methods::new(&g.methods),
+            handling_time: g.handling_time,
+            messages: g.messages,
+            content_type: REQUEST_RULE_HEADERS + index_of(&mut headers.0, "content-type"),
+            timeout: REQUEST_RULE_HEADERS + index_of(&mut headers.0, "grpc-timeout"),
+            status: RESPONSE_RULE_HEADERS + index_of(&mut headers.1, "grpc-status"),
+        });
         let names = |fixed: &[&str], more: Vec<String>| -> Vec<String> {
             fixed.iter().map(|n| n.to_string()).chain(more).collect()
         };
@@ -140,6 +165,7 @@ impl Filter {
             samplers: config.samplers.iter().map(Sampler::new).collect(),
             constant: config.labels.clone(),
             counter_labels,
+            grpc,
             sampler_keys: Vec::new(),
         };
         filter.sampler_keys = filter
@@ -169,7 +195,7 @@ impl Filter {
     }
 
     /// The samplers of this configuration whose gauge, and so shared-data schedule, is also one
-    /// of `other`'s: two plugins in one Envoy feeding one series (README: keep them apart by
+    /// of `other`'s: two plugins in one Envoy feeding one series (docs/configuration.md: keep them apart by
     /// name or constant label).
     pub fn shared_samplers(&self, other: &Filter) -> Vec<&str> {
         self.samplers
@@ -182,7 +208,7 @@ impl Filter {
 
     /// Whether any request needs to be looked at at all.
     pub fn observes_requests(&self) -> bool {
-        self.http.is_some() || !self.rules.is_empty()
+        self.http.is_some() || !self.rules.is_empty() || self.grpc.is_some()
     }
 
     /// Whether a request counted in the request metrics is timed whole by Envoy's clock too.
@@ -222,6 +248,17 @@ impl Filter {
     }
 }
 
+/// The index of header `name` in `names`, added at the end unless there: each read once.
+fn index_of(names: &mut Vec<String>, name: &str) -> usize {
+    match names.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => {
+            names.push(name.to_string());
+            names.len() - 1
+        }
+    }
+}
+
 /// Compiles dynamic labels, adding their headers to `headers` (request, response) unless there.
 fn label_set(specs: &[LabelSpec], headers: &mut (Vec<String>, Vec<String>)) -> LabelSet {
     let labels = specs
@@ -231,13 +268,7 @@ fn label_set(specs: &[LabelSpec], headers: &mut (Vec<String>, Vec<String>)) -> L
                 Side::Request => &mut headers.0,
                 Side::Response => &mut headers.1,
             };
-            let index = match names.iter().position(|n| *n == spec.header) {
-                Some(i) => i,
-                None => {
-                    names.push(spec.header.clone());
-                    names.len() - 1
-                }
-            };
+            let index = index_of(names, &spec.header);
             Dynamic {
                 name: spec.name.clone(),
                 side: spec.side,

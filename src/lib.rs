@@ -10,11 +10,10 @@
 //! library's test build), so nothing under src/ may panic. `glue` is the only code that talks to proxy-wasm.
 
 pub mod body;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod check;
 pub mod config;
 pub mod extract;
 pub mod filter;
+pub mod grpc;
 pub mod istio;
 pub mod json;
 pub mod labels;

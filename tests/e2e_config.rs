@@ -34,13 +34,13 @@ fn cases() -> Vec<(String, String)> {
     let c = |config: &str, message: &str| (config.to_string(), message.to_string());
     vec![
         c("[1, 2]", r#".: is not a JSON object (expected {"counters": …, "http_metrics": …, "samplers": …})"#),
-        c(r#"{"countres": []}"#, "countres: unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`"),
+        c(r#"{"countres": []}"#, "countres: unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`, `grpc`"),
         // A syntax error has no field path yet: serde_json's line and column say where.
         c("{\"counters\": [", ".: EOF while parsing a list at line 2 column 0"),
         c(r#"{"counters": [{"name": "logins-total", "match": {}}]}"#,
           r#"counters[0].name: "logins-total" is not a metric name Envoy exports as is (expected [a-zA-Z_][a-zA-Z0-9_]*)"#),
         c(r#"{"counters": [{"name": "http_requests_total", "match": {}}]}"#,
-          r#"counters[0].name: "http_requests_total" is reserved by the filter (expected a name that is not an http_* request metric or one of its series and does not start with app_metrics_)"#),
+          r#"counters[0].name: "http_requests_total" is reserved by the filter (expected a name that is not one of the filter's request metrics (http_*, grpc_server_*) or one of their series and does not start with app_metrics_)"#),
         c(r#"{"counters": [{"name": "a_total", "match": {}}], "samplers": [{"name": "a_total", "cluster": "app", "path": "/p", "value": {"text": true}}]}"#,
           r#"samplers[0].name: "a_total" is already used by counters[0] (expected a unique metric name)"#),
         c(r#"{"counters": [{"name": "a_total", "match": {"method": "post"}}]}"#,
@@ -101,7 +101,7 @@ fn cases() -> Vec<(String, String)> {
         c(r#"{"labels": {"ser-vice": "a"}}"#,
           r#"labels.ser-vice: "ser-vice" is not a label name (expected [a-zA-Z_][a-zA-Z0-9_]*)"#),
         c(r#"{"labels": {"status": "a"}}"#,
-          r#"labels.status: "status" is a label the filter or Prometheus sets itself (expected a name other than handler, method, status, sampler, reason, plugin, le, quantile)"#),
+          r#"labels.status: "status" is a label the filter or Prometheus sets itself (expected a name other than handler, method, status, sampler, reason, plugin, grpc_type, grpc_service, grpc_method, grpc_code, le, quantile)"#),
         c(r#"{"labels": {"service": "a;b"}}"#,
           r#"labels.service: "a;b" contains ';' (expected printable ASCII other than ';', '=', '"' and '\': ';' and '=' delimit labels in stat names)"#),
         c(&label_cases::counter_label(r#"{"name": "service", "request_header": "x-client", "values": ["web"]}"#),

@@ -18,6 +18,9 @@ pub struct SeriesBound {
     pub proxy_responses: u64,
     pub histograms: u64,
     pub samplers: u64,
+    /// The gRPC metrics: per listed RPC and `other`, started, handled by code, and with their
+    /// options the handling time and the two message counters.
+    pub grpc: u64,
     pub config_valid: u64,
 }
 
@@ -28,6 +31,7 @@ impl SeriesBound {
             .saturating_add(self.proxy_responses)
             .saturating_add(self.histograms)
             .saturating_add(self.samplers)
+            .saturating_add(self.grpc)
             .saturating_add(self.config_valid)
     }
 }
@@ -62,6 +66,16 @@ pub fn series_bound(config: &Config) -> SeriesBound {
         proxy_responses,
         histograms,
         samplers: (config.samplers.len() * names::SERIES_PER_SAMPLER) as u64,
+        grpc: config.grpc.as_ref().map_or(0, |g| {
+            let per =
+                names::GRPC_PER_METHOD + usize::from(g.handling_time) + 2 * usize::from(g.messages);
+            // They take the request metrics' dynamic labels.
+            let labels = match http.enabled {
+                true => combinations(&http.labels),
+                false => 1,
+            };
+            (((g.methods.len() + 1) * per) as u64).saturating_mul(labels)
+        }),
         config_valid: 1,
     }
 }

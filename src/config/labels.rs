@@ -226,7 +226,7 @@ pub(super) fn validate_labels(
 /// A label value the configuration sets (constant, or listed for a dynamic label): short, and
 /// nothing that breaks the stat-name encoding, the exposition text, or Istio's tag regexes.
 #[inline(never)] // as validate_match
-fn check_label_value(value: &str, at: &str) -> Result<(), ConfigError> {
+pub(super) fn check_label_value(value: &str, at: &str) -> Result<(), ConfigError> {
     const EXPECTED: &str = "printable ASCII other than ';', '=', '\"' and '\\'";
     if value.is_empty() || value.len() > MAX_LABEL_VALUE_BYTES {
         return Err(ConfigError::new(
@@ -253,6 +253,25 @@ fn check_label_value(value: &str, at: &str) -> Result<(), ConfigError> {
             at,
             format!("{value:?} makes {captured:?} in the stat name, which Istio's stats tag regexes would cut out of the label into a label of their own (expected a value without it)"),
         ));
+    }
+    Ok(())
+}
+
+/// With a `grpc` section the gRPC labels' stats tags are in the proxy too: a dynamic label whose
+/// name ends like one of them would also match inside the gRPC series' names. Constant labels
+/// may: they lead every stat name, and Envoy takes a tag regex's leftmost match.
+pub(super) fn check_grpc_overlap(names: &LabelNames) -> Result<(), ConfigError> {
+    let dynamic = names.in_use.get(names.constant..).unwrap_or_default();
+    for (name, at) in dynamic {
+        let overlap = names::GRPC_LABEL_NAMES
+            .iter()
+            .find(|g| g.ends_with(name.as_str()) || name.ends_with(*g));
+        if let Some(grpc) = overlap {
+            return Err(ConfigError::new(
+                at.as_str(),
+                format!("{name:?} and the gRPC label {grpc:?} end alike: the stats tag regex of one would also match the other's label in stat names (expected a label name that does not end like grpc_type, grpc_service, grpc_method or grpc_code)"),
+            ));
+        }
     }
     Ok(())
 }

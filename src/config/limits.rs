@@ -14,6 +14,8 @@ pub const MAX_BODY_CONDITIONS: usize = 16;
 /// Every request is checked against every counter and every header name some counter reads:
 /// these bound that work, far above any real configuration.
 pub const MAX_COUNTERS: usize = 256;
+/// gRPC methods listed by name: each is a row of series (started, handled by 17 codes, ...).
+pub const MAX_GRPC_METHODS: usize = 256;
 pub const MAX_HEADER_NAMES: usize = 32;
 /// Constant labels of a configuration (`labels`): a few say which app, tenant or cluster.
 pub const MAX_CONSTANT_LABELS: usize = 8;

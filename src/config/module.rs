@@ -7,10 +7,13 @@ use crate::json::ConfigError;
 /// The field of the first counter in `config` that reads a body, if any: the lean module
 /// (built without the `bodies` feature) refuses those (`check_build`).
 pub fn first_body_read(config: &Config) -> Option<String> {
-    config.counters.iter().enumerate().find_map(|(i, c)| {
+    let counter = config.counters.iter().enumerate().find_map(|(i, c)| {
         let (_, field) = c.body_reads().next()?;
         Some(format!("counters[{i}].{field}"))
-    })
+    });
+    // Messages are counted from the streams' frames as they pass.
+    let messages = config.grpc.as_ref().filter(|g| g.messages);
+    counter.or_else(|| messages.map(|_| "grpc.messages".to_string()))
 }
 
 /// The module each build makes, and the one that reads bodies.

@@ -4,6 +4,7 @@
 use super::limits::*;
 use super::syntax::check_pointer;
 use super::types::*;
+use crate::grpc::RpcType;
 use crate::json::{ConfigError, Fields, Json, Node, Number};
 use crate::labels::Side;
 use std::fmt;
@@ -11,7 +12,8 @@ use std::fmt;
 const STATUS_EXPECTED: &str = "(expected 100-599 or 1xx-5xx)";
 
 pub(super) fn read_config(node: Node<'_>) -> Result<Config, ConfigError> {
-    node.object(&["counters", "http_metrics", "samplers", "labels"], |f| {
+    let fields = ["counters", "http_metrics", "samplers", "labels", "grpc"];
+    node.object(&fields, |f| {
         Ok(Config {
             labels: f
                 .optional("labels", |n| {
@@ -29,6 +31,7 @@ pub(super) fn read_config(node: Node<'_>) -> Result<Config, ConfigError> {
             samplers: f
                 .optional("samplers", |n| n.array(read_sampler))?
                 .unwrap_or_default(),
+            grpc: f.nullable("grpc", read_grpc)?,
         })
     })
 }
@@ -308,5 +311,47 @@ fn read_value_spec(node: Node<'_>) -> Result<ValueSource, ConfigError> {
                     .error("must set exactly one of json_pointer, json_array_length, header, text"))
             }
         }
+    })
+}
+
+fn read_grpc(node: Node<'_>) -> Result<Grpc, ConfigError> {
+    node.object(&["methods", "handling_time", "messages"], |f| {
+        Ok(Grpc {
+            methods: f
+                .optional("methods", |n| n.array(read_grpc_method))?
+                .unwrap_or_default(),
+            handling_time: f.optional("handling_time", |n| n.bool())?.unwrap_or(false),
+            messages: f.optional("messages", |n| n.bool())?.unwrap_or(false),
+        })
+    })
+}
+
+/// A method: its path (a unary RPC), or `{"path": …, "type": …}`.
+fn read_grpc_method(node: Node<'_>) -> Result<(String, RpcType), ConfigError> {
+    if let Json::String(path) = node.value {
+        return Ok((path.clone(), RpcType::Unary));
+    }
+    if !matches!(node.value, Json::Object(_)) {
+        return Err(node.invalid_type(
+            "a method path, or {\"path\": …, \"type\": \"unary\"|\"client_stream\"|\"server_stream\"|\"bidi_stream\"}",
+        ));
+    }
+    node.object(&["path", "type"], |f| {
+        let path = f.required("path", string)?;
+        let kind = f
+            .optional("type", |n| {
+                let name = n.string()?;
+                RpcType::ALL
+                    .iter()
+                    .copied()
+                    .find(|t| *t != RpcType::Unknown && t.label() == name)
+                    .ok_or_else(|| {
+                        n.error(format!(
+                            "{name:?} is not an RPC type (expected unary, client_stream, server_stream or bidi_stream)"
+                        ))
+                    })
+            })?
+            .unwrap_or(RpcType::Unary);
+        Ok((path, kind))
     })
 }

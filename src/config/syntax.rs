@@ -94,7 +94,7 @@ pub(super) fn check_metric_name(name: &str, at: &str) -> Result<(), ConfigError>
     if ours || name.starts_with(names::SELF_PREFIX) {
         return Err(ConfigError::new(
             at,
-            format!("{name:?} is reserved by the filter (expected a name that is not an http_* request metric or one of its series and does not start with {})", names::SELF_PREFIX),
+            format!("{name:?} is reserved by the filter (expected a name that is not one of the filter's request metrics (http_*, grpc_server_*) or one of their series and does not start with {})", names::SELF_PREFIX),
         ));
     }
     if let Some(prefix) = names::FOREIGN_PREFIXES

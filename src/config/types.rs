@@ -2,6 +2,7 @@
 
 use super::limits::DEFAULT_MAX_BODY_BYTES;
 pub use crate::extract::ValueSource;
+use crate::grpc::RpcType;
 use crate::istio;
 use crate::json::Json;
 use crate::labels::Side;
@@ -16,6 +17,20 @@ pub struct Config {
     pub counters: Vec<Counter>,
     pub http_metrics: HttpMetrics,
     pub samplers: Vec<Sampler>,
+    /// `grpc`: the gRPC metrics; `None` leaves gRPC requests to the HTTP metrics alone.
+    pub grpc: Option<Grpc>,
+}
+
+/// The `grpc` section.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grpc {
+    /// The RPCs counted by name, in order: (path `/package.Service/Method`, its type).
+    pub methods: Vec<(String, RpcType)>,
+    /// `grpc_server_handling_milliseconds`.
+    pub handling_time: bool,
+    /// `grpc_server_msg_received_total` / `_sent_total`: read from the streams, so the
+    /// body-reading module only.
+    pub messages: bool,
 }
 
 impl Default for Config {
@@ -25,6 +40,7 @@ impl Default for Config {
             counters: seed_counters(),
             http_metrics: HttpMetrics::default(),
             samplers: Vec::new(),
+            grpc: None,
         }
     }
 }

@@ -2,7 +2,10 @@
 //! part of a configuration may read.
 
 use super::bound::check_series_bound;
-use super::labels::{side_field, validate_constant_labels, validate_labels, HeaderNames};
+use super::labels::{
+    check_grpc_overlap, check_label_value, side_field, validate_constant_labels, validate_labels,
+    HeaderNames,
+};
 use super::limits::*;
 use super::syntax::*;
 use super::types::*;
@@ -65,6 +68,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         claim(&sampler.name, format!("{at}.name"))?;
         validate_sampler(sampler, &at)?;
     }
+    if let Some(grpc) = &config.grpc {
+        validate_grpc(grpc)?;
+    }
     let http = &config.http_metrics;
     validate_labels(
         &http.labels,
@@ -94,6 +100,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         }
         Routes::new(list)
             .map_err(|(i, e)| ConfigError::new(format!("http_metrics.{field}[{i}]"), e))?;
+    }
+    if config.grpc.is_some() {
+        check_grpc_overlap(&labels)?;
     }
     check_series_bound(config)
 }
@@ -263,4 +272,36 @@ fn validate_sampler(s: &Sampler, at: &str) -> Result<(), ConfigError> {
         )),
         ValueSource::Header(_) | ValueSource::Text => Ok(()),
     }
+}
+
+/// The RPCs listed: each a `/package.Service/Method` path, once, whose parts can be label values.
+#[inline(never)] // as validate_match
+fn validate_grpc(grpc: &Grpc) -> Result<(), ConfigError> {
+    if grpc.methods.len() > MAX_GRPC_METHODS {
+        return Err(ConfigError::new(
+            "grpc.methods",
+            format!(
+                "has {} methods (expected at most {MAX_GRPC_METHODS}: each is a row of series)",
+                grpc.methods.len()
+            ),
+        ));
+    }
+    for (i, (path, _)) in grpc.methods.iter().enumerate() {
+        let at = format!("grpc.methods[{i}]");
+        let Some((service, method)) = crate::grpc::split_path(path) else {
+            return Err(ConfigError::new(
+                at,
+                format!("{path:?} is not a gRPC method path (expected /package.Service/Method: letters, digits, '_' and '.')"),
+            ));
+        };
+        if grpc.methods.iter().take(i).any(|(p, _)| p == path) {
+            return Err(ConfigError::new(
+                at,
+                format!("{path:?} is listed twice (expected each method once)"),
+            ));
+        }
+        check_label_value(service, &at)?;
+        check_label_value(method, &at)?;
+    }
+    Ok(())
 }

@@ -17,6 +17,8 @@ pub const INTERNAL_FAILURE: u32 = 10;
 pub enum Map {
     Request = 0,
     Response = 2,
+    /// gRPC's status arrives here, unless the answer was trailers-only.
+    ResponseTrailers = 3,
     CallResponse = 6,
 }
 

@@ -19,10 +19,11 @@ use super::host::{self, Map, Stats};
 use super::root::State;
 use crate::body::Pending;
 use crate::filter::{
-    REQUEST_LENGTH, REQUEST_METHOD, REQUEST_PATH, REQUEST_RULE_HEADERS, RESPONSE_LENGTH,
-    RESPONSE_RULE_HEADERS, RESPONSE_STATUS, RESPONSE_UPSTREAM_TIME,
+    Filter, Grpc, REQUEST_LENGTH, REQUEST_METHOD, REQUEST_PATH, REQUEST_RULE_HEADERS,
+    RESPONSE_LENGTH, RESPONSE_RULE_HEADERS, RESPONSE_STATUS, RESPONSE_UPSTREAM_TIME,
 };
-use crate::metrics::Completed;
+use crate::grpc;
+use crate::metrics::{Completed, Registry, Rpc};
 use crate::pairs::{self, Found};
 use crate::proxy;
 
@@ -50,7 +51,12 @@ pub fn on_log(state: &mut State, bodies: Option<&Pending>) {
         .flatten();
     let request_headers = request.from(REQUEST_RULE_HEADERS);
     let exchange = filter.classify(method, path, request_headers);
-    if exchange.handler.is_none() && exchange.candidates.is_empty() {
+    let grpc = filter
+        .grpc
+        .as_ref()
+        .filter(|g| request.get(g.content_type).is_some_and(grpc::is_grpc));
+    let http = exchange.handler.is_some() || !exchange.candidates.is_empty();
+    if !http && grpc.is_none() {
         return;
     }
     let response = Found::lookup_in(
@@ -63,6 +69,15 @@ pub fn on_log(state: &mut State, bodies: Option<&Pending>) {
         .get(RESPONSE_STATUS)
         .and_then(pairs::decimal)
         .and_then(|s| u16::try_from(s).ok());
+    if let Some(g) = grpc {
+        let ok = rpc_ended(filter, &mut state.registry, g, &request, &response, status);
+        if !ok {
+            warn_limited!(|| "the host refused a gRPC metric update".to_string());
+        }
+        if !http {
+            return;
+        }
+    }
     let app_ms = response
         .get(RESPONSE_UPSTREAM_TIME)
         .and_then(pairs::decimal);
@@ -93,6 +108,49 @@ pub fn on_log(state: &mut State, bodies: Option<&Pending>) {
     if !state.registry.record(&state.filter, &Stats, &done) {
         warn_limited!(|| "the host refused a metric update".to_string());
     }
+}
+
+/// The gRPC metrics of an RPC that has ended. Only for gRPC requests of a configuration with a
+/// `grpc` section: the trailers (one host call) when the status was not in the headers, Envoy's
+/// clock (one more) when the handling time or a deadline needs it.
+#[inline(never)]
+fn rpc_ended(
+    filter: &Filter,
+    registry: &mut Registry,
+    g: &Grpc,
+    request: &Found,
+    response: &Found,
+    status: Option<u16>,
+) -> bool {
+    let rpc = Rpc {
+        index: g
+            .methods
+            .find(request.get(REQUEST_PATH).unwrap_or_default()),
+        request_headers: request.from(REQUEST_RULE_HEADERS),
+        response_headers: response.from(RESPONSE_RULE_HEADERS),
+    };
+    let trailers = match response.get(g.status) {
+        Some(_) => None,
+        None if status.is_some() => host::header(Map::ResponseTrailers, "grpc-status")
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let deadline_ms = request.get(g.timeout).and_then(grpc::timeout_ms);
+    let duration_ms = (g.handling_time || (status.is_none() && deadline_ms.is_some()))
+        .then(host::request_duration_ns)
+        .flatten()
+        .map(|ns| ns / 1_000_000);
+    let code = grpc::code(&grpc::Ending {
+        grpc_status: response.get(g.status).or(trailers.as_deref()),
+        http_status: status,
+        deadline_ms,
+        duration_ms,
+    });
+    // The lean module has no callback when a request starts: its RPCs are counted started
+    // when they end, with handled (docs/grpc.md).
+    let started = registry.grpc_started(filter, &Stats, &rpc);
+    started & registry.grpc_handled(filter, &Stats, &rpc, code, duration_ms, None)
 }
 
 /// A header map, serialized (`crate::pairs`); `None` when the host has none or refuses (logged).

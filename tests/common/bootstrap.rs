@@ -154,11 +154,12 @@ fn clusters_yaml(opts: &EnvoyOptions) -> String {
 pub const TEST_LABEL_NAMES: [&str; 4] = ["service", "client", "version", "tier"];
 
 /// A node (file-based xDS needs one), admin on loopback, stats flushed every second (histograms
-/// show quickly), and the stats tags of envoy/envoy.yaml plus those of [`TEST_LABEL_NAMES`]: the
-/// head of every test bootstrap.
+/// show quickly), and the stats tags of envoy/envoy.yaml, the gRPC metrics' and those of
+/// [`TEST_LABEL_NAMES`]: the head of every test bootstrap.
 fn admin_and_stats(admin_port: u16) -> String {
     let tags: String = app_metrics::names::LABEL_NAMES
         .iter()
+        .chain(app_metrics::names::GRPC_LABEL_NAMES.iter())
         .chain(TEST_LABEL_NAMES.iter())
         .map(|name| format!("  - {{ tag_name: {name}, regex: \"({name}=\\\\.=(.*?);\\\\.;)\" }}\n"))
         .collect();

@@ -1,4 +1,5 @@
 use super::*;
+use crate::grpc::RpcType;
 use crate::json::{Json, Number};
 use crate::labels::Side;
 use crate::test_support::*;
@@ -169,7 +170,7 @@ logic_test!(
          "counters[0].match.status[0]: -1 is not a status code"),
         (r#"{"counters": [{"name": "b", "match": {"status": []}}]}"#.into(),
          "counters[0].match.status: is empty"),
-        (r#"{"countres": []}"#.into(), "unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`"),
+        (r#"{"countres": []}"#.into(), "unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`, `grpc`"),
         (r#"{"counters": [{"name": "a", "match": {"paht": "/x"}}]}"#.into(), "counters[0].match.paht: unknown field `paht`"),
         (r#"{"counters": [{"name": 5, "match": {}}]}"#.into(), "counters[0].name: invalid type: integer `5`, expected a string"),
         (r#"{"counters": [{"name": "9lives", "match": {}}]}"#.into(),
@@ -310,7 +311,7 @@ logic_test!(
     }
 );
 
-// The series bound of README ("Labels"): label sets, a histogram counting once.
+// The series bound of docs/configuration.md ("Labels"): label sets, a histogram counting once.
 logic_test!(
     fn series_bound_follows_the_formula() {
         let bound = |json: &str| series_bound(&parse(json.as_bytes()).unwrap());
@@ -381,8 +382,8 @@ logic_test!(
             (constant(r#""service": 1"#), "labels.service: invalid type: integer `1`, expected a string"),
             (constant(r#""ser-vice": "a""#), r#"labels.ser-vice: "ser-vice" is not a label name (expected [a-zA-Z_][a-zA-Z0-9_]*)"#),
             (constant(r#""__service": "a""#), r#"labels.__service: "__service" starts with "__", which Prometheus reserves for its own labels (expected another name)"#),
-            (constant(r#""handler": "a""#), r#"labels.handler: "handler" is a label the filter or Prometheus sets itself (expected a name other than handler, method, status, sampler, reason, plugin, le, quantile)"#),
-            (constant(r#""le": "a""#), r#"labels.le: "le" is a label the filter or Prometheus sets itself (expected a name other than handler, method, status, sampler, reason, plugin, le, quantile)"#),
+            (constant(r#""handler": "a""#), r#"labels.handler: "handler" is a label the filter or Prometheus sets itself (expected a name other than handler, method, status, sampler, reason, plugin, grpc_type, grpc_service, grpc_method, grpc_code, le, quantile)"#),
+            (constant(r#""le": "a""#), r#"labels.le: "le" is a label the filter or Prometheus sets itself (expected a name other than handler, method, status, sampler, reason, plugin, grpc_type, grpc_service, grpc_method, grpc_code, le, quantile)"#),
             (constant(r#""component": "a""#), r#"labels.component: "component" is one of the stats tag names Istio's bootstrap defines, and Envoy refuses a tag name twice (expected another name)"#),
             (constant(r#""http_status": "a""#), r#"labels.http_status: "http_status" and "status" (the filter's own labels) end alike: the stats tag regex of "status" would also match "http_status"'s label in stat names (expected label names that do not end with one another)"#),
             (constant(r#""us": "a""#), r#"labels.us: "us" and "status" (the filter's own labels) end alike: the stats tag regex of "us" would also match "status"'s label in stat names (expected label names that do not end with one another)"#),
@@ -783,5 +784,72 @@ logic_test!(
             assert_eq!(check_build(&config, false), Ok(()), "{json}");
             assert_eq!(check_build(&config, true), Ok(()), "{json}");
         }
+    }
+);
+
+logic_test!(
+    fn the_grpc_section_reads_methods_and_types() {
+        let config = parse(
+            br#"{"grpc": {"methods": ["/shop.v1.Cart/Add", {"path": "/shop.v1.Cart/Watch", "type": "server_stream"},
+                                      {"path": "/shop.v1.Cart/Get"}], "handling_time": true}}"#,
+        )
+        .unwrap();
+        let grpc = config.grpc.as_ref().unwrap();
+        assert_eq!(
+            grpc.methods,
+            [
+                ("/shop.v1.Cart/Add".to_string(), RpcType::Unary),
+                ("/shop.v1.Cart/Watch".to_string(), RpcType::ServerStream),
+                ("/shop.v1.Cart/Get".to_string(), RpcType::Unary),
+            ]
+        );
+        assert!(grpc.handling_time && !grpc.messages);
+        assert_eq!(check_build(&config, false), Ok(()));
+        // Without the section, nothing about gRPC is read; with it, 17 codes + started per RPC.
+        assert!(parse(b"{}").unwrap().grpc.is_none());
+        let bound = series_bound(&config);
+        assert_eq!(bound.grpc, 4 * (1 + 17 + 1));
+        let messages = parse(br#"{"grpc": {"messages": true}}"#).unwrap();
+        assert_eq!(series_bound(&messages).grpc, 1 + 17 + 2);
+        let lean = check_build(&messages, false).unwrap_err().to_string();
+        assert!(
+            lean.starts_with("grpc.messages: reads a body, which app_metrics.wasm does not"),
+            "{lean}"
+        );
+        assert_eq!(check_build(&messages, true), Ok(()));
+    }
+);
+
+logic_test!(
+    fn bad_grpc_sections_name_the_field() {
+        let cases = [
+            (r#"{"grpc": {"methods": ["shop.Cart/Add"]}}"#,
+             r#"grpc.methods[0]: "shop.Cart/Add" is not a gRPC method path (expected /package.Service/Method: letters, digits, '_' and '.')"#),
+            (r#"{"grpc": {"methods": ["/a.B/C", "/a.B/C"]}}"#,
+             r#"grpc.methods[1]: "/a.B/C" is listed twice (expected each method once)"#),
+            (r#"{"grpc": {"methods": [{"path": "/a.B/C", "type": "stream"}]}}"#,
+             r#"grpc.methods[0].type: "stream" is not an RPC type (expected unary, client_stream, server_stream or bidi_stream)"#),
+            (r#"{"grpc": {"methods": [{"path": "/a.B/C", "type": "unknown"}]}}"#,
+             r#"grpc.methods[0].type: "unknown" is not an RPC type (expected unary, client_stream, server_stream or bidi_stream)"#),
+            (r#"{"grpc": {"methods": [7]}}"#,
+             r#"grpc.methods[0]: invalid type: integer `7`, expected a method path, or {"path": …, "type": "unary"|"client_stream"|"server_stream"|"bidi_stream"}"#),
+            (r#"{"grpc": {"method": []}}"#,
+             "grpc.method: unknown field `method`, expected one of `methods`, `handling_time`, `messages`"),
+            (r#"{"grpc": {"methods": ["/a.tag.B/C"]}}"#,
+             r#"grpc.methods[0]: "a.tag.B" makes "tag." in the stat name, which Istio's stats tag regexes would cut out of the label into a label of their own (expected a value without it)"#),
+            (r#"{"grpc": {}, "http_metrics": {"labels": [{"name": "type", "request_header": "x-t", "values": ["a"]}]}}"#,
+             r#"http_metrics.labels[0].name: "type" and the gRPC label "grpc_type" end alike: the stats tag regex of one would also match the other's label in stat names (expected a label name that does not end like grpc_type, grpc_service, grpc_method or grpc_code)"#),
+            (r#"{"labels": {"grpc_code": "x"}}"#,
+             r#"labels.grpc_code: "grpc_code" is a label the filter or Prometheus sets itself (expected a name other than handler, method, status, sampler, reason, plugin, grpc_type, grpc_service, grpc_method, grpc_code, le, quantile)"#),
+            (r#"{"counters": [{"name": "grpc_server_handled_total", "match": {}}]}"#,
+             r#"counters[0].name: "grpc_server_handled_total" is reserved by the filter (expected a name that is not one of the filter's request metrics (http_*, grpc_server_*) or one of their series and does not start with app_metrics_)"#),
+        ];
+        for (json, want) in cases {
+            assert_eq!(err(json), want, "{json}");
+        }
+        // A constant label may end like a gRPC label: it leads every stat name.
+        assert!(parse(br#"{"grpc": {}, "labels": {"service": "shop"}}"#).is_ok());
+        // Without a grpc section a dynamic label may.
+        assert!(parse(br#"{"http_metrics": {"labels": [{"name": "type", "request_header": "x-t", "values": ["a"]}]}}"#).is_ok());
     }
 );

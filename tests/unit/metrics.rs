@@ -1,5 +1,7 @@
 use super::*;
 use crate::config::parse;
+use crate::grpc::Code;
+use crate::metrics::Rpc;
 use crate::proxy::ProxyReason;
 use crate::test_support::*;
 use std::cell::RefCell;
@@ -707,5 +709,114 @@ logic_test!(
         assert_eq!(not_counted("no_body"), [3]);
         assert_eq!(host.value("errors_total"), [1]);
         assert_eq!(host.value("tokens_total"), [12]);
+    }
+);
+
+logic_test!(
+    fn grpc_series_carry_the_rpc_labels_after_the_constant_ones() {
+        let config = parse(
+            br#"{"labels": {"service": "shop"}, "counters": [],
+                 "grpc": {"methods": ["/shop.v1.Cart/Add", {"path": "/shop.v1.Cart/Watch", "type": "server_stream"}],
+                          "handling_time": true}}"#,
+        )
+        .unwrap();
+        let filter = Filter::new(&config);
+        let host = FakeHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        let grpc = filter.grpc.as_ref().unwrap();
+        let rpc = |path: &[u8]| Rpc {
+            index: grpc.methods.find(path),
+            request_headers: &[],
+            response_headers: &[],
+        };
+        let (add, other) = (rpc(b"/shop.v1.Cart/Add"), rpc(b"/evil/../x"));
+        assert!(registry.grpc_started(&filter, &host, &add));
+        assert!(registry.grpc_handled(&filter, &host, &add, Code::NotFound, Some(12), None));
+        assert!(registry.grpc_handled(&filter, &host, &add, Code::NotFound, Some(30), None));
+        assert!(registry.grpc_started(&filter, &host, &other));
+        assert!(registry.grpc_handled(&filter, &host, &other, Code::Ok, None, Some((1, 2))));
+        let lead = "service=.=shop;.;method=.=POST;.;";
+        let add_labels = "grpc_type=.=unary;.;grpc_service=.=shop.v1.Cart;.;grpc_method=.=Add;.;";
+        assert_eq!(
+            host.value(&format!("{lead}{add_labels}grpc_server_started_total")),
+            [1]
+        );
+        assert_eq!(
+            host.value(&format!(
+                "{lead}{add_labels}grpc_code=.=NotFound;.;grpc_server_handled_total"
+            )),
+            [2]
+        );
+        assert_eq!(
+            host.value(&format!(
+                "{lead}{add_labels}grpc_server_handling_milliseconds"
+            )),
+            [12, 30]
+        );
+        let other_labels = "grpc_type=.=unknown;.;grpc_service=.=other;.;grpc_method=.=other;.;";
+        assert_eq!(
+            host.value(&format!(
+                "{lead}{other_labels}grpc_code=.=OK;.;grpc_server_handled_total"
+            )),
+            [1]
+        );
+        // No duration, no histogram sample; messages are not counted without `messages`.
+        assert!(host
+            .value(&format!(
+                "{lead}{other_labels}grpc_server_handling_milliseconds"
+            ))
+            .is_empty());
+        assert!(host.names.borrow().iter().all(|(_, n)| !n.contains("msg_")));
+    }
+);
+
+logic_test!(
+    fn grpc_series_take_the_request_metrics_dynamic_labels() {
+        let config = parse(
+            br#"{"counters": [], "grpc": {"methods": ["/a.B/C"], "handling_time": true},
+                 "http_metrics": {"labels": [{"name": "client", "request_header": "x-client", "values": ["web"]}]}}"#,
+        )
+        .unwrap();
+        let filter = Filter::new(&config);
+        let host = FakeHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        let index = filter.grpc.as_ref().unwrap().methods.find(b"/a.B/C");
+        let web: [Option<&[u8]>; 1] = [Some(b"web")];
+        let rpc = Rpc {
+            index,
+            request_headers: &web,
+            response_headers: &[],
+        };
+        assert!(registry.grpc_started(&filter, &host, &rpc));
+        assert!(registry.grpc_handled(&filter, &host, &rpc, Code::Ok, Some(5), None));
+        let rpc = Rpc {
+            index,
+            request_headers: &[],
+            response_headers: &[],
+        };
+        assert!(registry.grpc_handled(&filter, &host, &rpc, Code::Ok, Some(7), None));
+        let labels = "method=.=POST;.;grpc_type=.=unary;.;grpc_service=.=a.B;.;grpc_method=.=C;.;";
+        assert_eq!(
+            host.value(&format!("{labels}client=.=web;.;grpc_server_started_total")),
+            [1]
+        );
+        assert_eq!(
+            host.value(&format!(
+                "{labels}grpc_code=.=OK;.;client=.=web;.;grpc_server_handled_total"
+            )),
+            [1]
+        );
+        assert_eq!(
+            host.value(&format!(
+                "{labels}grpc_code=.=OK;.;client=.=none;.;grpc_server_handled_total"
+            )),
+            [1]
+        );
+        assert_eq!(
+            host.value(&format!(
+                "{labels}client=.=none;.;grpc_server_handling_milliseconds"
+            )),
+            [7]
+        );
     }
 );

@@ -11,13 +11,21 @@
 use crate::body::{self, Pending, Verdict};
 use crate::extract::SampleError;
 use crate::filter::{Exchange, Filter, HttpMetrics};
-use crate::istio::plugin_label_value;
+use crate::grpc::Code;
 use crate::labels::{
-    method_label, stat_name, status_index, status_label, LabelSet, METHOD_COUNT, OTHER_STATUS,
-    STATUS_COUNT,
+    method_label, status_index, status_label, LabelSet, METHOD_COUNT, OTHER_STATUS, STATUS_COUNT,
 };
-use crate::names::{DURATIONS_PER_HANDLER, PROXY_RESPONSES_PER_HANDLER, REQUESTS_PER_HANDLER};
+use crate::names::{
+    DURATION, DURATIONS_PER_HANDLER, PROXY_RESPONSES, PROXY_RESPONSES_PER_HANDLER,
+    REQUESTS_PER_HANDLER, REQUESTS_TOTAL, REQUEST_SIZE, RESPONSE_SIZE, TOTAL_DURATION,
+};
 use crate::proxy::ProxyReason;
+
+mod grpc;
+mod own;
+
+pub use grpc::Rpc;
+pub use own::config_valid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -31,21 +39,6 @@ pub trait MetricHost {
     fn define(&self, kind: Kind, name: &str) -> Option<u32>;
     fn increment(&self, id: u32, by: u64) -> bool;
     fn record(&self, id: u32, value: u64) -> bool;
-}
-
-pub use crate::names::{
-    BODY_NOT_COUNTED, CONFIG_VALID, DURATION, PROXY_RESPONSES, REQUESTS_TOTAL, REQUEST_SIZE,
-    RESPONSE_SIZE, SAMPLER_ERRORS, SAMPLER_LAST_SUCCESS, TOTAL_DURATION,
-};
-
-/// `app_metrics_config_valid{plugin}`: 1 while plugin `name`'s last delivered configuration is in
-/// force, 0 while it is refused. Set on configuration changes only, so defined by name each time.
-/// Only `plugin`, never the configuration's constant labels: a refused configuration's labels
-/// cannot be trusted, and the gauge must be found by plugin whatever they are.
-pub fn config_valid(host: &impl MetricHost, name: &[u8], valid: bool) -> bool {
-    let stat = stat_name(CONFIG_VALID, &[("plugin", &plugin_label_value(name))]);
-    host.define(Kind::Gauge, &stat)
-        .is_some_and(|id| host.record(id, u64::from(valid)))
 }
 
 /// One request, complete.
@@ -86,6 +79,15 @@ pub struct Registry {
     sampler_success: Vec<Option<u32>>,
     /// By `body::Reason`; empty unless some counter reads a body.
     body_not_counted: Vec<Option<u32>>,
+    /// gRPC metrics by RPC (the listed ones, then `other`); empty without a `grpc` section.
+    grpc_started: Vec<Option<u32>>,
+    /// By (RPC, code).
+    grpc_handled: Vec<Option<u32>>,
+    /// Empty unless `handling_time`.
+    grpc_handling: Vec<Option<u32>>,
+    /// Empty unless `messages`.
+    grpc_received: Vec<Option<u32>>,
+    grpc_sent: Vec<Option<u32>>,
     /// Series of metrics with dynamic labels: (key, stat id), sorted by key ([`labelled_key`]).
     labelled: Vec<(u64, u32)>,
 }
@@ -100,6 +102,11 @@ enum Family {
     ResponseSize = 4,
     ProxyResponses = 5,
     TotalDuration = 6,
+    GrpcStarted = 7,
+    GrpcHandled = 8,
+    GrpcHandling = 9,
+    GrpcReceived = 10,
+    GrpcSent = 11,
 }
 
 /// A labelled series' key: the metric, then its series in the flat order (counter index;
@@ -138,6 +145,8 @@ impl Registry {
             .map_or(0, |h| h.handler_count());
         let timed_whole = if filter.total_duration() { handlers } else { 0 };
         let samplers = filter.samplers.len();
+        let grpc = filter.grpc.as_ref();
+        let rpcs = grpc.map_or(0, |g| g.methods.len());
         let unlabelled = |i: usize| filter.counter_labels.get(i).is_none_or(LabelSet::is_empty);
         Registry {
             counters: filter
@@ -169,6 +178,32 @@ impl Registry {
             } else {
                 Vec::new()
             },
+            grpc_started: vec![None; rpcs],
+            grpc_handled: vec![None; rpcs * Code::COUNT],
+            grpc_handling: vec![
+                None;
+                if grpc.is_some_and(|g| g.handling_time) {
+                    rpcs
+                } else {
+                    0
+                }
+            ],
+            grpc_received: vec![
+                None;
+                if grpc.is_some_and(|g| g.messages) {
+                    rpcs
+                } else {
+                    0
+                }
+            ],
+            grpc_sent: vec![
+                None;
+                if grpc.is_some_and(|g| g.messages) {
+                    rpcs
+                } else {
+                    0
+                }
+            ],
             labelled: Vec::new(),
         }
     }
@@ -457,77 +492,8 @@ impl Registry {
         }
         ok
     }
-
-    /// A body counter that did not count a request it otherwise matched, by why.
-    #[inline(never)]
-    pub fn body_not_counted(
-        &mut self,
-        filter: &Filter,
-        host: &impl MetricHost,
-        reason: body::Reason,
-    ) -> bool {
-        id_in(
-            self.body_not_counted.get_mut(reason.index()),
-            host,
-            Kind::Counter,
-            || filter.series_name(BODY_NOT_COUNTED, &[("reason", reason.label())], &[]),
-        )
-        .is_some_and(|id| host.increment(id, 1))
-    }
-
-    /// A sampler's good value, and the time of this success.
-    pub fn sample_ok(
-        &mut self,
-        filter: &Filter,
-        host: &impl MetricHost,
-        sampler: usize,
-        value: u64,
-        now_s: u64,
-    ) -> bool {
-        let Some(spec) = filter.samplers.get(sampler) else {
-            return false;
-        };
-        let gauge = self
-            .gauges
-            .get(sampler)
-            .copied()
-            .flatten()
-            .is_some_and(|id| host.record(id, value));
-        let stamp = id_in(
-            self.sampler_success.get_mut(sampler),
-            host,
-            Kind::Gauge,
-            || filter.series_name(SAMPLER_LAST_SUCCESS, &[("sampler", &spec.name)], &[]),
-        )
-        .is_some_and(|id| host.record(id, now_s));
-        gauge && stamp
-    }
-
-    /// A failed sample: the gauge keeps its value, the error is counted under its reason.
-    pub fn sample_failed(
-        &mut self,
-        filter: &Filter,
-        host: &impl MetricHost,
-        sampler: usize,
-        reason: SampleError,
-    ) -> bool {
-        let Some(spec) = filter.samplers.get(sampler) else {
-            return false;
-        };
-        let slot = self
-            .sampler_errors
-            .get_mut(sampler * SampleError::COUNT + reason.index());
-        id_in(slot, host, Kind::Counter, || {
-            filter.series_name(
-                SAMPLER_ERRORS,
-                &[("sampler", &spec.name), ("reason", reason.label())],
-                &[],
-            )
-        })
-        .is_some_and(|id| host.increment(id, 1))
-    }
 }
 
 #[cfg(test)]
-#[path = "../tests/unit/metrics.rs"]
+#[path = "../../tests/unit/metrics.rs"]
 mod tests;
