@@ -219,19 +219,19 @@ logic_test!(
 );
 
 logic_test!(
-    fn overlap_is_decided_segment_by_segment() {
-        use index::may_overlap;
-        assert!(may_overlap("/users/{id}", "/users/{user_id}"));
-        assert!(may_overlap("/users/{id}", "/{kind}/{id}"));
-        assert!(may_overlap("/users/{id}", "/users/{*rest}"));
-        assert!(may_overlap("/{*rest}", "/a/b/c"));
-        assert!(may_overlap("/img-{id}.png", "/img-{n}"));
-        assert!(may_overlap("/img-{id}.png", "/img-1.png"));
-        assert!(!may_overlap("/img-{id}.png", "/img-1.jpg"));
-        assert!(!may_overlap("/img-{id}", "/pic-{id}"));
-        assert!(!may_overlap("/users/{id}", "/orders/{id}"));
-        assert!(!may_overlap("/users/{id}", "/users/{id}/posts"));
-        assert!(!may_overlap("/r1/{id}", "/r2/{id}"));
+    fn templates_share_a_layer_only_when_they_part_at_text() {
+        use index::apart;
+        assert!(apart("/users/{id}", "/orders/{id}"));
+        assert!(apart("/users/{id}", "/users/{id}/posts"));
+        assert!(apart("/r1/{id}", "/r2/{id}"));
+        assert!(apart("/{id}/a", "/{id}/b"));
+        assert!(!apart("/users/{id}", "/users/{user_id}"));
+        assert!(!apart("/users/{id}", "/{kind}/{id}"));
+        assert!(!apart("/users/{id}", "/users/{*rest}"));
+        assert!(!apart("/users/{id}/x", "/users/count/y"));
+        assert!(!apart("/{id}/{id}/{id}", "/{n}.json/a"));
+        assert!(!apart("/a/{{x}}", "/a/b"));
+        assert!(!apart("/a/{id}", "/a/{id}"));
     }
 );
 
