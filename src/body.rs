@@ -8,68 +8,36 @@
 //! JSON and the body is not compressed. The filter never holds a body back: it copies what
 //! passes, up to the largest `max_body_bytes` of the rules concerned, and evaluates the copy
 //! once the body has ended. Then the copy is dropped; only the verdicts stay until the request
-//! is counted.
+//! is counted. The VM's table of bodies being read, within its memory budget, is `bodies.rs`.
 
 use crate::config::BodyTest;
 use crate::json::{lookup, Found, Json};
 use crate::labels::Side;
 use crate::rules::{BodyRule, Rules};
-use std::collections::HashMap;
 
-/// Why a body rule did not count a request it otherwise matched
-/// (`app_metrics_body_not_counted_total{reason}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// The request or response had no body (or it never reached the filter).
-    NoBody,
-    /// The content type is not JSON (`application/json`, `…+json`).
-    NotJson,
-    /// The body is compressed (`content-encoding` other than `identity`).
-    Compressed,
-    /// The body is longer than the counter's `max_body_bytes`.
-    TooLarge,
-    /// The body is not JSON.
-    Parse,
-    /// A pointer found nothing (for `equals` or `increment`).
-    Missing,
-    /// The increment is not a non-negative integer.
-    Invalid,
-    /// The body had not ended when the request did (a client or upstream that went away, or
-    /// trailers after the body).
-    Incomplete,
-    /// The VM's memory for body copies, or its table of requests being read, was full.
-    Busy,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 9] = [
-        Reason::NoBody,
-        Reason::NotJson,
-        Reason::Compressed,
-        Reason::TooLarge,
-        Reason::Parse,
-        Reason::Missing,
-        Reason::Invalid,
-        Reason::Incomplete,
-        Reason::Busy,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Reason::NoBody => "no_body",
-            Reason::NotJson => "not_json",
-            Reason::Compressed => "compressed",
-            Reason::TooLarge => "too_large",
-            Reason::Parse => "parse",
-            Reason::Missing => "missing",
-            Reason::Invalid => "invalid",
-            Reason::Incomplete => "incomplete",
-            Reason::Busy => "busy",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        Reason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+crate::labels::label_enum! {
+    /// Why a body rule did not count a request it otherwise matched
+    /// (`app_metrics_body_not_counted_total{reason}`).
+    pub enum NotCounted {
+        /// The request or response had no body (or it never reached the filter).
+        NoBody => "no_body",
+        /// The content type is not JSON (`application/json`, `…+json`).
+        NotJson => "not_json",
+        /// The body is compressed (`content-encoding` other than `identity`).
+        Compressed => "compressed",
+        /// The body is longer than the counter's `max_body_bytes`.
+        TooLarge => "too_large",
+        /// The body is not JSON.
+        Parse => "parse",
+        /// A pointer found nothing (for `equals` or `increment`).
+        Missing => "missing",
+        /// The increment is not a non-negative integer.
+        Invalid => "invalid",
+        /// The body had not ended when the request did (a client or upstream that went away).
+        Incomplete => "incomplete",
+        /// The VM's memory for body copies (or what one client may hold), or its table of
+        /// requests being read, was full.
+        Busy => "busy",
     }
 }
 
@@ -81,20 +49,20 @@ pub enum Verdict {
     /// A condition does not hold: an ordinary non-match, not counted anywhere.
     Fails,
     /// The body could not say: not counted, and counted under the reason.
-    Unread(Reason),
+    Unread(NotCounted),
 }
 
 /// Whether a body with these headers is one the filter reads: JSON, not compressed.
 pub fn readable(
     content_type: Option<&[u8]>,
     content_encoding: Option<&[u8]>,
-) -> Result<(), Reason> {
+) -> Result<(), NotCounted> {
     let encoded = |e: &[u8]| {
         let e = e.trim_ascii();
         !e.is_empty() && !e.eq_ignore_ascii_case(b"identity")
     };
     if content_encoding.is_some_and(encoded) {
-        return Err(Reason::Compressed);
+        return Err(NotCounted::Compressed);
     }
     let media = content_type
         .and_then(|t| t.split(|&b| b == b';').next())
@@ -109,7 +77,7 @@ pub fn readable(
     if json {
         Ok(())
     } else {
-        Err(Reason::NotJson)
+        Err(NotCounted::NotJson)
     }
 }
 
@@ -154,14 +122,14 @@ impl Reading {
             .max()
             .unwrap_or(0);
         if length.is_some_and(|n| n > limit as u64) {
-            return refused(rules, Reason::TooLarge);
+            return refused(rules, NotCounted::TooLarge);
         }
-        // The declared length, when there is one: no growing (and doubling) as chunks come.
-        let capacity = length.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
+        // Nothing reserved for the declared length: a client may declare a big body and send
+        // nothing. Memory follows what arrives.
         Reading::Copying {
             rules,
             limit,
-            bytes: Vec::with_capacity(capacity),
+            bytes: Vec::new(),
         }
     }
 
@@ -184,17 +152,24 @@ impl Reading {
         }
     }
 
-    /// Bytes held once `more` bytes are appended.
-    fn holding(&self, more: usize) -> usize {
+    /// The most bytes this reading copies (0 unless copying).
+    pub(crate) fn limit(&self) -> usize {
         match self {
-            Reading::Copying { bytes, .. } => {
-                bytes.capacity().max(bytes.len().saturating_add(more))
-            }
+            Reading::Copying { limit, .. } => *limit,
             _ => 0,
         }
     }
 
-    /// Appends a fetched chunk; a body past the limit is refused as `too_large` at once.
+    /// Bytes held once `more` bytes are appended.
+    pub(crate) fn holding(&self, more: usize) -> usize {
+        match self {
+            Reading::Copying { bytes, limit, .. } => grown(bytes, more, *limit),
+            _ => 0,
+        }
+    }
+
+    /// Appends a fetched chunk; a body past the limit is refused as `too_large` at once, one
+    /// the VM has no memory for as `busy` (the allocation fails, the VM lives).
     pub fn push(&mut self, chunk: &[u8]) {
         if let Reading::Copying {
             rules,
@@ -203,46 +178,73 @@ impl Reading {
         } = self
         {
             if bytes.len().saturating_add(chunk.len()) > *limit {
-                *self = refused(std::mem::take(rules), Reason::TooLarge);
-            } else {
+                *self = refused(std::mem::take(rules), NotCounted::TooLarge);
+            } else if grow(bytes, chunk.len(), *limit) {
                 bytes.extend_from_slice(chunk);
+            } else {
+                *self = refused(std::mem::take(rules), NotCounted::Busy);
             }
         }
     }
 
     /// Gives up on the body (no memory, or no way to read it): `reason` for its rules.
-    pub fn refuse(&mut self, reason: Reason) {
+    pub fn refuse(&mut self, reason: NotCounted) {
         if let Reading::Copying { rules, .. } = self {
             *self = refused(std::mem::take(rules), reason);
         }
     }
 
-    /// The body has ended: evaluates the copy for `side` and drops it.
+    /// The body has ended (its last data frame, or trailers after it): evaluates the copy for
+    /// `side` and drops it.
     pub fn end(&mut self, all: &Rules, side: Side) {
         if let Reading::Copying { rules, bytes, .. } = self {
-            let verdicts = evaluate(all, side, rules, bytes);
-            *self = Reading::Done(verdicts);
+            *self = Reading::Done(evaluate(all, side, rules, bytes));
         }
     }
 
     /// This side's verdict for rule `index`, once the request has ended.
     fn verdict(&self, index: usize) -> Verdict {
         match self {
-            Reading::NotStarted | Reading::Skipped => Verdict::Unread(Reason::NoBody),
-            Reading::Copying { .. } => Verdict::Unread(Reason::Incomplete),
+            Reading::NotStarted | Reading::Skipped => Verdict::Unread(NotCounted::NoBody),
+            Reading::Copying { .. } => Verdict::Unread(NotCounted::Incomplete),
             Reading::Done(verdicts) => verdicts
                 .iter()
                 .find(|(i, _)| *i == index)
-                .map_or(Verdict::Unread(Reason::NoBody), |(_, v)| *v),
+                .map_or(Verdict::Unread(NotCounted::NoBody), |(_, v)| *v),
         }
     }
+}
+
+/// The capacity `bytes` has once `more` bytes are appended: doubling (few copies of a body that
+/// comes in many chunks), never past one byte over the limit.
+fn grown(bytes: &Vec<u8>, more: usize, limit: usize) -> usize {
+    let need = bytes.len().saturating_add(more);
+    if need <= bytes.capacity() {
+        return bytes.capacity();
+    }
+    need.max(
+        bytes
+            .capacity()
+            .saturating_mul(2)
+            .min(limit.saturating_add(1)),
+    )
+}
+
+/// Makes room for `more` bytes in `bytes` ([`grown`]) without aborting when memory is short:
+/// `false` then.
+pub fn grow(bytes: &mut Vec<u8>, more: usize, limit: usize) -> bool {
+    let target = grown(bytes, more, limit);
+    target <= bytes.capacity()
+        || bytes
+            .try_reserve_exact(target.saturating_sub(bytes.len()))
+            .is_ok()
 }
 
 fn body_rule(all: &Rules, index: usize) -> Option<&BodyRule> {
     all.rules.get(index).and_then(|r| r.body.as_deref())
 }
 
-fn refused(rules: Vec<usize>, reason: Reason) -> Reading {
+fn refused(rules: Vec<usize>, reason: NotCounted) -> Reading {
     Reading::Done(
         rules
             .into_iter()
@@ -252,7 +254,12 @@ fn refused(rules: Vec<usize>, reason: Reason) -> Reading {
 }
 
 /// Each rule's verdict on one complete body, the document read once for all their pointers.
+/// No byte at all (an empty final data frame) is no body, not a parse error.
 pub fn evaluate(all: &Rules, side: Side, rules: &[usize], body: &[u8]) -> Vec<(usize, Verdict)> {
+    if body.is_empty() {
+        let no_body = Verdict::Unread(NotCounted::NoBody);
+        return rules.iter().map(|&i| (i, no_body)).collect();
+    }
     let specs: Vec<(usize, Option<&BodyRule>)> =
         rules.iter().map(|&i| (i, body_rule(all, i))).collect();
     let mut pointers: Vec<&str> = Vec::new();
@@ -276,8 +283,8 @@ pub fn evaluate(all: &Rules, side: Side, rules: &[usize], body: &[u8]) -> Vec<(u
         .map(|(i, spec)| {
             let verdict = match (spec, &found) {
                 (None, _) => Verdict::Fails,
-                (Some(spec), _) if body.len() > spec.limit => Verdict::Unread(Reason::TooLarge),
-                (Some(_), None) => Verdict::Unread(Reason::Parse),
+                (Some(spec), _) if body.len() > spec.limit => Verdict::Unread(NotCounted::TooLarge),
+                (Some(_), None) => Verdict::Unread(NotCounted::Parse),
                 (Some(spec), Some(found)) => judge(spec, side, |pointer| {
                     pointers
                         .iter()
@@ -309,14 +316,14 @@ fn judge<'a>(spec: &BodyRule, side: Side, at: impl Fn(&str) -> Option<&'a Found>
         }
     }
     if missing {
-        return Verdict::Unread(Reason::Missing);
+        return Verdict::Unread(NotCounted::Missing);
     }
     match spec.increment.as_ref().filter(|i| i.side == side) {
         None => Verdict::Holds(None),
         Some(increment) => match at(&increment.pointer) {
-            None => Verdict::Unread(Reason::Missing),
+            None => Verdict::Unread(NotCounted::Missing),
             Some(Found::Number(crate::json::Number::Unsigned(n))) => Verdict::Holds(Some(*n)),
-            Some(_) => Verdict::Unread(Reason::Invalid),
+            Some(_) => Verdict::Unread(NotCounted::Invalid),
         },
     }
 }
@@ -342,10 +349,21 @@ pub struct Pending {
     /// When the request's headers passed: for [`Bodies::sweep`].
     pub born_ms: u64,
     /// Set when the request got no entry (the table was full): every body rule's verdict.
-    pub refused: Option<Reason>,
+    pub refused: Option<NotCounted>,
+    /// The client's connection (`connection.id`), when known: what one client may hold is
+    /// bounded.
+    pub connection: Option<u64>,
+    /// [`Bodies`]' chunk count at this request's last chunk (or its headers): readings that
+    /// stopped progressing are the first to go when the budget is full.
+    pub progress: u64,
 }
 
 impl Pending {
+    /// Bytes both copies hold.
+    pub fn held(&self) -> usize {
+        self.request.held().saturating_add(self.response.held())
+    }
+
     pub fn side(&mut self, side: Side) -> &mut Reading {
         match side {
             Side::Request => &mut self.request,
@@ -374,7 +392,7 @@ pub fn verdict(pending: Option<&Pending>, all: &Rules, index: usize) -> Verdict 
             continue;
         }
         let this = match (pending, side) {
-            (None, _) => Verdict::Unread(Reason::NoBody),
+            (None, _) => Verdict::Unread(NotCounted::NoBody),
             (Some(p), Side::Request) => p.request.verdict(index),
             (Some(p), Side::Response) => p.response.verdict(index),
         };
@@ -385,187 +403,6 @@ pub fn verdict(pending: Option<&Pending>, all: &Rules, index: usize) -> Verdict 
         };
     }
     result
-}
-
-/// The bodies being read in one VM, by request context, within a memory budget.
-#[derive(Debug, Default)]
-pub struct Bodies {
-    pending: HashMap<u32, Pending>,
-    /// Bytes the copies in `pending` hold.
-    held: usize,
-    /// Requests refused an entry (the table was full), newest last, at most [`MAX_REFUSED`]:
-    /// their end says `busy` rather than `no_body`.
-    refused: std::collections::VecDeque<u32>,
-}
-
-/// Refused requests remembered until their end; past it the oldest end says `no_body`.
-pub const MAX_REFUSED: usize = 1024;
-
-/// Requests whose bodies one VM reads at once; past it a body is not read (`busy`).
-pub const MAX_PENDING: usize = 4096;
-/// Memory one VM gives body copies at once (the VM's memory never shrinks after a peak).
-pub const BUDGET_BYTES: usize = 16 * 1024 * 1024;
-/// A request still pending after this long is forgotten (its end was never seen).
-pub const FORGET_MS: u64 = 10 * 60 * 1000;
-
-/// A chunk of `size` bytes of `side`'s body of request `context`; `end` when it is the last.
-#[derive(Debug, Clone, Copy)]
-pub struct Chunk {
-    pub context: u32,
-    pub side: Side,
-    pub size: usize,
-    pub end: bool,
-}
-
-impl Bodies {
-    /// A chunk of a body passes: the reading its headers started copies what it wants of it
-    /// (`fetch` gives the chunk's first `n` bytes, `None` if the host would not), and at the
-    /// body's end evaluates the copy. A request without an entry is not read.
-    pub fn chunk(
-        &mut self,
-        chunk: Chunk,
-        all: &Rules,
-        fetch: impl FnOnce(usize) -> Option<Vec<u8>>,
-    ) {
-        let Chunk {
-            context,
-            side,
-            size,
-            end,
-        } = chunk;
-        let Some(pending) = self.pending.get_mut(&context) else {
-            return;
-        };
-        let reading = pending.side(side);
-        let before = reading.held();
-        let others = self.held.saturating_sub(before);
-        let wanted = reading.wanted(size);
-        if wanted > 0 {
-            // Checked before copying: past the budget the body is not read at all.
-            if others.saturating_add(reading.holding(wanted)) > BUDGET_BYTES {
-                reading.refuse(Reason::Busy);
-            } else {
-                match fetch(wanted) {
-                    Some(bytes) => reading.push(&bytes),
-                    None => reading.refuse(Reason::Busy),
-                }
-            }
-        }
-        if end {
-            reading.end(all, side);
-        }
-        self.held = self
-            .held
-            .saturating_sub(before)
-            .saturating_add(reading.held());
-    }
-
-    /// The request's headers have passed: `request` is how its body is read (`NotStarted` when
-    /// it has none), `response_rules` the rules that may read the response body. Only a request
-    /// some rule reads gets an entry. Returns `Busy` if the table is full.
-    pub fn request_headers(
-        &mut self,
-        context: u32,
-        now_ms: u64,
-        request: Reading,
-        response_rules: Vec<usize>,
-    ) -> Option<Reason> {
-        if matches!(request, Reading::Skipped | Reading::NotStarted) && response_rules.is_empty() {
-            return None;
-        }
-        if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&context) {
-            self.note_refused(context);
-            return Some(Reason::Busy);
-        }
-        let mut request = request;
-        if self.held.saturating_add(request.held()) > BUDGET_BYTES {
-            request.refuse(Reason::Busy);
-        }
-        let held = request.held();
-        let pending = Pending {
-            request,
-            response: Reading::NotStarted,
-            response_rules,
-            born_ms: now_ms,
-            refused: None,
-        };
-        if let Some(old) = self.pending.insert(context, pending) {
-            self.held = self
-                .held
-                .saturating_sub(old.request.held() + old.response.held());
-        }
-        self.held = self.held.saturating_add(held);
-        None
-    }
-
-    /// The response's headers have passed: `start` decides, from the rules noted at the
-    /// request, how its body is read.
-    pub fn response_headers(&mut self, context: u32, start: impl FnOnce(&[usize]) -> Reading) {
-        if let Some(pending) = self.pending.get_mut(&context) {
-            if !pending.response_rules.is_empty() {
-                pending.response = start(&pending.response_rules);
-                if self.held.saturating_add(pending.response.held()) > BUDGET_BYTES {
-                    pending.response.refuse(Reason::Busy);
-                }
-                self.held = self.held.saturating_add(pending.response.held());
-            }
-        }
-    }
-
-    /// Whether request `context` has bodies being read.
-    pub fn has(&self, context: u32) -> bool {
-        self.pending.contains_key(&context)
-    }
-
-    /// The request has ended: its bodies' verdicts, and the entry gone.
-    pub fn finish(&mut self, context: u32) -> Option<Pending> {
-        let Some(pending) = self.pending.remove(&context) else {
-            let at = self.refused.iter().position(|&c| c == context)?;
-            self.refused.remove(at);
-            return Some(Pending {
-                refused: Some(Reason::Busy),
-                ..Pending::default()
-            });
-        };
-        self.held = self
-            .held
-            .saturating_sub(pending.request.held() + pending.response.held());
-        Some(pending)
-    }
-
-    fn note_refused(&mut self, context: u32) {
-        if self.refused.len() >= MAX_REFUSED {
-            self.refused.pop_front();
-        }
-        self.refused.push_back(context);
-    }
-
-    /// Forgets requests pending longer than [`FORGET_MS`] (whose end Envoy never reported).
-    pub fn sweep(&mut self, now_ms: u64) {
-        let mut freed = 0;
-        self.pending.retain(|_, p| {
-            let keep = now_ms.saturating_sub(p.born_ms) < FORGET_MS;
-            if !keep {
-                freed += p.request.held() + p.response.held();
-            }
-            keep
-        });
-        self.held = self.held.saturating_sub(freed);
-    }
-
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Whether no request is being read or remembered as refused.
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty() && self.refused.is_empty()
-    }
-
-    /// Bytes the copies hold now.
-    pub fn held(&self) -> usize {
-        self.held
-    }
 }
 
 #[cfg(test)]

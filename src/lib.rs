@@ -9,6 +9,7 @@
 //! wasm-bindgen-test. The unit tests live in tests/unit/ (one file per module, compiled into the
 //! library's test build), so nothing under src/ may panic. `glue` is the only code that talks to proxy-wasm.
 
+pub mod bodies;
 pub mod body;
 pub mod config;
 pub mod extract;
@@ -19,6 +20,7 @@ pub mod json;
 pub mod labels;
 pub mod lifecycle;
 pub mod logbudget;
+pub mod memory;
 pub mod metrics;
 pub mod names;
 pub mod pairs;
@@ -26,6 +28,7 @@ pub mod proxy;
 pub mod routes;
 pub mod rules;
 pub mod schedule;
+pub mod streams;
 
 #[cfg(not(test))]
 mod glue;

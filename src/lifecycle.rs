@@ -1,23 +1,43 @@
-//! Which configuration serves a request, across a plugin's configuration updates.
+//! Which configuration serves a request, across a plugin's configuration updates, stalls and
+//! clock steps.
 //!
 //! Envoy gives each plugin configuration a root context; several live in one VM at once (two
 //! listeners, inbound and outbound, an old listener draining after an update) and Envoy reuses a
 //! still-alive one without a new `proxy_on_configure` when its configuration comes back (a revert
 //! while the old listener drains). So "the newest configuration of a plugin name" is not the one
 //! serving a request: Envoy says which root a request belongs to when the request's context is
-//! created, and that is what counts it.
+//! created, and that is what counts it. A request is never counted by a plugin of another name.
 //!
 //! A configuration that fails validation is never refused to Envoy (a refused ECDS update leaves a
 //! new pod answering 500 to everything): its root serves with the plugin's last good
 //! configuration in this VM, or records nothing if there is none.
 //!
 //! Envoy tells a module that a root ended only through `proxy_on_done`/`proxy_on_delete`, which it
-//! would then also call for every request (two more VM entries each). Roots tick once a second
-//! instead, and one silent for [`STALE_MS`] has ended.
+//! would then also call for every request (two more VM entries each). Roots tick instead, and one
+//! that missed [`STALE_ROUNDS`] rounds of the others' ticks has ended. Rounds, not a clock: a
+//! process stall (SIGSTOP, a throttled node) or a clock step moves every clock at once, but the
+//! roots' ticks resume together, so no live root looks silent after one. A root dropped anyway
+//! becomes dormant: its configuration is kept, and a tick or a request under it brings it back.
+//!
+//! Envoy never forgets a root's timer: a retired root that ticks every second is re-armed by
+//! Envoy for the VM's life (the call dropped, its context gone). So a root superseded by a newer
+//! root of its name is slowed to [`SLOW_TICK_MS`] while it is still alive to be slowed; a request
+//! under it, or a tick that finds no faster root of its name ticking, speeds it up again.
 
-/// A root not heard from for this long has ended (it ticks every second while alive). Long, so a
-/// stalled event loop never makes a live root look dead; freeing a root is tidiness, not urgency.
-pub const STALE_MS: u64 = 60_000;
+use std::collections::VecDeque;
+
+/// Every live root ticks this often: samplers run on it, and it says the root is alive.
+pub const TICK_MS: u32 = 1000;
+
+/// A root superseded by a newer root of its name ticks this often (see the module comment).
+pub const SLOW_TICK_MS: u32 = 30_000;
+
+/// A root that missed this many rounds has ended (a round ends when some root ticks a second
+/// time in it: about a second). Long, so a busy worker never makes a live root look dead.
+pub const STALE_ROUNDS: u64 = 60;
+
+/// Dormant roots kept per VM (their delivered configuration each), oldest forgotten first.
+pub const MAX_DORMANT: usize = 64;
 
 /// Requests in flight remembered per VM (a slot per context id modulo this). A request whose slot
 /// was reused meanwhile (more in flight, or a stream open for this many newer requests) falls back
@@ -31,43 +51,91 @@ pub struct Live<R> {
     pub name: Vec<u8>,
     /// Whether the configuration delivered to this root passed validation.
     pub valid: bool,
-    seen_ms: u64,
+    /// The configuration it serves (the delivered one, or the last good one when that was
+    /// refused): what it is rebuilt from if it is dropped and comes back.
+    in_force: Option<Vec<u8>>,
+    /// The round of its last tick (or of its configuration).
+    heard: u64,
+    /// Ticking every [`SLOW_TICK_MS`] rather than [`TICK_MS`].
+    slow: bool,
     order: u64,
     pub root: R,
 }
 
+/// A root dropped as ended, kept so that it can come back if it was not.
+struct Dormant {
+    id: u32,
+    name: Vec<u8>,
+    valid: bool,
+    in_force: Option<Vec<u8>>,
+    order: u64,
+}
+
+/// A slowed root serves again (a revert Envoy served from its cache, or the root that
+/// superseded it ended): its timer goes back to [`TICK_MS`], and its validity is the plugin's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    pub name: Vec<u8>,
+    pub valid: bool,
+}
+
+/// What a tick changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Ticked {
+    /// The ticking root, if it was slowed and serves again.
+    pub resumed: Option<Resumed>,
+    /// Plugin names that lost a root, whose configuration in force may have changed.
+    pub ended: Vec<Vec<u8>>,
+}
+
 pub struct Plugins<R> {
     roots: Vec<Live<R>>,
+    dormant: VecDeque<Dormant>,
     /// The last configuration that passed validation, per plugin name.
     last_good: Vec<(Vec<u8>, Vec<u8>)>,
     /// `(context id, root id)`, at `context id % IN_FLIGHT`; context ids start at 1, so 0 is empty.
     in_flight: Vec<(u32, u32)>,
     configured: u64,
+    round: u64,
 }
 
 impl<R> Default for Plugins<R> {
     fn default() -> Self {
         Plugins {
             roots: Vec::new(),
+            dormant: VecDeque::new(),
             last_good: Vec::new(),
             in_flight: Vec::new(),
             configured: 0,
+            round: 0,
         }
     }
 }
 
 impl<R> Plugins<R> {
+    /// The configuration root `id` of plugin `name` serves when `raw` was delivered: `raw` if
+    /// `valid`, else the plugin's last good one in this VM (if any).
+    pub fn in_force<'a>(&'a self, name: &[u8], raw: &'a [u8], valid: bool) -> Option<&'a [u8]> {
+        if valid {
+            Some(raw)
+        } else {
+            self.last_good(name)
+        }
+    }
+
     /// Root `id` of plugin `name` was given `raw`; `valid` says whether it passed validation.
+    /// Returns the other live roots of `name`, now superseded: to slow down ([`SLOW_TICK_MS`]).
     pub fn configured(
         &mut self,
         id: u32,
         name: &[u8],
         raw: &[u8],
         valid: bool,
-        now_ms: u64,
         root: R,
-    ) {
+    ) -> Vec<u32> {
+        let in_force = self.in_force(name, raw, valid).map(<[u8]>::to_vec);
         self.roots.retain(|l| l.id != id);
+        self.dormant.retain(|d| d.id != id);
         if valid {
             match self.last_good.iter_mut().find(|(n, _)| n == name) {
                 Some((_, good)) => *good = raw.to_vec(),
@@ -75,14 +143,22 @@ impl<R> Plugins<R> {
             }
         }
         self.configured += 1;
+        let mut superseded = Vec::new();
+        for other in self.roots.iter_mut().filter(|l| l.name == name && !l.slow) {
+            other.slow = true;
+            superseded.push(other.id);
+        }
         self.roots.push(Live {
             id,
             name: name.to_vec(),
             valid,
-            seen_ms: now_ms,
+            in_force,
+            heard: self.round,
+            slow: false,
             order: self.configured,
             root,
         });
+        superseded
     }
 
     /// The roots alive in this VM of plugins other than `name`.
@@ -102,25 +178,43 @@ impl<R> Plugins<R> {
         self.roots.iter_mut().find(|l| l.id == id)
     }
 
-    /// A request's context `context` was created under root `root`.
-    pub fn request_started(&mut self, context: u32, root: u32) {
+    /// A request's context `context` was created under root `root`. `Some` when that root had
+    /// been slowed: it serves again, and is its plugin's configuration in force.
+    pub fn request_started(&mut self, context: u32, root: u32) -> Option<Resumed> {
         if self.in_flight.is_empty() {
             self.in_flight = vec![(0, 0); IN_FLIGHT];
         }
         if let Some(slot) = self.in_flight.get_mut(slot_of(context)) {
             *slot = (context, root);
         }
+        let at = self.roots.iter().position(|l| l.id == root && l.slow)?;
+        self.resume(at)
+    }
+
+    /// Slowed root at `at` serves again: full rate, and the newest of its name.
+    fn resume(&mut self, at: usize) -> Option<Resumed> {
+        self.configured += 1;
+        let order = self.configured;
+        let live = self.roots.get_mut(at)?;
+        live.slow = false;
+        live.order = order;
+        Some(Resumed {
+            name: live.name.clone(),
+            valid: live.valid,
+        })
     }
 
     /// The root that serves request `context`, forgetting the request. Without a record of it
     /// (see [`IN_FLIGHT`]), the newest root of the request's plugin name, which `name` gives (a
-    /// host call, made only when several roots are alive).
+    /// host call, made only when the answer is not obvious). A dormant root is brought back by
+    /// `revive` (given the configuration it served).
     pub fn root_of_request(
         &mut self,
         context: u32,
         name: impl FnOnce() -> Option<Vec<u8>>,
+        revive: impl FnOnce(Option<&[u8]>) -> R,
     ) -> Option<&mut Live<R>> {
-        self.serving(context, true, name)
+        self.serving(context, true, name, revive)
     }
 
     /// [`Plugins::root_of_request`] while the request goes on (its headers, its body): the
@@ -129,8 +223,9 @@ impl<R> Plugins<R> {
         &mut self,
         context: u32,
         name: impl FnOnce() -> Option<Vec<u8>>,
+        revive: impl FnOnce(Option<&[u8]>) -> R,
     ) -> Option<&mut Live<R>> {
-        self.serving(context, false, name)
+        self.serving(context, false, name, revive)
     }
 
     fn serving(
@@ -138,45 +233,149 @@ impl<R> Plugins<R> {
         context: u32,
         forget: bool,
         name: impl FnOnce() -> Option<Vec<u8>>,
+        revive: impl FnOnce(Option<&[u8]>) -> R,
     ) -> Option<&mut Live<R>> {
+        // Only this request's own record is taken: a newer request in the slot keeps its own.
         let recorded = self.in_flight.get_mut(slot_of(context)).and_then(|slot| {
-            let (c, root) = if forget { std::mem::take(slot) } else { *slot };
-            (c == context && c != 0).then_some(root)
-        });
-        let at = match recorded.and_then(|id| self.roots.iter().position(|l| l.id == id)) {
-            Some(at) => at,
-            None if self.roots.len() <= 1 => 0,
-            None => {
-                let name = name();
-                let newest = |named: bool| {
-                    self.roots
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, l)| !named || Some(&l.name) == name.as_ref())
-                        .max_by_key(|(_, l)| l.order)
-                        .map(|(at, _)| at)
-                };
-                newest(true).or_else(|| newest(false))?
+            let (c, root) = *slot;
+            let mine = c == context && c != 0;
+            if mine && forget {
+                *slot = (0, 0);
             }
-        };
-        self.roots.get_mut(at)
+            mine.then_some(root)
+        });
+        if let Some(id) = recorded {
+            if let Some(at) = self.roots.iter().position(|l| l.id == id) {
+                return self.roots.get_mut(at);
+            }
+            if self.dormant.iter().any(|d| d.id == id) {
+                return self.revive(id, revive);
+            }
+        }
+        // No record of it (or of its root): the newest root of its name, never another plugin's.
+        if recorded.is_none() && self.roots.len() == 1 && self.dormant.is_empty() {
+            return self.roots.first_mut();
+        }
+        let name = name()?;
+        let live = self
+            .roots
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.name == name)
+            .max_by_key(|(_, l)| l.order)
+            .map(|(at, _)| at);
+        if let Some(at) = live {
+            return self.roots.get_mut(at);
+        }
+        let dormant = self
+            .dormant
+            .iter()
+            .filter(|d| d.name == name)
+            .max_by_key(|d| d.order)
+            .map(|d| d.id)?;
+        self.revive(dormant, revive)
     }
 
-    /// Root `id` ticked at `now_ms`: it is alive. Roots silent for [`STALE_MS`] are dropped;
-    /// returns the plugin names that lost a root, whose configuration in force may have changed.
-    pub fn ticked(&mut self, id: u32, now_ms: u64) -> Vec<Vec<u8>> {
-        if let Some(live) = self.root(id) {
-            live.seen_ms = live.seen_ms.max(now_ms);
-        }
-        let mut ended = Vec::new();
-        self.roots.retain(|l| {
-            let alive = l.seen_ms.saturating_add(STALE_MS) >= now_ms;
-            if !alive && !ended.contains(&l.name) {
-                ended.push(l.name.clone());
-            }
-            alive
+    /// Brings dormant root `id` back (it ticked, or a request came under it).
+    pub fn revive(
+        &mut self,
+        id: u32,
+        revive: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Option<&mut Live<R>> {
+        let at = self.dormant.iter().position(|d| d.id == id)?;
+        let d = self.dormant.remove(at)?;
+        let root = revive(d.in_force.as_deref());
+        self.roots.push(Live {
+            id: d.id,
+            name: d.name,
+            valid: d.valid,
+            in_force: d.in_force,
+            heard: self.round,
+            slow: false,
+            order: d.order,
+            root,
         });
-        ended
+        self.roots.last_mut()
+    }
+
+    /// Whether root `id` is dormant (dropped as ended, and kept).
+    pub fn is_dormant(&self, id: u32) -> bool {
+        self.dormant.iter().any(|d| d.id == id)
+    }
+
+    /// Root `id` ticked: it is alive. Roots that missed [`STALE_ROUNDS`] rounds (three slow
+    /// periods for a slowed one) become dormant.
+    pub fn ticked(&mut self, id: u32) -> Ticked {
+        let mut result = Ticked::default();
+        let Some(at) = self.roots.iter().position(|l| l.id == id) else {
+            return result;
+        };
+        let Some((previous, slow, name)) = self
+            .roots
+            .get(at)
+            .map(|l| (l.heard, l.slow, l.name.clone()))
+        else {
+            return result;
+        };
+        // A second tick in this round starts the next one.
+        if previous == self.round {
+            self.round += 1;
+        }
+        let now = self.round;
+        // A slowed root that no faster root of its name replaced since its last tick serves
+        // again (the one that superseded it ended).
+        let replaced = self
+            .roots
+            .iter()
+            .any(|l| l.name == name && !l.slow && l.id != id && l.heard > previous);
+        if slow && !replaced {
+            result.resumed = self.resume(at);
+        }
+        if let Some(live) = self.roots.get_mut(at) {
+            live.heard = now;
+        }
+        let slow_rounds = u64::from(SLOW_TICK_MS / TICK_MS) * 3;
+        let mut i = 0;
+        while i < self.roots.len() {
+            let stale = self.roots.get(i).is_some_and(|l| {
+                let limit = if l.slow {
+                    slow_rounds.max(STALE_ROUNDS)
+                } else {
+                    STALE_ROUNDS
+                };
+                now.saturating_sub(l.heard) > limit
+            });
+            if !stale {
+                i += 1;
+                continue;
+            }
+            let l = self.roots.swap_remove(i);
+            if !result.ended.contains(&l.name) {
+                result.ended.push(l.name.clone());
+            }
+            if self.dormant.len() >= MAX_DORMANT {
+                self.dormant.pop_front();
+            }
+            self.dormant.push_back(Dormant {
+                id: l.id,
+                name: l.name,
+                valid: l.valid,
+                in_force: l.in_force,
+                order: l.order,
+            });
+        }
+        if !result.ended.is_empty() {
+            self.prune_last_good();
+        }
+        result
+    }
+
+    /// Forgets the last good configuration of plugins with no root left, live or dormant.
+    fn prune_last_good(&mut self) {
+        let (roots, dormant) = (&self.roots, &self.dormant);
+        self.last_good.retain(|(name, _)| {
+            roots.iter().any(|l| &l.name == name) || dormant.iter().any(|d| &d.name == name)
+        });
     }
 
     /// Whether the newest live configuration of plugin `name` passed validation; `None` when the
@@ -189,12 +388,23 @@ impl<R> Plugins<R> {
             .map(|l| l.valid)
     }
 
+    /// Live roots.
     pub fn len(&self) -> usize {
         self.roots.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.roots.is_empty()
+    }
+
+    /// Dormant roots.
+    pub fn dormant(&self) -> usize {
+        self.dormant.len()
+    }
+
+    /// Plugin names whose last good configuration is kept.
+    pub fn last_good_kept(&self) -> usize {
+        self.last_good.len()
     }
 }
 

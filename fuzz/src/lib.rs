@@ -5,7 +5,8 @@
 //! A check fails by panicking (`assert!`), which libFuzzer records as a crash. No `unwrap`,
 //! indexing or `panic!` here: the root crate's lints apply when the regression test includes it.
 
-use app_metrics::body::{self, Bodies, Chunk, Reading, Verdict};
+use app_metrics::bodies::{Bodies, Chunk};
+use app_metrics::body::{self, Reading, Verdict};
 use app_metrics::config::{self, BodyTest, Counter, Match, ValueSource};
 use app_metrics::extract::{sample_value, Answer, SampleError};
 use app_metrics::filter::Filter;
@@ -467,7 +468,7 @@ pub fn body_reader(data: &[u8]) {
         let c = counters.get(*i);
         assert!(c.is_some(), "verdict for rule {i}, not configured");
         let Some(c) = c else { continue };
-        let too_large = *verdict == Verdict::Unread(body::Reason::TooLarge);
+        let too_large = *verdict == Verdict::Unread(body::NotCounted::TooLarge);
         assert_eq!(
             too_large,
             body.len() > c.body_limit(),
@@ -478,8 +479,14 @@ pub fn body_reader(data: &[u8]) {
         }
         match &tree {
             Some(tree) => assert_eq!(*verdict, model(c, side, tree), "rule {i}"),
+            // No byte at all is no body (an empty final data frame), not a parse error.
             None => assert!(
-                *verdict == Verdict::Unread(body::Reason::Parse)
+                *verdict
+                    == Verdict::Unread(if body.is_empty() {
+                        body::NotCounted::NoBody
+                    } else {
+                        body::NotCounted::Parse
+                    })
                     || app_metrics::json::lookup(body, &[]).is_ok(),
                 "rule {i}: {verdict:?} on a body that does not parse"
             ),
@@ -595,14 +602,14 @@ fn model(c: &Counter, side: Side, tree: &Value) -> Verdict {
         }
     }
     if missing {
-        return Verdict::Unread(body::Reason::Missing);
+        return Verdict::Unread(body::NotCounted::Missing);
     }
     match c.increment.as_ref().filter(|i| i.side == side) {
         None => Verdict::Holds(None),
         Some(i) => match tree.pointer(&i.pointer) {
-            None => Verdict::Unread(body::Reason::Missing),
+            None => Verdict::Unread(body::NotCounted::Missing),
             Some(Value::Number(n)) if n.is_u64() => Verdict::Holds(n.as_u64()),
-            Some(_) => Verdict::Unread(body::Reason::Invalid),
+            Some(_) => Verdict::Unread(body::NotCounted::Invalid),
         },
     }
 }

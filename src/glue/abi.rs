@@ -13,29 +13,11 @@
 //! `app_metrics_config_valid`, and the plugin's last good configuration stays in force.
 
 use super::host::{self, Buffer, Stats};
-use super::root::{Root, TICK_MS};
+use super::root::{parse, revived, Root};
+use super::vm::with_vm;
 use super::{http, install_logging};
-use crate::config;
-use crate::lifecycle::Plugins;
+use crate::lifecycle::{Plugins, Resumed, SLOW_TICK_MS, TICK_MS};
 use crate::metrics::config_valid;
-use std::cell::RefCell;
-
-thread_local! {
-    /// Everything one VM (one worker thread) keeps: its root contexts, one per plugin
-    /// configuration alive in it, and which root each request in flight belongs to.
-    static VM: RefCell<Plugins<Root>> = RefCell::new(Plugins::default());
-}
-
-pub(super) fn now_ms() -> u64 {
-    host::now_ns().unwrap_or(0) / 1_000_000
-}
-
-/// A configuration this build can serve: the lean one refuses body rules.
-fn parse(raw: &[u8]) -> Result<config::Config, config::ConfigError> {
-    let config = config::parse(raw)?;
-    config::check_build(&config, cfg!(feature = "bodies"))?;
-    Ok(config)
-}
 
 /// Configures root `id`: never refused (see the module comment).
 fn configure(plugins: &mut Plugins<Root>, id: u32) {
@@ -67,14 +49,41 @@ fn configure(plugins: &mut Plugins<Root>, id: u32) {
     });
     let root = Root::new(config.as_ref().ok());
     warn_shared_samplers(plugins, &name, &root);
-    if let Err(status) = host::set_tick_period_ms(TICK_MS) {
-        log::error!("cannot start the timer (host status {status})");
-    }
+    set_tick(TICK_MS);
     if !config_valid(&Stats, &name, valid) {
         log::error!("cannot set app_metrics_config_valid");
     }
     let raw = delivered.unwrap_or_default();
-    plugins.configured(id, &name, &raw, valid, now_ms(), root);
+    // The roots this one supersedes tick slowly from now: once retired, Envoy would tick them
+    // for the VM's life (`lifecycle.rs`). Only now, while they are alive, can their timer be set.
+    for other in plugins.configured(id, &name, &raw, valid, root) {
+        match host::set_effective_context(other) {
+            Ok(()) => set_tick(SLOW_TICK_MS),
+            Err(status) => warn_limited!(|| {
+                format!(
+                "cannot slow superseded root {other} (host status {status}): Envoy ticks it every second"
+            )
+            }),
+        }
+        if let Err(status) = host::set_effective_context(id) {
+            log::error!("cannot return to root {id} (host status {status})");
+        }
+    }
+}
+
+/// Sets the tick period of the current (or effective) context's root.
+fn set_tick(ms: u32) {
+    if let Err(status) = host::set_tick_period_ms(ms) {
+        warn_limited!(|| format!("cannot set the timer (host status {status})"));
+    }
+}
+
+/// A slowed root serves again: its timer at full rate, its validity shown.
+fn resumed(resumed: Option<Resumed>) {
+    if let Some(r) = resumed {
+        set_tick(TICK_MS);
+        config_valid(&Stats, &r.name, r.valid);
+    }
 }
 
 /// Says so when a sampler of plugin `name` would feed the same gauge (and share the schedule) as
@@ -95,25 +104,17 @@ fn warn_shared_samplers(plugins: &Plugins<Root>, name: &[u8], root: &Root) {
     }
 }
 
-/// Runs `f` on the VM's state; a re-entrant call (never expected: the host defers its callbacks
-/// while the VM runs) is dropped and logged rather than allowed to panic.
-pub(super) fn with_vm<R>(f: impl FnOnce(&mut Plugins<Root>) -> R) -> Option<R> {
-    VM.with(|vm| match vm.try_borrow_mut() {
-        Ok(mut vm) => Some(f(&mut vm)),
-        Err(_) => {
-            warn_limited!(|| "re-entrant callback ignored".to_string());
-            None
-        }
-    })
-}
-
 #[no_mangle]
 pub extern "C" fn proxy_abi_version_0_2_1() {}
 
 /// The host allocates in the VM through this to hand over data (header maps, bodies, ...).
+/// Without the memory, null: the host call fails with a status (the request passes uncounted,
+/// logged by its caller) rather than the VM aborting (`crate::memory`).
 #[no_mangle]
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-    let mut buffer: Vec<u8> = Vec::with_capacity(size);
+    let Some(mut buffer) = crate::memory::buffer(size) else {
+        return std::ptr::null_mut();
+    };
     let pointer = buffer.as_mut_ptr();
     std::mem::forget(buffer);
     pointer
@@ -129,7 +130,8 @@ pub extern "C" fn proxy_on_vm_start(_root_id: u32, _vm_configuration_size: usize
 #[no_mangle]
 pub extern "C" fn proxy_on_context_create(context_id: u32, parent: u32) {
     if parent != 0 {
-        with_vm(|vm| vm.request_started(context_id, parent));
+        // `Some` only for a root slowed as superseded that serves again (rare).
+        resumed(with_vm(|vm| vm.request_started(context_id, parent)).flatten());
     }
 }
 
@@ -137,13 +139,16 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent: u32) {
 #[no_mangle]
 pub extern "C" fn proxy_on_log(context_id: u32) {
     #[cfg(feature = "bodies")]
-    let bodies = super::body::finish(context_id);
+    let (bodies, stream) = (
+        super::body::finish(context_id),
+        super::body::finish_rpc(context_id),
+    );
     #[cfg(not(feature = "bodies"))]
-    let bodies = None;
+    let (bodies, stream) = (None, None);
     with_vm(|vm| {
-        let live = vm.root_of_request(context_id, host::plugin_name);
+        let live = vm.root_of_request(context_id, host::plugin_name, revived);
         if let Some(state) = live.and_then(|l| l.root.state()) {
-            http::on_log(state, bodies.as_ref());
+            http::on_log(state, bodies.as_ref(), stream.as_ref());
         }
     });
 }
@@ -159,15 +164,21 @@ pub extern "C" fn proxy_on_tick(root_id: u32) {
     #[cfg(feature = "bodies")]
     super::body::sweep();
     with_vm(|vm| {
-        let ended = vm.ticked(root_id, now_ms());
+        // Dropped as ended, yet it ticks (a stall longer than the silence limit): it is back.
+        if vm.is_dormant(root_id) && vm.revive(root_id, revived).is_some() {
+            set_tick(TICK_MS);
+        }
+        let ticked = vm.ticked(root_id);
         if let Some(live) = vm.root(root_id) {
             live.root.tick();
         }
-        // A plugin whose newest root ended is served by its previous one again.
-        for name in ended {
-            if let Some(valid) = vm.in_force_valid(&name) {
-                config_valid(&Stats, &name, valid);
-            }
+        let changed = ticked.resumed.as_ref().map(|r| r.name.clone());
+        resumed(ticked.resumed);
+        // A plugin whose newest root ended is served by its previous one again; one with no
+        // root left has nothing refused in force.
+        for name in ticked.ended.into_iter().chain(changed) {
+            let valid = vm.in_force_valid(&name).unwrap_or(true);
+            config_valid(&Stats, &name, valid);
         }
     });
 }

@@ -8,26 +8,29 @@
 //! callback and one table lookup. A concerned body is copied (`crate::body`), never held back:
 //! each callback answers `Continue`.
 
-use super::abi::{now_ms, with_vm};
+use super::host::now_ms;
+use super::host::Stats;
 use super::host::{self, Buffer, Map};
 use super::http::read;
-use super::root::State;
-use crate::body::{Bodies, Chunk, Pending, Reading};
+use super::root::{revived, State};
+use super::vm::{with_bodies, with_streams, with_vm};
+use crate::bodies::Chunk;
+use crate::body::{Pending, Reading};
+use crate::filter::{REQUEST_PATH, REQUEST_RULE_HEADERS};
+use crate::grpc;
 use crate::labels::Side;
+use crate::metrics::Rpc;
+use crate::pairs::Found;
 use crate::pairs::{self, decimal};
 use crate::rules::Rules;
-use std::cell::RefCell;
-
-thread_local! {
-    /// The bodies being read in this VM, by request context.
-    static BODIES: RefCell<Bodies> = RefCell::new(Bodies::default());
-}
+use crate::streams::Stream;
 
 /// `Continue`: the headers or the chunk go on to the next filter at once.
 const CONTINUE: u32 = 0;
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, end: u32) -> u32 {
+    rpc_started(context_id);
     on_headers(context_id, Side::Request, end != 0);
     CONTINUE
 }
@@ -50,10 +53,25 @@ pub extern "C" fn proxy_on_response_body(context_id: u32, size: usize, end: u32)
     CONTINUE
 }
 
+/// Trailers end the body before them (gRPC, chunked with trailers): its last data frame did
+/// not say so.
+#[no_mangle]
+pub extern "C" fn proxy_on_request_trailers(context_id: u32, _trailers: usize) -> u32 {
+    on_body(context_id, Side::Request, 0, true);
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_trailers(context_id: u32, _trailers: usize) -> u32 {
+    rpc_trailers(context_id);
+    on_body(context_id, Side::Response, 0, true);
+    CONTINUE
+}
+
 /// Runs `f` with the configuration serving request `context`, if it reads any body.
 fn with_body_rules(context: u32, f: impl FnOnce(&mut State)) {
     with_vm(|vm| {
-        let live = vm.root_of_live_request(context, host::plugin_name);
+        let live = vm.root_of_live_request(context, host::plugin_name, revived);
         if let Some(state) = live.and_then(|l| l.root.state()) {
             let rules = &state.filter.rules;
             if rules.reads_body(Side::Request) || rules.reads_body(Side::Response) {
@@ -92,7 +110,15 @@ fn on_headers(context: u32, side: Side, end: bool) {
                 let response = rules.reading_body(Side::Response, method, path, None);
                 let reading = start_reading(rules, request, &map, end);
                 let now = now_ms();
-                with_bodies(|b| b.request_headers(context, now, reading, response)).flatten()
+                let busy =
+                    with_bodies(|b| b.request_headers(context, now, reading, response)).flatten();
+                // What one client may hold is bounded: its connection, for the requests read.
+                if with_bodies(|b| b.has(context)).unwrap_or(false) {
+                    if let Some(id) = host::connection_id() {
+                        with_bodies(|b| b.connection(context, id));
+                    }
+                }
+                busy
             }
             Side::Response => {
                 let map = read(Map::Response).unwrap_or_default();
@@ -122,6 +148,7 @@ fn on_headers(context: u32, side: Side, end: bool) {
 }
 
 fn on_body(context: u32, side: Side, size: usize, end: bool) {
+    rpc_data(context, side, size);
     if !with_bodies(|b| b.has(context)).unwrap_or(false) {
         return;
     }
@@ -158,12 +185,86 @@ pub fn finish(context: u32) -> Option<Pending> {
     .flatten()
 }
 
+/// A gRPC request of a configuration with a `grpc` section starts: counted started now (so
+/// started minus handled is what is in flight), and followed to its end.
+fn rpc_started(context: u32) {
+    with_vm(|vm| {
+        let live = vm.root_of_live_request(context, host::plugin_name, revived);
+        let Some(state) = live.and_then(|l| l.root.state()) else {
+            return;
+        };
+        let Some(g) = state.filter.grpc.as_ref() else {
+            return;
+        };
+        let map = read(Map::Request).unwrap_or_default();
+        let found = Found::lookup(&map, &state.filter.request_names);
+        if !found.get(g.content_type).is_some_and(grpc::is_grpc) {
+            return;
+        }
+        let rpc = Rpc {
+            index: g.methods.find(found.get(REQUEST_PATH).unwrap_or_default()),
+            request_headers: found.from(REQUEST_RULE_HEADERS),
+            response_headers: &[],
+        };
+        if with_streams(|s| s.start(context, rpc.index)).unwrap_or(false)
+            && !state.registry.grpc_started(&state.filter, &Stats, &rpc)
+        {
+            warn_limited!(|| "the host refused a gRPC metric update".to_string());
+        }
+    });
+}
+
+/// A followed stream's data: its messages, counted from their prefixes.
+fn rpc_data(context: u32, side: Side, size: usize) {
+    let buffer = match side {
+        Side::Request => Buffer::RequestBody,
+        Side::Response => Buffer::ResponseBody,
+    };
+    with_streams(|s| {
+        if let Some(stream) = s.get_mut(context) {
+            let frames = match side {
+                Side::Request => &mut stream.received,
+                Side::Response => &mut stream.sent,
+            };
+            frames.feed(size, |at, len| {
+                host::buffer(buffer, at, len)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            });
+        }
+    });
+}
+
+/// A followed stream's trailers: the status, before a later filter (Envoy's `grpc_web`) moves
+/// them into the body, where the log phase could not read them.
+fn rpc_trailers(context: u32) {
+    if with_streams(|s| s.get_mut(context).is_some()).unwrap_or(false) {
+        let status = host::header(Map::ResponseTrailers, "grpc-status")
+            .ok()
+            .flatten();
+        with_streams(|s| {
+            if let Some(stream) = s.get_mut(context) {
+                stream.status = status;
+            }
+        });
+    }
+}
+
+/// The RPC has ended: what its stream showed, if it was followed.
+pub fn finish_rpc(context: u32) -> Option<Stream> {
+    with_streams(|s| {
+        if s.is_empty() {
+            None
+        } else {
+            s.finish(context)
+        }
+    })
+    .flatten()
+}
+
 /// Forgets requests whose end never came.
 pub fn sweep() {
     let now = now_ms();
     with_bodies(|b| b.sweep(now));
-}
-
-fn with_bodies<R>(f: impl FnOnce(&mut Bodies) -> R) -> Option<R> {
-    BODIES.with(|b| b.try_borrow_mut().ok().map(|mut b| f(&mut b)))
 }

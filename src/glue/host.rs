@@ -107,6 +107,13 @@ extern "C" {
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+}
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    /// WASI's clock; proxy-wasm-cpp-host serves the monotonic one (id 1) from Envoy's.
+    fn clock_time_get(clock_id: u32, precision: u64, time: *mut u64) -> u16;
 }
 
 /// Takes ownership of memory the host allocated through the SDK's `proxy_on_memory_allocate`
@@ -129,6 +136,21 @@ pub fn log(level: Level, message: &str) {
 pub fn now_ns() -> Option<u64> {
     let mut t = 0u64;
     (unsafe { proxy_get_current_time_nanoseconds(&mut t) } == OK).then_some(t)
+}
+
+/// Envoy's monotonic clock: unmoved by clock steps.
+pub fn monotonic_ns() -> Option<u64> {
+    let mut t = 0u64;
+    (unsafe { clock_time_get(1, 1, &mut t) } == 0).then_some(t)
+}
+
+/// Host calls that act on a context (the tick period) act on `context` from now until the VM
+/// call returns, or until this is called again.
+pub fn set_effective_context(context: u32) -> Result<(), u32> {
+    match unsafe { proxy_set_effective_context(context) } {
+        OK => Ok(()),
+        status => Err(status),
+    }
 }
 
 pub fn set_tick_period_ms(ms: u32) -> Result<(), u32> {
@@ -187,6 +209,14 @@ pub fn request_duration_ns() -> Option<u64> {
 /// such as `via_upstream` or `no_healthy_upstream`, see `crate::proxy`).
 pub fn response_code_details() -> Option<Vec<u8>> {
     property(b"response\0code_details\0").ok().flatten()
+}
+
+/// The downstream connection's id (`connection.id`, 8 bytes LE): one client.
+#[cfg(feature = "bodies")]
+pub fn connection_id() -> Option<u64> {
+    let bytes = property(&["connection", "id"]).ok()??;
+    let bytes: [u8; 8] = bytes.as_slice().try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
 }
 
 /// This plugin's name (`plugin_name`), in the root context or a request's.
@@ -257,6 +287,13 @@ pub fn set_shared(key: &str, value: &[u8], cas: u32) -> Result<(), u32> {
 /// Envoy's stats through the raw calls.
 pub struct Stats;
 
+thread_local! {
+    /// Every stat id this VM was given, by kind and name: Envoy allocates a new id (and map
+    /// entry) each time a name is defined again, as every new configuration would.
+    static DEFINED: std::cell::RefCell<std::collections::BTreeMap<(u32, String), u32>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
 impl MetricHost for Stats {
     fn define(&self, kind: Kind, name: &str) -> Option<u32> {
         let kind = match kind {
@@ -264,9 +301,21 @@ impl MetricHost for Stats {
             Kind::Gauge => 1,
             Kind::Histogram => 2,
         };
+        let key = (kind, name.to_string());
+        let known = DEFINED.with(|d| d.try_borrow().ok().and_then(|d| d.get(&key).copied()));
+        if known.is_some() {
+            return known;
+        }
         let mut id = 0u32;
-        (unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) } == OK)
-            .then_some(id)
+        let defined = (unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) }
+            == OK)
+            .then_some(id)?;
+        DEFINED.with(|d| {
+            if let Ok(mut d) = d.try_borrow_mut() {
+                d.insert(key, defined);
+            }
+        });
+        Some(defined)
     }
 
     fn increment(&self, id: u32, by: u64) -> bool {
@@ -277,4 +326,10 @@ impl MetricHost for Stats {
     fn record(&self, id: u32, value: u64) -> bool {
         unsafe { proxy_record_metric(id, value) == OK }
     }
+}
+
+/// Milliseconds on the monotonic clock: what timeouts and schedules are measured by. Envoy's
+/// `proxy_get_current_time_nanoseconds` is its wall clock, which a clock step moves.
+pub fn now_ms() -> u64 {
+    monotonic_ns().unwrap_or(0) / 1_000_000
 }

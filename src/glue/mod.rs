@@ -22,6 +22,7 @@ mod body;
 mod host;
 mod http;
 mod root;
+mod vm;
 
 use host::Level;
 

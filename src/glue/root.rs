@@ -1,11 +1,26 @@
 //! The root context: configuration, and the samplers' timer and answers.
 
+use super::host::now_ms;
 use super::host::{self, Buffer, Map, Stats, CAS_MISMATCH};
 use crate::config::Config;
 use crate::extract::{sample_value, Answer, SampleError, ValueSource};
 use crate::filter::Filter;
 use crate::metrics::Registry;
 use crate::schedule;
+
+/// A configuration this build can serve: the lean one refuses body rules.
+pub fn parse(raw: &[u8]) -> Result<Config, crate::config::ConfigError> {
+    let config = crate::config::parse(raw)?;
+    crate::config::check_build(&config, cfg!(feature = "bodies"))?;
+    Ok(config)
+}
+
+/// A dormant root brought back (`lifecycle.rs`), serving the configuration it served (one that
+/// passed validation then), or nothing.
+pub fn revived(in_force: Option<&[u8]>) -> Root {
+    log::info!("a root dropped as ended is alive: serving its configuration again");
+    Root::new(in_force.and_then(|raw| parse(raw).ok()).as_ref())
+}
 
 /// One plugin configuration, compiled, and its cached stat ids.
 pub struct State {
@@ -22,9 +37,6 @@ pub struct Root {
     /// HashMap's hashing machinery out of the .wasm.
     pending: Vec<(u32, usize)>,
 }
-
-/// Every root ticks: samplers run on it, and it tells the VM the root is alive (`lifecycle.rs`).
-pub const TICK_MS: u32 = 1000;
 
 impl Root {
     pub fn state(&mut self) -> Option<&mut State> {
@@ -95,7 +107,7 @@ impl Root {
         };
         let filter = Filter::new(config);
         let registry = Registry::new(&filter, &Stats);
-        let now_ms = host::now_ns().unwrap_or(0) / 1_000_000;
+        let now_ms = now_ms();
         for (sampler, key) in filter.samplers.iter().zip(&filter.sampler_keys) {
             // Create the deadline once (due now): a CAS on a missing key would always win.
             if let Ok((None, _)) = host::get_shared(key) {
@@ -124,7 +136,8 @@ impl Root {
         let Some(state) = self.state.as_mut() else {
             return;
         };
-        let Some(now_ms) = host::now_ns().map(|ns| ns / 1_000_000) else {
+        // Monotonic: a wall clock stepped forward would fire every deadline, stepped back none.
+        let Some(now_ms) = host::monotonic_ns().map(|ns| ns / 1_000_000) else {
             return;
         };
         let mut due = Vec::new();

@@ -77,7 +77,7 @@ pub struct Registry {
     response_sizes: Vec<Option<u32>>,
     sampler_errors: Vec<Option<u32>>,
     sampler_success: Vec<Option<u32>>,
-    /// By `body::Reason`; empty unless some counter reads a body.
+    /// By `body::NotCounted`; empty unless some counter reads a body.
     body_not_counted: Vec<Option<u32>>,
     /// gRPC metrics by RPC (the listed ones, then `other`); empty without a `grpc` section.
     grpc_started: Vec<Option<u32>>,
@@ -174,7 +174,7 @@ impl Registry {
             sampler_errors: vec![None; samplers * SampleError::COUNT],
             sampler_success: vec![None; samplers],
             body_not_counted: if filter.rules.reads_bodies.contains(&true) {
-                vec![None; body::Reason::ALL.len()]
+                vec![None; body::NotCounted::COUNT]
             } else {
                 Vec::new()
             },

@@ -26,7 +26,7 @@ impl Registry {
         &mut self,
         filter: &Filter,
         host: &impl MetricHost,
-        reason: body::Reason,
+        reason: body::NotCounted,
     ) -> bool {
         id_in(
             self.body_not_counted.get_mut(reason.index()),

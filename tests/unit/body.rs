@@ -1,7 +1,6 @@
 //! Unit tests of src/body.rs (compiled into the library's test build): which bodies are read,
-//! the copy as chunks pass, each condition kind's verdict, both sides combined, and the VM's
-//! table of bodies being read within its memory budget. Rules come from `config::parse` of the
-//! contract's own JSON.
+//! the copy as chunks pass, each condition kind's verdict, both sides combined. Rules come from
+//! `config::parse` of the contract's own JSON.
 
 use super::*;
 use crate::config::parse;
@@ -90,17 +89,17 @@ logic_test!(
         for t in not_json {
             assert_eq!(
                 readable(Some(t), None),
-                Err(Reason::NotJson),
+                Err(NotCounted::NotJson),
                 "{:?}",
                 String::from_utf8_lossy(t)
             );
         }
         // No content type: nothing says it is JSON.
-        assert_eq!(readable(None, None), Err(Reason::NotJson));
+        assert_eq!(readable(None, None), Err(NotCounted::NotJson));
         for encoding in [&b"gzip"[..], b"br", b"deflate", b"GZIP", b"gzip, identity"] {
             assert_eq!(
                 readable(JSON, Some(encoding)),
-                Err(Reason::Compressed),
+                Err(NotCounted::Compressed),
                 "{:?}",
                 String::from_utf8_lossy(encoding)
             );
@@ -116,7 +115,7 @@ logic_test!(
         assert!(matches!(skipped, Reading::Skipped), "{skipped:?}");
         assert_eq!(skipped.wanted(100), 0);
         assert_eq!(skipped.held(), 0);
-        assert_eq!(skipped.verdict(0), Verdict::Unread(Reason::NoBody));
+        assert_eq!(skipped.verdict(0), Verdict::Unread(NotCounted::NoBody));
 
         let refused = |reading: Reading, reason| {
             let Reading::Done(verdicts) = &reading else {
@@ -128,31 +127,30 @@ logic_test!(
         };
         refused(
             Reading::start(&all, vec![0], Some(b"text/plain"), None, None),
-            Reason::NotJson,
+            NotCounted::NotJson,
         );
         refused(
             Reading::start(&all, vec![0], None, None, None),
-            Reason::NotJson,
+            NotCounted::NotJson,
         );
         refused(
             Reading::start(&all, vec![0], JSON, Some(b"gzip"), None),
-            Reason::Compressed,
+            NotCounted::Compressed,
         );
         // A declared length over the limit (the default 65536 here) is refused before a byte.
         refused(
             Reading::start(&all, vec![0], JSON, None, Some(65_537)),
-            Reason::TooLarge,
+            NotCounted::TooLarge,
         );
         refused(
             Reading::start(&all, vec![0], JSON, None, Some(u64::MAX)),
-            Reason::TooLarge,
+            NotCounted::TooLarge,
         );
-        // At the limit it is read, into room for exactly the declared length.
+        // At the limit it is read, with nothing reserved for it: a declared length is a
+        // promise a client need not keep.
         let at_limit = Reading::start(&all, vec![0], JSON, None, Some(65_536));
-        assert!(
-            matches!(&at_limit, Reading::Copying { limit: 65_536, bytes, .. } if bytes.capacity() == 65_536)
-        );
-        assert_eq!(at_limit.held(), 65_536);
+        assert!(matches!(&at_limit, Reading::Copying { limit: 65_536, .. }));
+        assert_eq!(at_limit.held(), 0);
         // Without a length nothing is reserved until bytes come.
         let open = Reading::start(&all, vec![0], JSON, None, None);
         assert!(matches!(open, Reading::Copying { limit: 65_536, .. }));
@@ -187,7 +185,7 @@ logic_test!(
         };
         assert_eq!(
             verdicts,
-            &[(0, Verdict::Unread(Reason::TooLarge)), (1, HOLDS)]
+            &[(0, Verdict::Unread(NotCounted::TooLarge)), (1, HOLDS)]
         );
         // A rule without body conditions among them reads nothing and fails.
         assert_eq!(
@@ -270,11 +268,11 @@ logic_test!(
         let Reading::Done(verdicts) = &reading else {
             panic!("17 bytes over a 16-byte limit: {reading:?}")
         };
-        assert_eq!(verdicts, &[(0, Verdict::Unread(Reason::TooLarge))]);
+        assert_eq!(verdicts, &[(0, Verdict::Unread(NotCounted::TooLarge))]);
         assert_eq!(reading.held(), 0, "the partial copy is dropped");
         assert_eq!(reading.wanted(100), 0, "nothing more is fetched");
         reading.end(&all, Side::Request);
-        assert_eq!(reading.verdict(0), Verdict::Unread(Reason::TooLarge));
+        assert_eq!(reading.verdict(0), Verdict::Unread(NotCounted::TooLarge));
 
         // Exactly the limit is read and evaluated.
         let mut reading = Reading::start(&all, vec![0], JSON, None, None);
@@ -292,25 +290,25 @@ logic_test!(
         let mut reading = Reading::start(&all, vec![0], JSON, None, None);
         feed(&mut reading, br#"{"ok": true}"#, &[4]);
         // The whole document came, but not its end: the filter cannot know.
-        assert_eq!(reading.verdict(0), Verdict::Unread(Reason::Incomplete));
+        assert_eq!(reading.verdict(0), Verdict::Unread(NotCounted::Incomplete));
         let pending = Pending {
             response: reading,
             ..Pending::default()
         };
         assert_eq!(
             pending.verdict(&all, 0),
-            Verdict::Unread(Reason::Incomplete)
+            Verdict::Unread(NotCounted::Incomplete)
         );
         // A refusal (no memory, or the host would not give the bytes) drops the copy.
         let mut reading = Reading::start(&all, vec![0], JSON, None, None);
         reading.push(b"{");
-        reading.refuse(Reason::Busy);
+        reading.refuse(NotCounted::Busy);
         assert_eq!(reading.held(), 0);
         reading.end(&all, Side::Response);
-        assert_eq!(reading.verdict(0), Verdict::Unread(Reason::Busy));
+        assert_eq!(reading.verdict(0), Verdict::Unread(NotCounted::Busy));
         // A reading not copying keeps its verdicts.
         let mut done = Reading::Done(vec![(0, HOLDS)]);
-        done.refuse(Reason::Busy);
+        done.refuse(NotCounted::Busy);
         assert_eq!(done.verdict(0), HOLDS);
     }
 );
@@ -436,7 +434,7 @@ logic_test!(
         // Absent is not null: the body could not say.
         assert_eq!(
             on(null, r#"{"errors": []}"#),
-            Verdict::Unread(Reason::Missing)
+            Verdict::Unread(NotCounted::Missing)
         );
     }
 );
@@ -479,25 +477,25 @@ logic_test!(
         assert_eq!(on(locked, r#"{"ok": true, "error": "x"}"#), Verdict::Fails);
         assert_eq!(
             on(locked, r#"{"error": "x"}"#),
-            Verdict::Unread(Reason::Missing)
+            Verdict::Unread(NotCounted::Missing)
         );
         // Whichever comes first, a condition that does not hold decides.
         let both = r#"[{"pointer": "/gone", "equals": 1}, {"pointer": "/ok", "equals": false}]"#;
         assert_eq!(on(both, r#"{"ok": true}"#), Verdict::Fails);
         assert_eq!(
             on(both, r#"{"ok": false}"#),
-            Verdict::Unread(Reason::Missing)
+            Verdict::Unread(NotCounted::Missing)
         );
         let both = r#"[{"pointer": "/ok", "equals": false}, {"pointer": "/gone", "equals": 1}]"#;
         assert_eq!(on(both, r#"{"ok": true}"#), Verdict::Fails);
         assert_eq!(
             on(both, r#"{"ok": false}"#),
-            Verdict::Unread(Reason::Missing)
+            Verdict::Unread(NotCounted::Missing)
         );
         // present: false holding beside a missing equals is still missing.
         let mixed =
             r#"[{"pointer": "/gone", "equals": "x"}, {"pointer": "/also_gone", "present": false}]"#;
-        assert_eq!(on(mixed, "{}"), Verdict::Unread(Reason::Missing));
+        assert_eq!(on(mixed, "{}"), Verdict::Unread(NotCounted::Missing));
         // The same pointer twice is looked up once and answers both.
         let twice = r#"[{"pointer": "/n", "present": true}, {"pointer": "/n", "equals": 7}]"#;
         assert_eq!(on(twice, r#"{"n": 7}"#), HOLDS);
@@ -538,14 +536,14 @@ logic_test!(
         ] {
             assert_eq!(
                 increment(tokens, body),
-                Verdict::Unread(Reason::Invalid),
+                Verdict::Unread(NotCounted::Invalid),
                 "{body}"
             );
         }
         for body in [r#"{"usage": {}}"#, r#"{"usage": 5}"#, "{}", "[]"] {
             assert_eq!(
                 increment(tokens, body),
-                Verdict::Unread(Reason::Missing),
+                Verdict::Unread(NotCounted::Missing),
                 "{body}"
             );
         }
@@ -561,10 +559,10 @@ logic_test!(
         assert_eq!(v(r#"{"ok": true, "n": 3}"#), Verdict::Holds(Some(3)));
         assert_eq!(v(r#"{"ok": false}"#), Verdict::Fails);
         assert_eq!(v(r#"{"ok": false, "n": "x"}"#), Verdict::Fails);
-        assert_eq!(v(r#"{"ok": true}"#), Verdict::Unread(Reason::Missing));
+        assert_eq!(v(r#"{"ok": true}"#), Verdict::Unread(NotCounted::Missing));
         assert_eq!(
             v(r#"{"ok": true, "n": -3}"#),
-            Verdict::Unread(Reason::Invalid)
+            Verdict::Unread(NotCounted::Invalid)
         );
         // The increment is read only on its own side.
         assert_eq!(evaluate(&all, Side::Request, &[0], b"{}")[0].1, HOLDS);
@@ -574,8 +572,9 @@ logic_test!(
 logic_test!(
     fn a_body_that_is_not_json_is_a_parse_error() {
         let present = r#"[{"pointer": "/ok", "present": false}]"#;
+        // No byte at all is no body (an empty final data frame), not a parse error.
+        assert_eq!(on(present, ""), Verdict::Unread(NotCounted::NoBody));
         for body in [
-            "",
             " ",
             "{",
             r#"{"ok": true"#,
@@ -591,7 +590,7 @@ logic_test!(
             // Even `present: false`, which any document without /ok meets, cannot say.
             assert_eq!(
                 on(present, body),
-                Verdict::Unread(Reason::Parse),
+                Verdict::Unread(NotCounted::Parse),
                 "{body:?}"
             );
         }
@@ -599,13 +598,13 @@ logic_test!(
         let all = response_rule(r#"[{"pointer": "/s", "equals": "x"}]"#);
         assert_eq!(
             evaluate(&all, Side::Response, &[0], b"{\"s\": \"\xff\"}")[0].1,
-            Verdict::Unread(Reason::Parse)
+            Verdict::Unread(NotCounted::Parse)
         );
         // Whitespace around a document is fine.
         assert_eq!(on(present, " \r\n\t{} \n"), HOLDS);
         assert_eq!(
             increment("/n", r#"{"n": 5, "junk": [1, 2, 3] "#),
-            Verdict::Unread(Reason::Parse)
+            Verdict::Unread(NotCounted::Parse)
         );
     }
 );
@@ -623,9 +622,9 @@ logic_test!(
         assert_eq!(
             evaluate(&all, Side::Response, &[0, 1, 2, 3], body),
             [
-                (0, Verdict::Unread(Reason::TooLarge)),
+                (0, Verdict::Unread(NotCounted::TooLarge)),
                 (1, HOLDS),
-                (2, Verdict::Unread(Reason::Missing)),
+                (2, Verdict::Unread(NotCounted::Missing)),
                 (3, Verdict::Holds(Some(12))),
             ]
         );
@@ -638,8 +637,8 @@ logic_test!(
         assert_eq!(
             evaluate(&all, Side::Response, &[0, 1], b"not json at all"),
             [
-                (0, Verdict::Unread(Reason::TooLarge)),
-                (1, Verdict::Unread(Reason::Parse))
+                (0, Verdict::Unread(NotCounted::TooLarge)),
+                (1, Verdict::Unread(NotCounted::Parse))
             ]
         );
         // An index without body rules (or past the end) never holds.
@@ -668,8 +667,8 @@ logic_test!(
             response: Reading::Done(vec![(0, response), (1, response), (2, response)]),
             ..Pending::default()
         };
-        let missing = Verdict::Unread(Reason::Missing);
-        let parse = Verdict::Unread(Reason::Parse);
+        let missing = Verdict::Unread(NotCounted::Missing);
+        let parse = Verdict::Unread(NotCounted::Parse);
         let cases = [
             (HOLDS, Verdict::Holds(Some(3)), Verdict::Holds(Some(3))),
             (HOLDS, HOLDS, HOLDS),
@@ -699,12 +698,12 @@ logic_test!(
         // A side never started, skipped, still copying, or without this rule.
         let open = Reading::start(&all, vec![0, 1], JSON, None, None);
         for (response, want) in [
-            (Reading::NotStarted, Verdict::Unread(Reason::NoBody)),
-            (Reading::Skipped, Verdict::Unread(Reason::NoBody)),
-            (open, Verdict::Unread(Reason::Incomplete)),
+            (Reading::NotStarted, Verdict::Unread(NotCounted::NoBody)),
+            (Reading::Skipped, Verdict::Unread(NotCounted::NoBody)),
+            (open, Verdict::Unread(NotCounted::Incomplete)),
             (
                 Reading::Done(vec![(2, HOLDS)]),
-                Verdict::Unread(Reason::NoBody),
+                Verdict::Unread(NotCounted::NoBody),
             ),
         ] {
             let p = Pending {
@@ -719,7 +718,7 @@ logic_test!(
         for i in 0..3 {
             assert_eq!(
                 verdict(None, &all, i),
-                Verdict::Unread(Reason::NoBody),
+                Verdict::Unread(NotCounted::NoBody),
                 "rule {i}"
             );
         }
@@ -733,7 +732,7 @@ logic_test!(
 
 logic_test!(
     fn reasons_have_distinct_labels() {
-        let labels: Vec<&str> = Reason::ALL.iter().map(|r| r.label()).collect();
+        let labels: Vec<&str> = NotCounted::ALL.iter().map(|r| r.label()).collect();
         assert_eq!(
             labels,
             [
@@ -748,468 +747,30 @@ logic_test!(
                 "busy"
             ]
         );
-        for (i, r) in Reason::ALL.iter().enumerate() {
+        for (i, r) in NotCounted::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
     }
 );
 
-// ---------------------------------------------------------------------------------------------
-// The VM's table of bodies being read, driven as glue/body.rs drives it: at each side's headers
-// (`request_headers`, `response_headers`), then chunk by chunk for requests in the table
-// ---------------------------------------------------------------------------------------------
-
-/// One side of a request as the host shows it: its headers, and the bytes of the chunk passing.
-/// Counts what the table asks of it.
-struct Host<'a> {
-    rules: &'a Rules,
-    side: Side,
-    path: &'a str,
-    status: u16,
-    content_type: Option<&'a [u8]>,
-    length: Option<u64>,
-    /// The headers ended the stream: no body follows.
-    no_body: bool,
-    chunk: &'a [u8],
-    /// The host refuses the bytes (a status other than Ok).
-    refuse: bool,
-    fetched: usize,
-}
-
-impl<'a> Host<'a> {
-    fn new(rules: &'a Rules, side: Side, path: &'a str) -> Self {
-        Host {
-            rules,
-            side,
-            path,
-            status: 200,
-            content_type: JSON,
-            length: None,
-            no_body: false,
-            chunk: b"",
-            refuse: false,
-            fetched: 0,
-        }
-    }
-
-    fn reading(&self, concerned: Vec<usize>) -> Reading {
-        if self.no_body {
-            return Reading::NotStarted;
-        }
-        Reading::start(self.rules, concerned, self.content_type, None, self.length)
-    }
-
-    /// This side's headers pass (glue/body.rs `on_headers`): what the table returns.
-    fn headers(&self, bodies: &mut Bodies, context: u32, now: u64) -> Option<Reason> {
-        let rules = self.rules;
-        match self.side {
-            Side::Request => {
-                let request = rules.reading_body(Side::Request, b"POST", Some(self.path), None);
-                let response = rules.reading_body(Side::Response, b"POST", Some(self.path), None);
-                bodies.request_headers(context, now, self.reading(request), response)
-            }
-            Side::Response => {
-                if bodies.has(context) {
-                    bodies.response_headers(context, |noted| {
-                        let concerned = noted
-                            .iter()
-                            .copied()
-                            .filter(|&i| rules.status_allows(i, self.status))
-                            .collect();
-                        self.reading(concerned)
-                    });
-                }
-                None
-            }
-        }
-    }
-}
-
-impl Host<'_> {
-    /// The first `n` bytes of the chunk passing (what the glue's `fetch` gives).
-    fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {
-        if self.refuse {
-            return None;
-        }
-        let n = n.min(self.chunk.len());
-        self.fetched += n;
-        Some(self.chunk[..n].to_vec())
-    }
-}
-
-/// Passes `body` to `bodies` as request `context`'s `side`, in chunks of `size` bytes (the last
-/// one marked `end` when `end`), as the glue does.
-fn pass<'a>(
-    bodies: &mut Bodies,
-    host: &mut Host<'a>,
-    context: u32,
-    body: &'a [u8],
-    size: usize,
-    end: bool,
-) {
-    let chunks: Vec<&[u8]> = if body.is_empty() {
-        vec![b""]
-    } else {
-        body.chunks(size).collect()
-    };
-    let last = chunks.len() - 1;
-    let rules = host.rules;
-    let side = host.side;
-    for (i, chunk) in chunks.into_iter().enumerate() {
-        host.chunk = chunk;
-        let c = Chunk {
-            context,
-            side,
-            size: chunk.len(),
-            end: end && i == last,
-        };
-        bodies.chunk(c, rules, |n| host.bytes(n));
-    }
-}
-
-/// Headers, then the whole body in chunks of `size`.
-fn request<'a>(
-    bodies: &mut Bodies,
-    host: &mut Host<'a>,
-    context: u32,
-    body: &'a [u8],
-    size: usize,
-    now: u64,
-) -> Option<Reason> {
-    let busy = host.headers(bodies, context, now);
-    pass(bodies, host, context, body, size, true);
-    busy
-}
-
-fn contract_rules() -> Rules {
-    rules(
-        r#"{"name": "alice_signups_total",
-              "match": {"method": "POST", "path": "/users", "request_json": [{"pointer": "/username", "equals": "alice"}]}},
-           {"name": "created_points_total", "match": {"method": "POST", "path": "/users", "status": ["2xx"]},
-              "increment": {"response_json": "/points"}},
-           {"name": "users_total", "match": {"method": "POST", "path": "/users"}},
-           {"name": "locked_logins_total", "match": {"method": "POST", "path": "/login", "status": ["2xx"],
-              "response_json": [{"pointer": "/ok", "equals": false}]}}"#,
-    )
-}
-
 logic_test!(
-    fn bodies_are_copied_as_they_pass_and_dropped_at_the_end() {
-        let all = contract_rules();
-        let mut bodies = Bodies::default();
-        assert!(bodies.is_empty());
-        let mut req = Host::new(&all, Side::Request, "/users");
-        assert_eq!(req.headers(&mut bodies, 7, 1000), None);
-        assert!(bodies.has(7));
-        let body = br#"{"username": "alice", "password": "pw"}"#;
-        // Not ended yet: the copy is held.
-        pass(&mut bodies, &mut req, 7, &body[..20], 3, false);
-        assert_eq!(req.fetched, 20);
-        assert_eq!(bodies.len(), 1);
-        assert!(bodies.held() >= 20);
-        pass(&mut bodies, &mut req, 7, &body[20..], 3, true);
-        assert_eq!(req.fetched, body.len());
-        assert_eq!(bodies.held(), 0, "evaluated at the end, the copy dropped");
-        let mut resp = Host::new(&all, Side::Response, "/users");
-        resp.status = 201;
-        resp.length = Some(13);
-        request(&mut bodies, &mut resp, 7, br#"{"points": 5}"#, 4, 1002);
-        assert_eq!(resp.fetched, 13);
-        assert_eq!(bodies.held(), 0);
-        let pending = bodies.finish(7).unwrap();
-        assert!(bodies.is_empty() && !bodies.has(7));
-        assert_eq!(pending.born_ms, 1000);
-        assert_eq!(pending.verdict(&all, 0), HOLDS);
-        assert_eq!(pending.verdict(&all, 1), Verdict::Holds(Some(5)));
-        assert_eq!(pending.verdict(&all, 2), HOLDS);
-        assert!(bodies.finish(7).is_none(), "finished once");
-
-        // Another request's bodies are its own; a 500's body no rule reads is not fetched.
-        let mut req = Host::new(&all, Side::Request, "/users");
-        request(&mut bodies, &mut req, 8, br#"{"username": "bob"}"#, 5, 2000);
-        let mut resp = Host::new(&all, Side::Response, "/users");
-        resp.status = 500;
-        request(&mut bodies, &mut resp, 8, br#"{"points": 5}"#, 5, 2000);
-        assert_eq!(resp.fetched, 0);
-        let pending = bodies.finish(8).unwrap();
-        assert_eq!(pending.verdict(&all, 0), Verdict::Fails);
-        assert_eq!(pending.verdict(&all, 1), Verdict::Unread(Reason::NoBody));
-        assert_eq!(bodies.held(), 0);
-    }
-);
-
-logic_test!(
-    fn only_requests_some_rule_reads_get_an_entry() {
-        let all = contract_rules();
-        let mut bodies = Bodies::default();
-        // No body rule on this path: no entry, nothing fetched, not even the response's.
-        let mut req = Host::new(&all, Side::Request, "/health");
-        request(&mut bodies, &mut req, 1, br#"{"username": "alice"}"#, 4, 0);
-        let mut resp = Host::new(&all, Side::Response, "/health");
-        request(&mut bodies, &mut resp, 1, br#"{"ok": false}"#, 4, 0);
-        assert_eq!(req.fetched + resp.fetched, 0);
-        assert!(!bodies.has(1) && bodies.is_empty());
-        assert!(bodies.finish(1).is_none());
-        // A rule on the response only: an entry from the request's headers, the request body
-        // not read, the response's read.
-        let mut req = Host::new(&all, Side::Request, "/login");
-        request(&mut bodies, &mut req, 2, br#"{"user": "x"}"#, 4, 0);
-        assert!(bodies.has(2));
-        assert_eq!(req.fetched, 0);
-        let mut resp = Host::new(&all, Side::Response, "/login");
-        request(&mut bodies, &mut resp, 2, br#"{"ok": false}"#, 4, 0);
-        assert_eq!(resp.fetched, 13);
-        assert_eq!(bodies.finish(2).unwrap().verdict(&all, 3), HOLDS);
-        // A response whose headers come for a request not in the table makes no entry.
-        let mut resp = Host::new(&all, Side::Response, "/login");
-        request(&mut bodies, &mut resp, 3, br#"{"ok": false}"#, 4, 0);
-        assert!(!bodies.has(3));
-        assert_eq!(resp.fetched, 0);
-    }
-);
-
-logic_test!(
-    fn headers_say_which_bodies_cannot_be_read() {
-        let all = contract_rules();
-        let mut bodies = Bodies::default();
-        let body = br#"{"username": "alice"}"#;
-        let mut not_json = Host::new(&all, Side::Request, "/users");
-        not_json.content_type = Some(b"text/plain");
-        request(&mut bodies, &mut not_json, 2, body, 4, 0);
-        assert_eq!(not_json.fetched, 0);
-        assert_eq!(
-            bodies.finish(2).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::NotJson)
+    fn copies_grow_by_doubling_up_to_the_limit_and_never_abort() {
+        let mut bytes = Vec::new();
+        assert!(grow(&mut bytes, 1, 100));
+        assert!(bytes.capacity() >= 1);
+        bytes.push(b'{');
+        assert!(grow(&mut bytes, 1, 100));
+        assert!(bytes.capacity() >= 2);
+        bytes.resize(60, b' ');
+        assert!(grow(&mut bytes, 1, 100));
+        assert!(
+            (61..=101).contains(&bytes.capacity()),
+            "{}",
+            bytes.capacity()
         );
-        let mut too_long = Host::new(&all, Side::Request, "/users");
-        too_long.length = Some(65_537);
-        request(&mut bodies, &mut too_long, 3, body, 4, 0);
-        assert_eq!(too_long.fetched, 0);
-        assert_eq!(
-            bodies.finish(3).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::TooLarge)
-        );
-        // Headers that end the stream: no body; the response may still be read.
-        let mut empty = Host::new(&all, Side::Request, "/users");
-        empty.no_body = true;
-        assert_eq!(empty.headers(&mut bodies, 4, 0), None);
-        assert!(bodies.has(4));
-        let mut resp = Host::new(&all, Side::Response, "/users");
-        request(&mut bodies, &mut resp, 4, br#"{"points": 2}"#, 4, 0);
-        let pending = bodies.finish(4).unwrap();
-        assert_eq!(pending.verdict(&all, 0), Verdict::Unread(Reason::NoBody));
-        assert_eq!(pending.verdict(&all, 1), Verdict::Holds(Some(2)));
-        // Bytes the host will not give: the body is not read.
-        let mut refusing = Host::new(&all, Side::Request, "/users");
-        refusing.refuse = true;
-        request(&mut bodies, &mut refusing, 5, body, 8, 0);
-        assert_eq!(
-            bodies.finish(5).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::Busy)
-        );
-        // The client went away mid-body: no end.
-        let mut cut = Host::new(&all, Side::Request, "/users");
-        cut.headers(&mut bodies, 6, 0);
-        pass(&mut bodies, &mut cut, 6, &body[..10], 4, false);
-        assert!(bodies.held() >= 10);
-        assert_eq!(
-            bodies.finish(6).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::Incomplete)
-        );
-        assert!(bodies.is_empty());
-        assert_eq!(bodies.held(), 0);
-    }
-);
-
-/// A counter reading up to 1 MiB of `/big` request bodies, and one of its responses.
-fn big_rules() -> Rules {
-    rules(
-        r#"{"name": "big", "match": {"path": "/big", "request_json": [{"pointer": "/a", "present": true}]},
-             "max_body_bytes": 1048576},
-           {"name": "big_answer", "match": {"path": "/big", "response_json": [{"pointer": "/a", "present": true}]},
-             "max_body_bytes": 1048576}"#,
-    )
-}
-
-const MIB: usize = 1024 * 1024;
-
-logic_test!(
-    fn a_body_past_the_memory_budget_is_busy_and_not_copied() {
-        assert_eq!(BUDGET_BYTES, 16 * MIB);
-        let all = big_rules();
-        let mut bodies = Bodies::default();
-        let mib = vec![b' '; MIB];
-        // 16 bodies of 1 MiB, none ended: the whole budget.
-        for context in 0..16 {
-            let mut host = Host::new(&all, Side::Request, "/big");
-            assert_eq!(host.headers(&mut bodies, context, 0), None);
-            pass(&mut bodies, &mut host, context, &mib, MIB, false);
-            assert_eq!(host.fetched, MIB);
-        }
-        assert_eq!(bodies.held(), 16 * MIB);
-        // One more byte is one too many: not fetched, the rule is told why.
-        let mut host = Host::new(&all, Side::Request, "/big");
-        assert_eq!(
-            request(&mut bodies, &mut host, 16, br#"{"a": 1}"#, 8, 0),
-            None,
-            "the request has an entry to carry the reason"
-        );
-        assert_eq!(host.fetched, 0);
-        assert_eq!(bodies.held(), 16 * MIB);
-        assert_eq!(
-            bodies.finish(16).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::Busy)
-        );
-        // Room again once one ends.
-        let first = bodies.finish(0).unwrap();
-        assert_eq!(first.verdict(&all, 0), Verdict::Unread(Reason::Incomplete));
-        assert_eq!(bodies.held(), 15 * MIB);
-        let mut host = Host::new(&all, Side::Request, "/big");
-        request(&mut bodies, &mut host, 17, br#"{"a": 1}"#, 3, 0);
-        assert_eq!(host.fetched, 8);
-        assert_eq!(bodies.finish(17).unwrap().verdict(&all, 0), HOLDS);
-        for context in 1..16 {
-            assert!(bodies.finish(context).is_some());
-        }
-        assert_eq!(bodies.held(), 0);
-        assert!(bodies.is_empty());
-    }
-);
-
-logic_test!(
-    fn declared_lengths_count_against_the_budget() {
-        let all = big_rules();
-        let mut bodies = Bodies::default();
-        // 16 requests declaring 1 MiB each: room for each is reserved at its headers, so the
-        // budget is spent before a byte is copied.
-        for context in 0..16 {
-            let mut host = Host::new(&all, Side::Request, "/big");
-            host.length = Some(MIB as u64);
-            assert_eq!(host.headers(&mut bodies, context, 0), None);
-            assert_eq!(bodies.held(), (context as usize + 1) * MIB);
-            pass(&mut bodies, &mut host, context, b"{", 1, false);
-            assert_eq!(host.fetched, 1);
-        }
-        assert_eq!(bodies.held(), 16 * MIB);
-        // A 17th is refused at its headers, the response of one of them at its own.
-        let mut host = Host::new(&all, Side::Request, "/big");
-        host.length = Some(MIB as u64);
-        request(&mut bodies, &mut host, 16, br#"{"a": 1}"#, 1, 0);
-        assert_eq!(host.fetched, 0, "a 17th MiB is past the budget");
-        let mut resp = Host::new(&all, Side::Response, "/big");
-        resp.length = Some(MIB as u64);
-        request(&mut bodies, &mut resp, 3, br#"{"a": 1}"#, 1, 0);
-        assert_eq!(resp.fetched, 0);
-        assert_eq!(bodies.held(), 16 * MIB);
-        assert_eq!(
-            bodies.finish(16).unwrap().verdict(&all, 0),
-            Verdict::Unread(Reason::Busy)
-        );
-        assert_eq!(
-            bodies.finish(3).unwrap().verdict(&all, 1),
-            Verdict::Unread(Reason::Busy)
-        );
-        assert_eq!(bodies.held(), 15 * MIB, "what request 3 held");
-        // A small response fits again.
-        let mut resp = Host::new(&all, Side::Response, "/big");
-        resp.length = Some(8);
-        request(&mut bodies, &mut resp, 4, br#"{"a": 1}"#, 3, 0);
-        assert_eq!(resp.fetched, 8);
-        assert_eq!(bodies.finish(4).unwrap().verdict(&all, 1), HOLDS);
-        for context in 0..16 {
-            bodies.finish(context);
-        }
-        assert_eq!(bodies.held(), 0);
-    }
-);
-
-logic_test!(
-    fn a_full_table_reads_no_new_body() {
-        let all = contract_rules();
-        let mut bodies = Bodies::default();
-        let alice = br#"{"username": "alice"}"#;
-        // MAX_PENDING requests whose bodies are being read (one chunk each, none ended).
-        for context in 0..MAX_PENDING as u32 {
-            let mut host = Host::new(&all, Side::Request, "/users");
-            assert_eq!(host.headers(&mut bodies, context, 0), None);
-            pass(&mut bodies, &mut host, context, &alice[..2], 2, false);
-        }
-        assert_eq!(bodies.len(), MAX_PENDING);
-        let held = bodies.held();
-        // A new request some rule reads: refused at its headers, once; its chunks then pass
-        // unread.
-        let mut host = Host::new(&all, Side::Request, "/users");
-        assert_eq!(
-            request(&mut bodies, &mut host, 99_999, alice, 4, 0),
-            Some(Reason::Busy)
-        );
-        let mut resp = Host::new(&all, Side::Response, "/users");
-        request(&mut bodies, &mut resp, 99_999, br#"{"points": 1}"#, 4, 0);
-        assert_eq!(host.fetched + resp.fetched, 0);
-        assert!(!bodies.has(99_999));
-        assert_eq!(bodies.len(), MAX_PENDING);
-        assert_eq!(bodies.held(), held);
-        // Its end says busy for its body rules, not no_body.
-        let refused = bodies.finish(99_999).unwrap();
-        assert_eq!(refused.verdict(&all, 0), Verdict::Unread(Reason::Busy));
-        assert!(bodies.finish(99_999).is_none());
-        // A new request no rule reads the body of costs nothing and says nothing.
-        let mut other = Host::new(&all, Side::Request, "/health");
-        assert_eq!(request(&mut bodies, &mut other, 99_998, alice, 4, 0), None);
-        assert_eq!(bodies.len(), MAX_PENDING);
-        // Requests already in the table go on.
-        let mut host = Host::new(&all, Side::Request, "/users");
-        pass(&mut bodies, &mut host, 5, &alice[2..], 3, true);
-        assert_eq!(bodies.finish(5).unwrap().verdict(&all, 0), HOLDS);
-        // The freed slot takes a new request.
-        let mut host = Host::new(&all, Side::Request, "/users");
-        assert_eq!(request(&mut bodies, &mut host, 99_999, alice, 8, 0), None);
-        assert_eq!(bodies.finish(99_999).unwrap().verdict(&all, 0), HOLDS);
-        for context in 0..MAX_PENDING as u32 {
-            bodies.finish(context);
-        }
-        assert!(bodies.is_empty());
-        assert_eq!(bodies.held(), 0);
-    }
-);
-
-logic_test!(
-    fn sweep_forgets_requests_whose_end_never_came() {
-        let all = contract_rules();
-        let mut bodies = Bodies::default();
-        for (context, path, now) in [
-            (1, "/users", 1_000),
-            (2, "/users", 5_000),
-            (3, "/login", 1_000),
-        ] {
-            let mut host = Host::new(&all, Side::Request, path);
-            host.headers(&mut bodies, context, now);
-            pass(
-                &mut bodies,
-                &mut host,
-                context,
-                br#"{"username": "#,
-                4,
-                false,
-            );
-        }
-        assert_eq!(bodies.len(), 3);
-        let held_by_2 = bodies.held() / 2;
-        assert!(held_by_2 > 0);
-        // Just short of FORGET_MS for the oldest: all kept.
-        bodies.sweep(1_000 + FORGET_MS - 1);
-        assert_eq!(bodies.len(), 3);
-        // At FORGET_MS the two born at 1000 go, with what they held.
-        bodies.sweep(1_000 + FORGET_MS);
-        assert_eq!(bodies.len(), 1);
-        assert_eq!(bodies.held(), held_by_2);
-        assert!(bodies.finish(1).is_none());
-        assert!(bodies.finish(3).is_none());
-        // A clock that went back forgets nothing.
-        bodies.sweep(0);
-        assert_eq!(bodies.len(), 1);
-        bodies.sweep(5_000 + FORGET_MS);
-        assert!(bodies.is_empty());
-        assert_eq!(bodies.held(), 0);
+        // An allocation the VM cannot make is an answer, not an abort.
+        assert!(!grow(&mut bytes, usize::MAX, usize::MAX));
+        assert!(!grow(&mut bytes, isize::MAX as usize, usize::MAX));
+        assert_eq!(bytes.len(), 60, "left as it was");
     }
 );
