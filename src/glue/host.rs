@@ -214,7 +214,7 @@ pub fn response_code_details() -> Option<Vec<u8>> {
 /// The downstream connection's id (`connection.id`, 8 bytes LE): one client.
 #[cfg(feature = "bodies")]
 pub fn connection_id() -> Option<u64> {
-    let bytes = property(&["connection", "id"]).ok()??;
+    let bytes = property(b"connection\0id\0").ok()??;
     let bytes: [u8; 8] = bytes.as_slice().try_into().ok()?;
     Some(u64::from_le_bytes(bytes))
 }
