@@ -234,6 +234,18 @@ impl IstioSidecar {
         clusters: &[(String, u16)],
         concurrency: u32,
     ) -> IstioSidecar {
+        Self::start_edited(plugins, app_port, clusters, concurrency, |_| {})
+    }
+
+    /// [`IstioSidecar::start`] with the bootstrap changed by `edit` first (e.g. the
+    /// `stats_config` a pod's annotations make).
+    pub fn start_edited(
+        plugins: &[(IstioPlugin, &serde_json::Value)],
+        app_port: u16,
+        clusters: &[(String, u16)],
+        concurrency: u32,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> IstioSidecar {
         let ecds_dir = TempDir::new("ecds");
         let sidecar_plugins: Vec<IstioPlugin> = plugins.iter().map(|(p, _)| p.clone()).collect();
         for (i, (plugin, config)) in plugins.iter().enumerate() {
@@ -254,6 +266,9 @@ impl IstioSidecar {
             listen,
             admin,
         );
+        let mut config: serde_json::Value = serde_json::from_str(&config).unwrap();
+        edit(&mut config);
+        let config = config.to_string();
         let envoy = start_with_config_args(&config, concurrency, listen, admin, &[])
             .unwrap_or_else(|log| panic!("{log}"));
         IstioSidecar {

@@ -96,6 +96,24 @@ impl Metrics {
             })
     }
 
+    /// The finite bucket bounds (`le`) of one histogram series, in order.
+    pub fn histogram_bounds(&self, name: &str, labels: &[(&str, &str)]) -> Option<Vec<f64>> {
+        self.scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels_match(s, labels))
+            .and_then(|s| match &s.value {
+                Value::Histogram(buckets) => Some(
+                    buckets
+                        .iter()
+                        .map(|b| b.less_than)
+                        .filter(|le| le.is_finite())
+                        .collect(),
+                ),
+                _ => None,
+            })
+    }
+
     /// All observations of one histogram series (its `+Inf` bucket).
     pub fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.histogram_bucket(name, labels, f64::INFINITY)

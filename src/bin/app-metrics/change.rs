@@ -5,7 +5,8 @@
 //! (`sidecar.istio.io/statsHistogramBuckets`) only when it starts, and both are per proxy, not per
 //! plugin. So the proxy has what the configurations in force need (`needs`, as `check` printed it
 //! for them): a change needs a restart exactly when NEW needs a tag or a bucket setting none of
-//! them needed. Adding one the configuration in force does not use yet is harmless, so they go
+//! them needed. The bucket key is one for every configuration that makes histograms
+//! (`needs::BUCKET_KEY`): new handlers, label values and plugins need none; new label names do. Adding one the configuration in force does not use yet is harmless, so they go
 //! first (a restart), then the configuration. The module is per plugin and loaded with it (no
 //! restart): a configuration that starts reading a body needs the body-reading module before or
 //! with it, since the lean one refuses it.

@@ -49,7 +49,8 @@ Validates app-metrics-wasm configurations exactly as the filter does, and prints
 one needs: the body-reading module when it reads a body (app_metrics_bodies.wasm, image tag
 <version>-bodies; an error where the file loads app_metrics.wasm or an image tag without
 -bodies); Istio's extraStatTags (the filter's labels and the configuration's own) and the
-sidecar.istio.io/statsHistogramBuckets annotation; and the most series it can make.
+sidecar.istio.io/statsHistogramBuckets annotation (one key, wasmcustom., for every
+configuration with histograms); and the most series it can make.
 
 FILE: a *.json file (the plugin configuration itself), or YAML / JSON holding Envoy wasm HTTP
 filters (bootstrap, LDS, ECDS, EnvoyFilter, ConfigMaps with *.yaml data), Istio WasmPlugins or

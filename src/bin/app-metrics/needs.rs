@@ -1,20 +1,41 @@
 //! What a valid configuration needs from the proxy when it starts: a stats tag per label name
-//! (Istio's `extraStatTags`, Envoy's `stats_tags`), histogram bucket settings per handler
-//! (`sidecar.istio.io/statsHistogramBuckets`, Envoy's `histogram_bucket_settings`), and the
-//! most series it can make.
+//! (Istio's `extraStatTags`, Envoy's `stats_tags`), one histogram bucket setting for every
+//! histogram the filter makes (`sidecar.istio.io/statsHistogramBuckets`, Envoy's
+//! `histogram_bucket_settings`), and the most series it can make.
 
 use app_metrics::config::{self, Config, SeriesBound};
 use app_metrics::filter::Filter;
 use app_metrics::istio::tag_regex;
-use app_metrics::names::{DURATION, GRPC_HANDLING, GRPC_LABEL_NAMES, LABEL_NAMES};
+use app_metrics::names::{GRPC_LABEL_NAMES, LABEL_NAMES};
 
 /// Envoy prefixes the stats a wasm module defines with this (and drops it on /stats/prometheus);
-/// histogram bucket settings match the full name.
-const CUSTOM_STAT_PREFIX: &str = "wasmcustom.";
-/// The duration histogram's bucket bounds this kit recommends, in milliseconds: 0.5 ms to 10 s,
-/// above that +Inf (Envoy's defaults run to an hour, too coarse for an HTTP app).
-pub const DURATION_BUCKETS_MS: [f64; 14] = [
-    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+/// histogram bucket settings match the full name. It is the only key: Istio turns a
+/// `statsHistogramBuckets` key into a `prefix` match and nothing else, and every other part of
+/// a stat name (constant labels, handler, method) depends on the configuration, so any longer
+/// key would need a new proxy start for a new handler, label value or plugin.
+pub const BUCKET_KEY: &str = "wasmcustom.";
+/// The bucket bounds for every histogram of the filter, milliseconds and bytes alike (one key
+/// covers both): 1-2.5-5 steps from 0.5 to 10,000 (durations to 10 s, with 250 the latency SLO's
+/// threshold; sizes to 10 kB), then one per decade to 10,000,000 (durations to ~3 h, sizes to
+/// 10 MB). 17 bounds: 20 exposition lines a histogram, Envoy's defaults 22.
+pub const HISTOGRAM_BUCKETS: [f64; 17] = [
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    250.0,
+    500.0,
+    1000.0,
+    2500.0,
+    5000.0,
+    10000.0,
+    100_000.0,
+    1_000_000.0,
+    10_000_000.0,
 ];
 
 /// What a valid configuration needs from the proxy.
@@ -23,7 +44,7 @@ pub struct Needs {
     /// One stats tag rule per label name the filter emits (Istio's `extraStatTags`): its own,
     /// then the configuration's constant and dynamic label names.
     pub extra_stat_tags: Vec<String>,
-    /// Bucket bounds by stat-name prefix: the duration histogram of each handler label value.
+    /// Bucket bounds by stat-name prefix: [`BUCKET_KEY`] when the configuration makes histograms.
     pub histogram_buckets: Vec<(String, Vec<f64>)>,
     /// The most series the configuration can make (`config::series_bound`).
     pub series: SeriesBound,
@@ -52,7 +73,7 @@ impl Needs {
         tags_json(&self.extra_stat_tags)
     }
 
-    /// The `sidecar.istio.io/statsHistogramBuckets` value, keys in handler order.
+    /// The `sidecar.istio.io/statsHistogramBuckets` value.
     pub fn histogram_buckets_json(&self) -> String {
         buckets_json(&self.histogram_buckets)
     }
@@ -101,25 +122,16 @@ fn bounds_json(bounds: &[f64]) -> String {
 }
 
 /// The stat tags and histogram buckets `config` needs: every label name the filter emits, then
-/// the configuration's (constant, then dynamic in order of appearance), and one
-/// duration-histogram prefix per handler label value (the templates, then `none`).
+/// the configuration's (constant, then dynamic in order of appearance), and [`BUCKET_KEY`] if it
+/// makes any histogram (request metrics, or gRPC handling time).
 pub fn needs(config: &Config) -> Needs {
     let filter = Filter::new(config);
-    let histogram_buckets = filter
-        .http
-        .iter()
-        .flat_map(|http| (0..http.handler_count()).map(|h| http.handler_label(h)))
-        .map(|handler| {
-            (
-                duration_prefix(&filter, handler),
-                DURATION_BUCKETS_MS.to_vec(),
-            )
-        })
-        .collect();
-    let mut histogram_buckets: Vec<(String, Vec<f64>)> = histogram_buckets;
-    if filter.grpc.as_ref().is_some_and(|g| g.handling_time) {
-        histogram_buckets.push((grpc_prefix(&filter), DURATION_BUCKETS_MS.to_vec()));
-    }
+    let histograms = filter.http.is_some() || filter.grpc.as_ref().is_some_and(|g| g.handling_time);
+    let histogram_buckets = if histograms {
+        vec![(BUCKET_KEY.to_string(), HISTOGRAM_BUCKETS.to_vec())]
+    } else {
+        Vec::new()
+    };
     let grpc_tags = config
         .grpc
         .as_ref()
@@ -151,31 +163,6 @@ pub fn needs(config: &Config) -> Needs {
         histogram_buckets,
         series: config::series_bound(config),
     }
-}
-
-/// The stat name of `handler`'s duration histogram up to its method value: the histograms of
-/// every method of that handler, the app's time and (with `total_duration`) the whole request's
-/// alike, and nothing else (the size histograms have no method label). Constant labels come
-/// first in a stat name, so they are part of the prefix; dynamic ones come after the method.
-fn duration_prefix(filter: &Filter, handler: &str) -> String {
-    // A method value that cannot occur, cut off again: the name's start is the prefix.
-    const CUT: &str = "\u{0}";
-    let full = filter.series_name(DURATION, &[("handler", handler), ("method", CUT)], &[]);
-    let head = full.split(CUT).next().unwrap_or_default();
-    format!("{CUSTOM_STAT_PREFIX}{head}")
-}
-
-/// The stat-name prefix every gRPC handling-time histogram of `filter` starts with: its constant
-/// labels, then the `method="POST"` and `grpc_type` that lead the gRPC labels.
-fn grpc_prefix(filter: &Filter) -> String {
-    const CUT: &str = "\u{0}";
-    let full = filter.series_name(
-        GRPC_HANDLING,
-        &[("method", "POST"), ("grpc_type", CUT)],
-        &[],
-    );
-    let head = full.split(CUT).next().unwrap_or_default();
-    format!("{CUSTOM_STAT_PREFIX}{head}")
 }
 
 #[cfg(test)]
