@@ -24,6 +24,8 @@ pub const MAX_CONSTANT_LABELS: usize = 8;
 pub const MAX_DYNAMIC_LABELS: usize = 4;
 pub const MAX_LABEL_VALUES: usize = 32;
 pub const MAX_LABEL_VALUE_BYTES: usize = 64;
+/// `prefix`: enough for a short namespace (`gw_`, `edge_proxy_`), short enough to stay one.
+pub const MAX_PREFIX_BYTES: usize = 32;
 /// The most series (label sets: a histogram counts once) a configuration may make, by
 /// [`super::series_bound`]: far above a useful configuration, it catches a label set multiplied out of
 /// all proportion before a proxy holds it.

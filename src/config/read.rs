@@ -12,9 +12,17 @@ use std::fmt;
 const STATUS_EXPECTED: &str = "(expected 100-599 or 1xx-5xx)";
 
 pub(super) fn read_config(node: Node<'_>) -> Result<Config, ConfigError> {
-    let fields = ["counters", "http_metrics", "samplers", "labels", "grpc"];
+    let fields = [
+        "counters",
+        "http_metrics",
+        "samplers",
+        "labels",
+        "grpc",
+        "prefix",
+    ];
     node.object(&fields, |f| {
         Ok(Config {
+            prefix: f.optional("prefix", string)?,
             labels: f
                 .optional("labels", |n| {
                     n.entries(MAX_CONSTANT_LABELS, |key, v| {

@@ -1,6 +1,7 @@
 //! The syntax of the strings a configuration holds: metric and label names, paths, templates,
 //! JSON pointers, header names, authorities.
 
+use super::limits::MAX_PREFIX_BYTES;
 use crate::istio::{self, Place};
 use crate::json::ConfigError;
 use crate::names;
@@ -60,6 +61,46 @@ pub(super) fn is_identifier(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// `prefix`: a start for metric names (identifier characters, at most [`MAX_PREFIX_BYTES`]) that
+/// no name Envoy, Istio or the filter's own metrics use can follow, and nothing Istio's tag
+/// regexes capture.
+pub(super) fn check_prefix(prefix: &str, at: &str) -> Result<(), ConfigError> {
+    if !is_identifier(prefix) || prefix.len() > MAX_PREFIX_BYTES {
+        return Err(ConfigError::new(
+            at,
+            format!("{prefix:?} is not a metric name prefix (expected [a-zA-Z_][a-zA-Z0-9_]*, at most {MAX_PREFIX_BYTES} characters)"),
+        ));
+    }
+    if let Some(captured) = istio::captured(Place::MetricName, prefix) {
+        return Err(ConfigError::new(
+            at,
+            format!("{prefix:?} makes {captured:?} in the stat names, which Istio's stats tag regexes would cut out of them into a label of their own (expected another prefix)"),
+        ));
+    }
+    check_namespace(prefix, at, "prefix")
+}
+
+/// A name as published (with the configuration's `prefix`) does not start like the filter's own
+/// metrics or Envoy's and Istio's.
+pub(super) fn check_namespace(name: &str, at: &str, what: &str) -> Result<(), ConfigError> {
+    if name.starts_with(names::SELF_PREFIX) {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} is reserved by the filter (expected a {what} that does not start with {})", names::SELF_PREFIX),
+        ));
+    }
+    if let Some(prefix) = names::FOREIGN_PREFIXES
+        .iter()
+        .find(|p| name.starts_with(**p))
+    {
+        return Err(ConfigError::new(
+            at,
+            format!("{name:?} starts with {prefix}, which Envoy's and Istio's own metrics use on the same page (expected another {what})"),
+        ));
+    }
+    Ok(())
+}
+
 /// Metric names as Envoy's `/stats/prometheus` prints them unchanged, `[a-zA-Z_][a-zA-Z0-9_]*`
 /// (it turns any other character, ':' included, into '_', so two names could print as one),
 /// and not one the filter, Envoy or Istio publishes there.
@@ -97,14 +138,18 @@ pub(super) fn check_metric_name(name: &str, at: &str) -> Result<(), ConfigError>
             format!("{name:?} is reserved by the filter (expected a name that is not one of the filter's request metrics (http_*, grpc_server_*) or one of their series and does not start with {})", names::SELF_PREFIX),
         ));
     }
-    if let Some(prefix) = names::FOREIGN_PREFIXES
-        .iter()
-        .find(|p| name.starts_with(**p))
-    {
+    check_namespace(name, at, "name")
+}
+
+/// `name` as published after `prefix`: still nothing Istio's tag regexes capture (they can
+/// span the two), still not in the filter's, Envoy's or Istio's namespace.
+pub(super) fn check_prefixed_name(prefix: &str, name: &str, at: &str) -> Result<(), ConfigError> {
+    let full = format!("{prefix}{name}");
+    if let Some(captured) = istio::captured(Place::MetricName, &full) {
         return Err(ConfigError::new(
             at,
-            format!("{name:?} starts with {prefix}, which Envoy's and Istio's own metrics use on the same page (expected another name)"),
+            format!("{full:?} (prefix {prefix:?}, then {name:?}) makes {captured:?} in the stat name, which Istio's stats tag regexes would cut out of it into a label of their own (expected another name or prefix)"),
         ));
     }
-    Ok(())
+    check_namespace(&full, at, "name or prefix")
 }

@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// `prefix`: put before the name of every series the configuration publishes (counters,
+    /// request and gRPC metrics, samplers' gauges), not the filter's own `app_metrics_*`; empty
+    /// for none.
+    pub prefix: Option<String>,
     /// Constant labels on every series the configuration makes (but `app_metrics_config_valid`),
     /// in document order: (name, value).
     pub labels: Vec<(String, String)>,
@@ -36,6 +40,7 @@ pub struct Grpc {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            prefix: None,
             labels: Vec::new(),
             counters: seed_counters(),
             http_metrics: HttpMetrics::default(),

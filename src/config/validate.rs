@@ -12,14 +12,29 @@ use super::types::*;
 use crate::istio::{self, Place};
 use crate::json::ConfigError;
 use crate::labels::Side;
+use crate::names;
 use crate::routes::Routes;
 use std::collections::BTreeMap;
 
 /// Checks what the types cannot: names, paths, templates, ranges, uniqueness.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    let prefix = config.prefix.as_deref();
+    if let Some(prefix) = prefix {
+        check_prefix(prefix, "prefix")?;
+        // The request and gRPC metrics take it too (the filter's own app_metrics_* do not).
+        for name in names::RESERVED_NAMES
+            .iter()
+            .filter(|n| !n.starts_with(names::SELF_PREFIX))
+        {
+            check_prefixed_name(prefix, name, "prefix")?;
+        }
+    }
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut claim = |name: &str, path: String| -> Result<(), ConfigError> {
         check_metric_name(name, &path)?;
+        if let Some(prefix) = prefix {
+            check_prefixed_name(prefix, name, &path)?;
+        }
         if let Some(owner) = names.get(name) {
             return Err(ConfigError::new(
                 path,

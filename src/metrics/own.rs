@@ -32,7 +32,7 @@ impl Registry {
             self.body_not_counted.get_mut(reason.index()),
             host,
             Kind::Counter,
-            || filter.series_name(BODY_NOT_COUNTED, &[("reason", reason.label())], &[]),
+            || filter.own_series_name(BODY_NOT_COUNTED, &[("reason", reason.label())], &[]),
         )
         .is_some_and(|id| host.increment(id, 1))
     }
@@ -59,7 +59,7 @@ impl Registry {
             self.sampler_success.get_mut(sampler),
             host,
             Kind::Gauge,
-            || filter.series_name(SAMPLER_LAST_SUCCESS, &[("sampler", &spec.name)], &[]),
+            || filter.own_series_name(SAMPLER_LAST_SUCCESS, &[("sampler", &spec.name)], &[]),
         )
         .is_some_and(|id| host.record(id, now_s));
         gauge && stamp
@@ -80,7 +80,7 @@ impl Registry {
             .sampler_errors
             .get_mut(sampler * SampleError::COUNT + reason.index());
         id_in(slot, host, Kind::Counter, || {
-            filter.series_name(
+            filter.own_series_name(
                 SAMPLER_ERRORS,
                 &[("sampler", &spec.name), ("reason", reason.label())],
                 &[],

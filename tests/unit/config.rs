@@ -170,7 +170,7 @@ logic_test!(
          "counters[0].match.status[0]: -1 is not a status code"),
         (r#"{"counters": [{"name": "b", "match": {"status": []}}]}"#.into(),
          "counters[0].match.status: is empty"),
-        (r#"{"countres": []}"#.into(), "unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`, `grpc`"),
+        (r#"{"countres": []}"#.into(), "unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`, `grpc`, `prefix`"),
         (r#"{"counters": [{"name": "a", "match": {"paht": "/x"}}]}"#.into(), "counters[0].match.paht: unknown field `paht`"),
         (r#"{"counters": [{"name": 5, "match": {}}]}"#.into(), "counters[0].name: invalid type: integer `5`, expected a string"),
         (r#"{"counters": [{"name": "9lives", "match": {}}]}"#.into(),
@@ -308,6 +308,46 @@ logic_test!(
         let default = parse(b"{}").unwrap();
         assert!(default.labels.is_empty() && default.http_metrics.labels.is_empty());
         assert!(default.counters.iter().all(|c| c.labels.is_empty()));
+    }
+);
+
+// `prefix` (issue 21): every message exact, the field path first.
+logic_test!(
+    fn invalid_prefixes_name_the_field() {
+        let prefixed = |prefix: &str, rest: &str| format!(r#"{{"prefix": "{prefix}"{rest}}}"#);
+        let counter =
+            |name: &str| format!(r#", "counters": [{{"name": "{name}", "match": {{}}}}]"#);
+        let long = "p".repeat(33);
+        let cases: Vec<(String, String)> = vec![
+            (r#"{"prefix": 5}"#.into(), "prefix: invalid type: integer `5`, expected a string".into()),
+            (prefixed("", ""), r#"prefix: "" is not a metric name prefix (expected [a-zA-Z_][a-zA-Z0-9_]*, at most 32 characters)"#.into()),
+            (prefixed("gw-", ""), r#"prefix: "gw-" is not a metric name prefix (expected [a-zA-Z_][a-zA-Z0-9_]*, at most 32 characters)"#.into()),
+            (prefixed("9gw_", ""), r#"prefix: "9gw_" is not a metric name prefix (expected [a-zA-Z_][a-zA-Z0-9_]*, at most 32 characters)"#.into()),
+            (prefixed(&long, ""), format!(r#"prefix: "{long}" is not a metric name prefix (expected [a-zA-Z_][a-zA-Z0-9_]*, at most 32 characters)"#)),
+            (prefixed("shadow_allowed", ""), r#"prefix: "shadow_allowed" makes ".shadow_allowed" in the stat names, which Istio's stats tag regexes would cut out of them into a label of their own (expected another prefix)"#.into()),
+            (prefixed("app_metrics_", ""), r#"prefix: "app_metrics_" is reserved by the filter (expected a prefix that does not start with app_metrics_)"#.into()),
+            (prefixed("envoy_", ""), r#"prefix: "envoy_" starts with envoy_, which Envoy's and Istio's own metrics use on the same page (expected another prefix)"#.into()),
+            (prefixed("istio_x", ""), r#"prefix: "istio_x" starts with istio_, which Envoy's and Istio's own metrics use on the same page (expected another prefix)"#.into()),
+            // With the names after it: what the stat name holds is the whole.
+            (prefixed("shadow_", &counter("allowed_total")), r#"counters[0].name: "shadow_allowed_total" (prefix "shadow_", then "allowed_total") makes ".shadow_allowed" in the stat name, which Istio's stats tag regexes would cut out of it into a label of their own (expected another name or prefix)"#.into()),
+            (prefixed("app_", &counter("metrics_total")), r#"counters[0].name: "app_metrics_total" is reserved by the filter (expected a name or prefix that does not start with app_metrics_)"#.into()),
+            (prefixed("env", &counter("oy_total")), r#"counters[0].name: "envoy_total" starts with envoy_, which Envoy's and Istio's own metrics use on the same page (expected another name or prefix)"#.into()),
+            (prefixed("gw_", r#", "samplers": [{"name": "http_requests_total", "cluster": "c", "path": "/p", "value": {"text": true}}]"#),
+             r#"samplers[0].name: "http_requests_total" is reserved by the filter (expected a name that is not one of the filter's request metrics (http_*, grpc_server_*) or one of their series and does not start with app_metrics_)"#.into()),
+        ];
+        for (json, want) in &cases {
+            assert_eq!(&err(json), want, "config {json}");
+        }
+        let config = parse(br#"{"prefix": "gw_"}"#).unwrap();
+        assert_eq!(config.prefix.as_deref(), Some("gw_"));
+        assert_eq!(parse(b"{}").unwrap().prefix, None);
+        // The series bound does not depend on names.
+        assert_eq!(
+            series_bound(
+                &parse(br#"{"prefix": "gw_", "http_metrics": {"handlers": ["/a"]}}"#).unwrap()
+            ),
+            series_bound(&parse(br#"{"http_metrics": {"handlers": ["/a"]}}"#).unwrap())
+        );
     }
 );
 

@@ -170,3 +170,28 @@ logic_test!(
         assert_eq!(c.shared_samplers(&d), ["orders"]);
     }
 );
+
+logic_test!(
+    fn the_prefix_leads_every_published_name_but_the_filters_own() {
+        let filter = |json: &str| Filter::new(&parse(json.as_bytes()).unwrap());
+        let gw = filter(r#"{"prefix": "gw_", "labels": {"service": "a"}}"#);
+        assert_eq!(
+            gw.series_name("http_requests_total", &[("handler", "/x")], &[]),
+            "service=.=a;.;handler=.=/x;.;gw_http_requests_total"
+        );
+        assert_eq!(
+            gw.own_series_name("app_metrics_sampler_errors_total", &[("sampler", "s")], &[]),
+            "service=.=a;.;sampler=.=s;.;app_metrics_sampler_errors_total"
+        );
+        let plain = filter(r#"{"labels": {"service": "a"}}"#);
+        assert_eq!(
+            plain.series_name("http_requests_total", &[("handler", "/x")], &[]),
+            "service=.=a;.;handler=.=/x;.;http_requests_total"
+        );
+        // A sampler's gauge with and without a prefix: two series, two schedules.
+        let sampler = r#""samplers": [{"name": "orders", "cluster": "app", "path": "/n", "value": {"text": true}}]"#;
+        let a = filter(&format!(r#"{{"prefix": "gw_", {sampler}}}"#));
+        let b = filter(&format!(r#"{{{sampler}}}"#));
+        assert!(a.shared_samplers(&b).is_empty());
+    }
+);

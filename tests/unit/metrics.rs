@@ -360,6 +360,57 @@ logic_test!(
     }
 );
 
+// `prefix` (issue 21): the sampler's gauge and the gRPC metrics take it, the filter's own
+// app_metrics_* series do not.
+logic_test!(
+    fn the_prefix_leads_the_gauge_and_grpc_names_not_the_filters_own() {
+        let config = parse(br#"{"prefix": "gw_", "counters": [], "http_metrics": {"enabled": false},
+            "samplers": [{"name": "total_users", "cluster": "app", "path": "/n", "value": {"text": true}}],
+            "grpc": {"methods": ["/a.B/C"], "handling_time": true}}"#).unwrap();
+        let filter = Filter::new(&config);
+        let host = FakeHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        assert!(registry.sample_ok(&filter, &host, 0, 12, 1_700_000_000));
+        assert!(registry.sample_failed(&filter, &host, 0, SampleError::Timeout));
+        assert_eq!(host.value("gw_total_users"), [12]);
+        assert!(host.value("total_users").is_empty());
+        assert_eq!(
+            host.value(
+                "sampler=.=total_users;.;reason=.=timeout;.;app_metrics_sampler_errors_total"
+            ),
+            [1]
+        );
+        assert_eq!(
+            host.value(
+                "sampler=.=total_users;.;app_metrics_sampler_last_success_timestamp_seconds"
+            ),
+            [1_700_000_000]
+        );
+        let rpc = Rpc {
+            index: filter.grpc.as_ref().unwrap().methods.find(b"/a.B/C"),
+            request_headers: &[],
+            response_headers: &[],
+        };
+        assert!(registry.grpc_started(&filter, &host, &rpc));
+        assert!(registry.grpc_handled(&filter, &host, &rpc, Code::Ok, Some(5), None));
+        let labels = "method=.=POST;.;grpc_type=.=unary;.;grpc_service=.=a.B;.;grpc_method=.=C;.;";
+        assert_eq!(
+            host.value(&format!("{labels}gw_grpc_server_started_total")),
+            [1]
+        );
+        assert_eq!(
+            host.value(&format!(
+                "{labels}grpc_code=.=OK;.;gw_grpc_server_handled_total"
+            )),
+            [1]
+        );
+        assert_eq!(
+            host.value(&format!("{labels}gw_grpc_server_handling_milliseconds")),
+            [5]
+        );
+    }
+);
+
 /// One request with request headers `x-client` / `x-tenant` and response header `x-version`
 /// (by their positions in the filter's label headers), `None` when absent.
 #[allow(clippy::too_many_arguments)]
