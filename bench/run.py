@@ -24,7 +24,8 @@ processes took more than --max-foreign % of the machine are left out of the medi
 variant has at least 2 clean ones.
 
 A benchmark report, not a test: it prints PASS/MISS against the targets of issue 6 and exits 0.
-The results go to BENCHMARKS.md (between the bench:results markers), raw data to
+The results go to BENCHMARKS.md (the table between the bench:results markers, the verdict on the
+targets between the bench:verdict markers at the top; --quick writes a copy instead), raw data to
 dist/bench/results.json, rendered Envoy configs and logs to dist/bench/.
 
 `--diagnose` adds variants with parts of the filter switched off by configuration, the module
@@ -920,6 +921,83 @@ def write_report(region, body):
 
 
 # ---------------------------------------------------------------------------------------------
+# Verdict: the first thing BENCHMARKS.md says, written from the same run as its Results table
+
+# What each target of issue 6 asks, in words (keyed by targets()'s short name).
+TARGET_WORDS = {
+    "default ≥ 0.95× empty throughput":
+        "Default configuration: Envoy serves at least 95 % of the requests per second it serves "
+        "with an empty wasm filter",
+    "default ≥ 1.10× Lua throughput":
+        "Default configuration: at least 10 % more requests per second than a Lua filter "
+        "counting the same logins",
+    "full ≥ 0.90× empty throughput":
+        "Full configuration (envoy/envoy.yaml's): at least 90 % of the empty wasm filter's "
+        "requests per second",
+    "full: p99 added ≤ 10 µs over empty (c1: one request at a time)":
+        "Full configuration: one request at a time, the 99th percentile latency at most 10 µs "
+        "above the empty filter's",
+    "default: p99 added ≤ 10 µs over empty (c1: one request at a time)":
+        "Default configuration: one request at a time, the 99th percentile latency at most "
+        "10 µs above the empty filter's",
+    "default: RSS ≤ empty + 2 MB, 1 worker":
+        "Default configuration: Envoy's memory (RSS) at most 2 MB above the empty filter's, "
+        "1 worker thread",
+    "default: RSS ≤ empty + 2 MB, 2 workers":
+        "Default configuration: the same, 2 worker threads",
+    "full: RSS ≤ empty + 2 MB, 1 worker":
+        "Full configuration: Envoy's memory at most 2 MB above the empty filter's, 1 worker "
+        "thread",
+    "full: RSS ≤ empty + 2 MB, 2 workers":
+        "Full configuration: the same, 2 worker threads",
+    ".wasm ≤ 300 KB (`make build`'s, 1 KB = 1024 bytes)":
+        "The module `make build` ships (app_metrics.wasm) is at most 300 KB",
+}
+
+
+def verdict_markdown(tgts, meta, runs):
+    """The verdict of one run: how many targets it met, each target in words with PASS/MISS."""
+    judged = [t for t in tgts if t["pass"] is not None]
+    met = sum(1 for t in judged if t["pass"])
+    others = med([noise_of(r) for r in runs])
+    noisy = (f"Other processes took more than {meta['max_foreign']:.0f} % of the machine during "
+             f"{meta['still_noisy']} of its {len(runs)} bursts (median {fmt(others)} %)")
+    if meta["still_noisy"] > len(runs) // 4:
+        noisy += (": a noisy run. Its throughput and latency figures swing with that load; "
+                  "compare them with a quieter run before trusting them.")
+    else:
+        noisy += "."
+    lines = [f"**Verdict of the run of {meta['date']}** (the run the Results table shows; "
+             f"`make bench` writes both): **{met} of {len(judged)} targets met**. {noisy}", "",
+             "| target (issue 6) | measured | |", "|---|---|---|"]
+    for t in tgts:
+        mark = "n/a" if t["pass"] is None else ("PASS" if t["pass"] else "**MISS**")
+        lines.append(f"| {TARGET_WORDS.get(t['target'], t['target'])} | {t['value']} | {mark} |")
+    return "\n".join(lines)
+
+
+def report_only(args):
+    """--report-only: BENCHMARKS.md's verdict and Results again from the last run's raw data
+    (dist/bench/results.json), measuring nothing: for a change to the report's wording."""
+    data = json.loads((OUT / "results.json").read_text())
+    if not data["meta"].get("reported", True):
+        sys.exit("--report-only: dist/bench/results.json is from a run that did not write "
+                 "BENCHMARKS.md (--quick, --only or --no-report)")
+    s, tgts, meta, runs = data["summary"], data["targets"], data["meta"], data["runs"]
+    write_report("results", results_markdown(s, tgts, meta, runs))
+    write_report("verdict", verdict_markdown(tgts, meta, runs))
+
+
+def quick_report():
+    """--quick trials the report on a copy (dist/bench/BENCHMARKS.quick.md): a 1-minute run's
+    figures never replace a full run's in BENCHMARKS.md."""
+    global REPORT
+    copy = OUT / "BENCHMARKS.quick.md"
+    copy.write_text(REPORT.read_text())
+    REPORT = copy
+
+
+# ---------------------------------------------------------------------------------------------
 # Scale: Envoy memory per series
 
 
@@ -1055,7 +1133,12 @@ def main():
                    help="do not run `make build` (`make bench` has just done it); the empty "
                         "filter is still built")
     p.add_argument("--no-report", action="store_true", help="leave BENCHMARKS.md alone")
-    p.add_argument("--quick", action="store_true", help="a short trial: 1 round, short runs")
+    p.add_argument("--report-only", action="store_true",
+                   help="measure nothing: rewrite the verdict and Results of BENCHMARKS.md from "
+                        "dist/bench/results.json (the last run's raw data)")
+    p.add_argument("--quick", action="store_true",
+                   help="a short trial: 2 cycles, short runs; the report goes to "
+                        "dist/bench/BENCHMARKS.quick.md, not BENCHMARKS.md")
     p.add_argument("--add", metavar="KEY", action="append", default=[],
                    help="also measure this diagnostic variant in the main run (e.g. "
                         "total-duration: what http_metrics.total_duration costs)")
@@ -1075,6 +1158,8 @@ def main():
     p.add_argument("--scale-reps", type=int, default=2)
     p.add_argument("--scale-duration", type=int, default=3)
     args = p.parse_args()
+    if args.report_only:
+        return report_only(args)
     if args.quick:
         args.rounds, args.duration, args.latency_duration = 2, 1, 1
         args.rss_rounds, args.rss_duration = 1, 2
@@ -1098,6 +1183,8 @@ def main():
             capture_output=True, text=True, check=True).stdout.strip()
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    if args.quick and not args.no_report:
+        quick_report()
     keys = [k for k, _, _ in VARIANTS] + ["probe-maps"]
     for key in args.add:
         if key not in LABEL:
@@ -1131,6 +1218,8 @@ def main():
         "rss_rounds": args.rss_rounds, "envoy_cpus": args.envoy_cpus, "wrk_cpus": args.wrk_cpus,
         "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()), "warnings": [],
     }
+    # Only a run that writes BENCHMARKS.md may be re-rendered into it (--report-only).
+    meta["reported"] = not (args.no_report or args.quick or args.diagnose or args.scale)
     sizes = build(args)
     check_stats_tags()
 
@@ -1176,6 +1265,8 @@ def main():
             write_report(name, diagnosis_markdown(s, meta, runs))
         else:
             write_report(name, results_markdown(s, tgts, meta, runs))
+            if name == "results":
+                write_report("verdict", verdict_markdown(tgts, meta, runs))
     log(f"raw data: {(OUT / (name + '.json')).relative_to(ROOT)}; {meta['elapsed_s']:.0f} s")
 
 

@@ -2,7 +2,9 @@
 # `make demo`: the demo app behind Envoy with app-metrics-wasm, a real Prometheus scraping
 # Envoy's :15090, some traffic, then the metrics and the seed dashboard's queries.
 # Needs ENVOY_BIN (make passes it) and the built filter. KEEP=1 keeps everything running
-# at the end until Ctrl-C, e.g. to open the Prometheus UI.
+# at the end until Ctrl-C, e.g. to open the Prometheus UI. ROUNDS sets how many rounds of traffic
+# (5 s apart; default 5). SCREENSHOT=FILE.png captures Prometheus' graph page into FILE.png
+# after the traffic (scripts/screenshot.sh; `make screenshot`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,7 +89,7 @@ req() {  # req EXPECTED METHOD PATH [curl args...]: print the status, flag a sur
 create() { req "$1" POST /users -H 'Content-Type: application/json' -d "$2"; }
 login()  { req "$1" POST /login --data-urlencode "username=$2" --data-urlencode "password=$3"; }
 
-ROUNDS=5
+ROUNDS=${ROUNDS:-5}
 echo "== Traffic through Envoy :10000: $ROUNDS rounds, 5 s apart (status codes shown)"
 for r in $(seq "$ROUNDS"); do
   printf '  round %d  POST /users' "$r"
@@ -139,7 +141,12 @@ for q in 'sum(total_users)' 'sum(rate(successful_login_details_total[1m]))' 'sum
 done
 echo
 echo "In the seed's Grafana dashboard: the Total Users panel and the Login Success/Failure Rates panel."
-echo "(rate() averages over the last minute, of which the demo's traffic filled only ~25 s.)"
+echo "(rate() averages over the last minute, of which the demo's traffic filled only ~$((5 * (ROUNDS - 1))) s.)"
+if [ -n "${SCREENSHOT:-}" ]; then
+  echo
+  echo "== Prometheus' graph page, captured by headless Chromium"
+  bash scripts/screenshot.sh "$PROM" "$SCREENSHOT"
+fi
 
 echo
 echo "== (c) Counters on JSON bodies: the same app behind the body-reading module"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system tools that the given make goals need, and only those that are missing:
-#   scripts/setup.sh [GOAL...]        (GOAL: build oci k8s lint unit wasm-unit e2e soak kit test demo bench; default build)
+#   scripts/setup.sh [GOAL...]        (GOAL: build oci k8s lint unit wasm-unit e2e soak kit test demo screenshot bench; default build)
 # `make` runs it once per invocation with the goals it was asked for. When everything is present
 # it only looks (no apt, no rustup network call): well under a second. Without the rights to
 # install (not root, no passwordless sudo) it stops at once with one line: what is missing and
@@ -47,6 +47,7 @@ for goal in "$@"; do
     kit) want_kit ;;
     test) want_lint; want_wasm_unit; want_e2e; want_kit ;;
     demo) want_build; want_deb prometheus prometheus ;;
+    screenshot) want_build; want_deb prometheus prometheus; want_deb chromium chromium ;;
     bench) want_build; want_deb wrk wrk ;;
     *) ;;  # goals that need no system tool (venv, clean, fuzz, ...)
   esac

@@ -188,7 +188,7 @@ impl Filter {
     }
 
     /// The samplers of this configuration whose gauge, and so shared-data schedule, is also one
-    /// of `other`'s: two plugins in one Envoy feeding one series (README: keep them apart by
+    /// of `other`'s: two plugins in one Envoy feeding one series (docs/configuration.md: keep them apart by
     /// name or constant label).
     pub fn shared_samplers(&self, other: &Filter) -> Vec<&str> {
         self.samplers

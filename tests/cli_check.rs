@@ -424,7 +424,7 @@ spec:
         r.err(),
         vec![
             "te.yaml document 3, TrafficExtension shop/typo, spec.wasm.pluginConfig: http_metric: unknown field \
-             `http_metric`, expected one of `counters`, `http_metrics`, `samplers`, `labels`"
+             `http_metric`, expected one of `counters`, `http_metrics`, `samplers`, `labels`, `grpc`"
         ]
     );
 }

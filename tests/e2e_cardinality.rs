@@ -7,7 +7,7 @@
 //! Bounded cardinality: 100,000 hostile requests (random paths, random and invalid methods, odd
 //! upstream status codes, paths of 8-60 KB, non-UTF-8 bytes in paths and headers, random values
 //! in the headers dynamic labels read) cannot make the filter export more series than its
-//! configuration allows (`config::series_bound`, README "Labels"), nor a label value that is not a
+//! configuration allows (`config::series_bound`, docs/configuration.md "Labels"), nor a label value that is not a
 //! configured template, `none`, one of the 10 method labels, one of the 6 status labels, a listed
 //! label value, `other` or the constant label's value. Envoy's memory after the run stays within a
 //! documented margin of before.
@@ -123,7 +123,7 @@ const CLIENTS: [&str; 2] = ["web", "ios"];
 const VERSIONS: [&str; 2] = ["1.4.2", "2.0.0"];
 const TIERS: [&str; 2] = ["gold", "free"];
 
-/// Combinations of the request metrics' dynamic labels: L = Π (values + 2) (README "Labels").
+/// Combinations of the request metrics' dynamic labels: L = Π (values + 2) (docs/configuration.md "Labels").
 fn request_label_combinations() -> usize {
     (CLIENTS.len() + 2) * (VERSIONS.len() + 2)
 }

@@ -34,7 +34,7 @@ fn cases() -> Vec<(String, String)> {
     let c = |config: &str, message: &str| (config.to_string(), message.to_string());
     vec![
         c("[1, 2]", r#".: is not a JSON object (expected {"counters": …, "http_metrics": …, "samplers": …})"#),
-        c(r#"{"countres": []}"#, "countres: unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`"),
+        c(r#"{"countres": []}"#, "countres: unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`, `grpc`"),
         // A syntax error has no field path yet: serde_json's line and column say where.
         c("{\"counters\": [", ".: EOF while parsing a list at line 2 column 0"),
         c(r#"{"counters": [{"name": "logins-total", "match": {}}]}"#,

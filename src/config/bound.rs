@@ -69,7 +69,12 @@ pub fn series_bound(config: &Config) -> SeriesBound {
         grpc: config.grpc.as_ref().map_or(0, |g| {
             let per =
                 names::GRPC_PER_METHOD + usize::from(g.handling_time) + 2 * usize::from(g.messages);
-            ((g.methods.len() + 1) * per) as u64
+            // They take the request metrics' dynamic labels.
+            let labels = match http.enabled {
+                true => combinations(&http.labels),
+                false => 1,
+            };
+            (((g.methods.len() + 1) * per) as u64).saturating_mul(labels)
         }),
         config_valid: 1,
     }

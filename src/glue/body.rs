@@ -8,10 +8,11 @@
 //! callback and one table lookup. A concerned body is copied (`crate::body`), never held back:
 //! each callback answers `Continue`.
 
+use super::host::now_ms;
 use super::host::{self, Buffer, Map};
 use super::http::read;
 use super::root::{revived, State};
-use super::vm::{now_ms, with_bodies, with_vm};
+use super::vm::{with_bodies, with_vm};
 use crate::bodies::Chunk;
 use crate::body::{Pending, Reading};
 use crate::labels::Side;

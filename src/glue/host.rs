@@ -327,3 +327,9 @@ impl MetricHost for Stats {
         unsafe { proxy_record_metric(id, value) == OK }
     }
 }
+
+/// Milliseconds on the monotonic clock: what timeouts and schedules are measured by. Envoy's
+/// `proxy_get_current_time_nanoseconds` is its wall clock, which a clock step moves.
+pub fn now_ms() -> u64 {
+    monotonic_ns().unwrap_or(0) / 1_000_000
+}

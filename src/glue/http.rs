@@ -23,7 +23,7 @@ use crate::filter::{
     RESPONSE_LENGTH, RESPONSE_RULE_HEADERS, RESPONSE_STATUS, RESPONSE_UPSTREAM_TIME,
 };
 use crate::grpc;
-use crate::metrics::{Completed, Registry};
+use crate::metrics::{Completed, Registry, Rpc};
 use crate::pairs::{self, Found};
 use crate::proxy;
 
@@ -120,9 +120,13 @@ fn rpc_ended(
     response: &Found,
     status: Option<u16>,
 ) -> bool {
-    let rpc = g
-        .methods
-        .find(request.get(REQUEST_PATH).unwrap_or_default());
+    let rpc = Rpc {
+        index: g
+            .methods
+            .find(request.get(REQUEST_PATH).unwrap_or_default()),
+        request_headers: request.from(REQUEST_RULE_HEADERS),
+        response_headers: response.from(RESPONSE_RULE_HEADERS),
+    };
     let trailers = match response.get(g.status) {
         Some(_) => None,
         None if status.is_some() => host::header(Map::ResponseTrailers, "grpc-status")
@@ -142,9 +146,9 @@ fn rpc_ended(
         duration_ms,
     });
     // The lean module has no callback when a request starts: its RPCs are counted started
-    // when they end, with handled (README, "gRPC").
-    let started = registry.grpc_started(filter, &Stats, rpc);
-    started & registry.grpc_handled(filter, &Stats, rpc, code, duration_ms, None)
+    // when they end, with handled (docs/grpc.md).
+    let started = registry.grpc_started(filter, &Stats, &rpc);
+    started & registry.grpc_handled(filter, &Stats, &rpc, code, duration_ms, None)
 }
 
 /// A header map, serialized (`crate::pairs`); `None` when the host has none or refuses (logged).

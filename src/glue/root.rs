@@ -1,7 +1,7 @@
 //! The root context: configuration, and the samplers' timer and answers.
 
+use super::host::now_ms;
 use super::host::{self, Buffer, Map, Stats, CAS_MISMATCH};
-use super::vm::now_ms;
 use crate::config::Config;
 use crate::extract::{sample_value, Answer, SampleError, ValueSource};
 use crate::filter::Filter;

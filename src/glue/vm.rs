@@ -1,8 +1,7 @@
 //! What one VM (one worker thread) keeps, in one place both entry-point files use: its root
 //! contexts and requests in flight (`crate::lifecycle`), the bodies being read (body-reading
-//! build), and the clock they are timed by.
+//! build).
 
-use super::host;
 use super::root::Root;
 #[cfg(feature = "bodies")]
 use crate::bodies::Bodies;
@@ -16,12 +15,6 @@ thread_local! {
     /// The bodies being read in this VM, by request context.
     #[cfg(feature = "bodies")]
     static BODIES: RefCell<Bodies> = RefCell::new(Bodies::default());
-}
-
-/// Milliseconds on the monotonic clock: what timeouts and schedules are measured by. Envoy's
-/// `proxy_get_current_time_nanoseconds` is its wall clock, which a clock step moves.
-pub fn now_ms() -> u64 {
-    host::monotonic_ns().unwrap_or(0) / 1_000_000
 }
 
 /// Runs `f` on the VM's roots; a re-entrant call (never expected: the host defers its callbacks

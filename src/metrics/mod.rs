@@ -24,6 +24,7 @@ use crate::proxy::ProxyReason;
 mod grpc;
 mod own;
 
+pub use grpc::Rpc;
 pub use own::config_valid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +102,11 @@ enum Family {
     ResponseSize = 4,
     ProxyResponses = 5,
     TotalDuration = 6,
+    GrpcStarted = 7,
+    GrpcHandled = 8,
+    GrpcHandling = 9,
+    GrpcReceived = 10,
+    GrpcSent = 11,
 }
 
 /// A labelled series' key: the metric, then its series in the flat order (counter index;

@@ -88,7 +88,7 @@ pub fn buckets_line(handlers: &[&str]) -> String {
     )
 }
 
-/// The series line, from README's formula: with H+1 handler label values (`handlers`, `none`
+/// The series line, from docs/configuration.md's formula: with H+1 handler label values (`handlers`, `none`
 /// included) and no dynamic labels, 60 (H+1) request counters, 48 (H+1) proxy answers, 12 (H+1)
 /// histograms, 10 series per sampler and `app_metrics_config_valid`.
 pub fn series_line(handlers: usize, counters: usize, samplers: usize) -> String {

@@ -7,6 +7,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`grpc`] | the Python gRPC server (in-app reference metrics) and client; Envoy in front of it and a non-gRPC upstream |
 //! | [`istio`] | an Istio-like sidecar: Istio's stats_config, WasmPlugins delivered by ECDS |
 //! | [`envoy`] | the Envoy process: start (static, LDS), wait for a scrape value, admin stats |
 //! | [`bootstrap`] | the YAML Envoy starts on: listeners, clusters, routes; LDS and EDS files |
@@ -17,6 +18,7 @@
 
 pub mod bootstrap;
 pub mod envoy;
+pub mod grpc;
 pub mod istio;
 pub mod scrape;
 pub mod upstream;

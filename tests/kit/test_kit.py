@@ -105,9 +105,14 @@ GATEWAY_FIELDS = {
 TARGET_KINDS = {("", "Service"), ("networking.istio.io", "ServiceEntry"),
                 ("gateway.networking.k8s.io", "Gateway"), ("gateway.networking.k8s.io", "GatewayClass")}
 
+# What the kit's monitors put on every series they scrape: the proxies that should run the filter
+# (AppMetricsRequestPathSilent watches those).
+MARKER = {"targetLabel": "app_metrics_wasm", "replacement": "true"}
+
 # Grafana's variables, replaced by a fixed duration so that promtool (and Prometheus) can read
 # the dashboard's expressions.
-GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h", "$service": ".*"}
+GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h", "$service": ".*", "$cluster": ".*",
+                "$namespace": ".*"}
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -485,12 +490,18 @@ def test_promql_uses_only_metrics_the_kit_produces(dashboard, rules, wasmplugin)
                                    "http_response_size_bytes", "http_request_total_duration_milliseconds")
               for s in ("bucket", "sum", "count")}
     # The proxies' own request counters, for "the filter is silent" (Istio; the plain-Envoy
-    # listener with stat_prefix app in k8s/envoy-sidecar/envoy.yaml and envoy/envoy.yaml).
-    known |= {"istio_requests_total", "envoy_http_app_downstream_rq_total"}
+    # listener with stat_prefix app in k8s/envoy-sidecar/envoy.yaml and envoy/envoy.yaml, under
+    # Envoy's default tags).
+    known |= {"istio_requests_total", "envoy_http_downstream_rq_total"}
     pattern = re.compile(r"\b((?:http|app_metrics|istio|envoy)_[a-zA-Z0-9_]+|[a-z_]+_login_details_total|total_users)\b")
+    # Recorded series (level:metric:operations) are the rules' own: each must be recorded.
+    recorded_name = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
+    recorded = {r["alert"] for r in rule_exprs(rules) if ":" in (r["alert"] or "")}
     for e in dashboard_exprs(dashboard) + rule_exprs(rules):
-        used = set(pattern.findall(e["expr"]))
-        assert used, e
+        assert set(recorded_name.findall(e["expr"])) <= recorded, e
+        # (a matcher's label name, e.g. the monitors' marker app_metrics_wasm, is no metric)
+        used = set(pattern.findall(re.sub(r'\b\w+\s*(=~|!=|!~|=)\s*"', '"', recorded_name.sub("", e["expr"]))))
+        assert used or recorded_name.search(e["expr"]), e
         assert used <= known, f"{e['expr']}: unknown metric(s) {used - known}"
 
 
@@ -523,12 +534,14 @@ def test_dashboard_has_the_seed_panels(dashboard):
     """The seed's queries, per selected service (test_dashboard_and_alerts_select_by_service)."""
     total = panel(dashboard, "Total Users")
     assert [(t["expr"], t["legendFormat"]) for t in total["targets"]] == [
-        ('max by (service) (total_users{service=~"$service"})', "{{service}} Total Users")]
+        ('max by (service) (total_users{cluster=~"$cluster", namespace=~"$namespace", service=~"$service"})',
+         "{{service}} Total Users")]
     logins = panel(dashboard, "Login Success/Failure Rates")
     assert [(t["expr"], t["legendFormat"]) for t in logins["targets"]] == [
-        ('sum by (service) (rate(successful_login_details_total{service=~"$service"}[1m]))',
-         "{{service}} Successful Logins"),
-        ('sum by (service) (rate(failed_login_details_total{service=~"$service"}[1m]))', "{{service}} Failed Logins"),
+        ('sum by (service) (rate(successful_login_details_total{cluster=~"$cluster", namespace=~"$namespace", '
+         'service=~"$service"}[1m]))', "{{service}} Successful Logins"),
+        ('sum by (service) (rate(failed_login_details_total{cluster=~"$cluster", namespace=~"$namespace", '
+         'service=~"$service"}[1m]))', "{{service}} Failed Logins"),
     ]
     assert override_color(logins, "Successful Logins") == "green"
     assert override_color(logins, "Failed Logins") == "red"
@@ -539,7 +552,7 @@ def test_dashboard_has_http_and_health_panels(dashboard):
     for q in ("0.5", "0.95", "0.99"):
         assert f"histogram_quantile({q}, sum by (service, handler, le) (rate(http_request_duration_milliseconds_bucket" in exprs
     assert "sum by (service, handler) (rate(http_requests_total{" in exprs
-    assert 'http_requests_total{service=~"$service", status="5xx"}' in exprs
+    assert 'http_requests_total{cluster=~"$cluster", namespace=~"$namespace", service=~"$service", status="5xx"}' in exprs
     assert "sum by (service, sampler, reason) (rate(app_metrics_sampler_errors_total{" in exprs
     assert "time() - app_metrics_sampler_last_success_timestamp_seconds" in exprs
 
@@ -550,15 +563,16 @@ def test_dashboard_and_alerts_tell_the_app_from_the_mesh(dashboard, rules):
     assert app["legendFormat"] == "{{service}} app" and proxy["legendFormat"] == "{{service}} proxy: {{reason}}"
     # The app's own 5xx are all 5xx less the proxy's, which may have no series at all yet (then
     # the same sum times 0, per service: a bare vector(0) has no service to match).
-    five = 'rate(http_requests_total{service=~"$service", status="5xx"}[$__rate_interval])'
+    sel = 'cluster=~"$cluster", namespace=~"$namespace", service=~"$service"'
+    five = 'rate(http_requests_total{' + sel + ', status="5xx"}[$__rate_interval])'
     assert app["expr"].startswith(f'sum by (service) ({five}) - (')
-    assert 'http_proxy_responses_total{service=~"$service", status="5xx"}' in app["expr"]
+    assert 'http_proxy_responses_total{' + sel + ', status="5xx"}' in app["expr"]
     assert app["expr"].endswith(f" or sum by (service) ({five}) * 0)")
-    assert proxy["expr"] == ('sum by (service, reason) (rate(http_proxy_responses_total{service=~"$service", '
+    assert proxy["expr"] == ('sum by (service, reason) (rate(http_proxy_responses_total{' + sel + ', '
                              'status="5xx"}[$__rate_interval]))')
     alerts = {r["alert"]: r["expr"] for g in rules["spec"]["groups"] for r in g["rules"] if "alert" in r}
-    assert "- (sum by (namespace, service) (rate(http_proxy_responses_total{status=\"5xx\"}[5m])) or" in alerts["AppServerErrorsHigh"]
-    assert ("sum by (namespace, service, reason) (rate(http_proxy_responses_total{status=\"5xx\"}[5m]))"
+    assert "- (sum by (cluster, namespace, service) (rate(http_proxy_responses_total{status=\"5xx\"}[5m])) or" in alerts["AppServerErrorsHigh"]
+    assert ("sum by (cluster, namespace, service, reason) (rate(http_proxy_responses_total{status=\"5xx\"}[5m]))"
             in alerts["AppUnreachableThroughMesh"])
 
 
@@ -587,17 +601,25 @@ def test_dashboard_is_well_formed(dashboard):
 
 
 def test_dashboard_and_alerts_select_by_service(dashboard, rules):
-    """The `service` variable (the configuration's constant label) filters every metric of every
-    panel and splits its sums; the app alerts are per (namespace, service)."""
+    """The `cluster`, `namespace` and `service` variables (Prometheus's external label, the
+    monitors' namespace, the configuration's constant label) filter every metric of every panel,
+    and `service` splits its sums; the app alerts are per (cluster, namespace, service)."""
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert [v for v in variables if v != "datasource"] == ["cluster", "namespace", "service"]
+    assert variables["cluster"]["query"]["query"] == "label_values(http_requests_total, cluster)"
+    assert variables["namespace"]["query"]["query"] == 'label_values(http_requests_total{cluster=~"$cluster"}, namespace)'
     service = variables["service"]
-    assert service["query"]["query"] == "label_values(http_requests_total, service)"
+    assert service["query"]["query"] == \
+        'label_values(http_requests_total{cluster=~"$cluster", namespace=~"$namespace"}, service)'
+    for v in ("cluster", "namespace"):
+        assert variables[v]["includeAll"] and variables[v]["allValue"] == ".*", v
     # "All" is `.*`, which also matches series without the label (a sidecar's configuration).
     assert service["includeAll"] and service["allValue"] == ".*" and service["multi"]
     metric = re.compile(r"\b((?:http|app_metrics)_[a-z_]+|[a-z_]+_login_details_total|total_users)(\{[^}]*\})?")
     for e in dashboard_exprs(dashboard):
         for name, selector in metric.findall(e["expr"]):
-            assert selector.startswith('{service=~"$service"'), f"{e['panel']}: {name}{selector}"
+            assert selector.startswith('{cluster=~"$cluster", namespace=~"$namespace", service=~"$service"'), \
+                f"{e['panel']}: {name}{selector}"
         for group in re.findall(r"by \(([^)]*)\)", e["expr"]):
             assert group.split(", ")[0] == "service", f"{e['panel']}: by ({group})"
         assert "{{service}}" in e["legend"], e
@@ -605,7 +627,7 @@ def test_dashboard_and_alerts_select_by_service(dashboard, rules):
     assert app_rules
     for r in app_rules:
         groups = re.findall(r"by \(([^)]*)\)", r["expr"]) + re.findall(r"on \(([^)]*)\)", r["expr"])
-        assert groups and all(g.startswith("namespace, service") for g in groups), r
+        assert groups and all(g.startswith("cluster, namespace, service") for g in groups), r
 
 
 def test_grafana_configmap_is_generated_for_the_sidecar(built):
@@ -701,7 +723,8 @@ def test_ambient_variant_targets_its_service_through_the_waypoint(ambient, built
     assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
     pm = find(docs, "PodMonitor")
     assert pm["spec"]["selector"]["matchLabels"] == {"gateway.networking.k8s.io/gateway-name": gw["metadata"]["name"]}
-    assert pm["spec"]["podMetricsEndpoints"] == [{"port": "http-envoy-prom", "path": "/stats/prometheus", "interval": "15s"}]
+    assert pm["spec"]["podMetricsEndpoints"] == [{"port": "http-envoy-prom", "path": "/stats/prometheus", "interval": "15s",
+                                                  "relabelings": [MARKER]}]
     assert {d["metadata"].get("namespace") for d in docs} == {ns}
 
 
@@ -887,7 +910,12 @@ def test_stat_tags_are_what_the_check_prints(check_bin, app_patch, sidecar_envoy
         assert needed == tags, f
         stats = load_yaml_docs(ROOT / f)[0]["stats_config"]
         assert stats["stats_tags"] == [{"tag_name": n, "regex": f"({n}=\\.=(.*?);\\.;)"} for n in needed], f
-        assert stats["use_all_default_tags"] is False, f
+        # Nothing that changes the rest of the proxy's stats: Envoy's default tags stay on
+        # (tests/e2e_default_tags.rs), buckets only for the filter's stats, no inclusion list.
+        if not f.startswith("target/kit/bench/"):  # the bench keeps its own stats_config
+            assert "use_all_default_tags" not in stats and "stats_matcher" not in stats, f
+            assert set(stats) <= {"stats_tags", "histogram_bucket_settings"}, f
+            assert all(s["match"]["prefix"].startswith("wasmcustom.") for s in stats.get("histogram_bucket_settings", [])), f
 
 
 def test_waypoint_stat_tags_and_buckets_are_what_the_check_prints(check_bin, ambient):
@@ -897,7 +925,7 @@ def test_waypoint_stat_tags_and_buckets_are_what_the_check_prints(check_bin, amb
     needs = only_needs(check_bin, ROOT / "istio/ambient/wasmplugin.yaml")
     assert "service" in needs["tags"]
     annotations = ambient["waypoint"]["spec"]["infrastructure"]["annotations"]
-    assert annotations["sidecar.istio.io/extraStatTags"].split(",") == needs["tags"]
+    assert yaml.safe_load(annotations["proxy.istio.io/config"]) == {"extraStatTags": needs["tags"]}
     shipped = json.loads(annotations["sidecar.istio.io/statsHistogramBuckets"])
     assert list(shipped.items()) == list(needs["buckets"].items())
     assert all(p.startswith("wasmcustom.service=.=k8s-sample-api;.;handler=.=") for p in shipped)
@@ -976,7 +1004,8 @@ def test_monitors_match_their_targets(built):
     assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
     pm = find(docs, "PodMonitor")
     assert pm["spec"]["selector"]["matchLabels"] == {"app": "k8s-sample-api"}
-    assert pm["spec"]["podMetricsEndpoints"] == [{"port": "http-envoy-prom", "path": "/stats/prometheus", "interval": "15s"}]
+    assert pm["spec"]["podMetricsEndpoints"] == [{"port": "http-envoy-prom", "path": "/stats/prometheus", "interval": "15s",
+                                                  "relabelings": [MARKER]}]
     wp = find(docs, "WasmPlugin")
     assert {d["metadata"].get("namespace") for d in docs} == {wp["metadata"]["namespace"]}
 
@@ -991,6 +1020,7 @@ def test_monitors_match_their_targets(built):
     assert [e["port"] for e in sm["spec"]["endpoints"]] == ["envoy-metrics"]
     assert ports["envoy-metrics"]["port"] == 15090
     assert sm["spec"]["endpoints"][0]["path"] == "/stats/prometheus"
+    assert sm["spec"]["endpoints"][0]["relabelings"] == [MARKER]
 
 
 # ---------------------------------------------------------------------------------- plain Envoy
@@ -1090,7 +1120,8 @@ def test_envoy_sidecar_serves_metrics_on_loopback(tmp_path, wasm_bytes):
                      'http_requests_total{handler="/login",method="POST",status="2xx"} 1',
                      'http_requests_total{handler="/login",method="POST",status="4xx"} 1'):
             assert line in text.splitlines(), line
-        assert re.search(r"^envoy_http_app_downstream_rq_total\{\} [1-9]", text, re.M)
+        # Envoy's default tags are on: its own stats carry them.
+        assert re.search(r'^envoy_http_downstream_rq_total\{envoy_http_conn_manager_prefix="app"\} [1-9]', text, re.M)
         assert re.search(r"^total_users\{\} \d+", text, re.M)
         # The duration histogram takes the bucket prefixes `app-metrics check` prints (2.5 ms is
         # none of Envoy's default bounds); the size histograms keep Envoy's. Histograms appear

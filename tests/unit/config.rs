@@ -170,7 +170,7 @@ logic_test!(
          "counters[0].match.status[0]: -1 is not a status code"),
         (r#"{"counters": [{"name": "b", "match": {"status": []}}]}"#.into(),
          "counters[0].match.status: is empty"),
-        (r#"{"countres": []}"#.into(), "unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`"),
+        (r#"{"countres": []}"#.into(), "unknown field `countres`, expected one of `counters`, `http_metrics`, `samplers`, `labels`, `grpc`"),
         (r#"{"counters": [{"name": "a", "match": {"paht": "/x"}}]}"#.into(), "counters[0].match.paht: unknown field `paht`"),
         (r#"{"counters": [{"name": 5, "match": {}}]}"#.into(), "counters[0].name: invalid type: integer `5`, expected a string"),
         (r#"{"counters": [{"name": "9lives", "match": {}}]}"#.into(),
@@ -311,7 +311,7 @@ logic_test!(
     }
 );
 
-// The series bound of README ("Labels"): label sets, a histogram counting once.
+// The series bound of docs/configuration.md ("Labels"): label sets, a histogram counting once.
 logic_test!(
     fn series_bound_follows_the_formula() {
         let bound = |json: &str| series_bound(&parse(json.as_bytes()).unwrap());

@@ -71,6 +71,11 @@ fn codes_come_from_the_status_or_the_http_answer() {
         code(&Ending { deadline_ms: deadline, duration_ms: Some(took), ..Ending::default() })
     };
     assert_eq!(gone(Some(100), 100), Code::DeadlineExceeded);
+    // Envoy's clock starts after the client's: within 5 % (10 ms at least) is the deadline.
+    assert_eq!(gone(Some(100), 91), Code::DeadlineExceeded);
+    assert_eq!(gone(Some(100), 89), Code::Canceled);
+    assert_eq!(gone(Some(2000), 1901), Code::DeadlineExceeded);
+    assert_eq!(gone(Some(2000), 1899), Code::Canceled);
     assert_eq!(gone(Some(100), 40), Code::Canceled);
     assert_eq!(gone(None, 40), Code::Canceled);
 }
@@ -82,8 +87,8 @@ fn grpc_timeouts_read_in_milliseconds() {
     assert_eq!(timeout_ms(b"2S"), Some(2000));
     assert_eq!(timeout_ms(b"1M"), Some(60_000));
     assert_eq!(timeout_ms(b"1H"), Some(3_600_000));
-    assert_eq!(timeout_ms(b"1500u"), Some(2));
-    assert_eq!(timeout_ms(b"99999999n"), Some(100));
+    assert_eq!(timeout_ms(b"1500u"), Some(1));
+    assert_eq!(timeout_ms(b"99999999n"), Some(99));
     for bad in [&b""[..], b"m", b"123456789m", b"10x", b"-1S", b"1.5S"] {
         assert_eq!(timeout_ms(bad), None);
     }

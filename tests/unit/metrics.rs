@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::parse;
 use crate::grpc::Code;
+use crate::metrics::Rpc;
 use crate::proxy::ProxyReason;
 use crate::test_support::*;
 use std::cell::RefCell;
@@ -723,13 +724,17 @@ logic_test!(
         let host = FakeHost::default();
         let mut registry = Registry::new(&filter, &host);
         let grpc = filter.grpc.as_ref().unwrap();
-        let add = grpc.methods.find(b"/shop.v1.Cart/Add");
-        let other = grpc.methods.find(b"/evil/../x");
-        assert!(registry.grpc_started(&filter, &host, add));
-        assert!(registry.grpc_handled(&filter, &host, add, Code::NotFound, Some(12), None));
-        assert!(registry.grpc_handled(&filter, &host, add, Code::NotFound, Some(30), None));
-        assert!(registry.grpc_started(&filter, &host, other));
-        assert!(registry.grpc_handled(&filter, &host, other, Code::Ok, None, Some((1, 2))));
+        let rpc = |path: &[u8]| Rpc {
+            index: grpc.methods.find(path),
+            request_headers: &[],
+            response_headers: &[],
+        };
+        let (add, other) = (rpc(b"/shop.v1.Cart/Add"), rpc(b"/evil/../x"));
+        assert!(registry.grpc_started(&filter, &host, &add));
+        assert!(registry.grpc_handled(&filter, &host, &add, Code::NotFound, Some(12), None));
+        assert!(registry.grpc_handled(&filter, &host, &add, Code::NotFound, Some(30), None));
+        assert!(registry.grpc_started(&filter, &host, &other));
+        assert!(registry.grpc_handled(&filter, &host, &other, Code::Ok, None, Some((1, 2))));
         let lead = "service=.=shop;.;method=.=POST;.;";
         let add_labels = "grpc_type=.=unary;.;grpc_service=.=shop.v1.Cart;.;grpc_method=.=Add;.;";
         assert_eq!(
@@ -762,5 +767,56 @@ logic_test!(
             ))
             .is_empty());
         assert!(host.names.borrow().iter().all(|(_, n)| !n.contains("msg_")));
+    }
+);
+
+logic_test!(
+    fn grpc_series_take_the_request_metrics_dynamic_labels() {
+        let config = parse(
+            br#"{"counters": [], "grpc": {"methods": ["/a.B/C"], "handling_time": true},
+                 "http_metrics": {"labels": [{"name": "client", "request_header": "x-client", "values": ["web"]}]}}"#,
+        )
+        .unwrap();
+        let filter = Filter::new(&config);
+        let host = FakeHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        let index = filter.grpc.as_ref().unwrap().methods.find(b"/a.B/C");
+        let web: [Option<&[u8]>; 1] = [Some(b"web")];
+        let rpc = Rpc {
+            index,
+            request_headers: &web,
+            response_headers: &[],
+        };
+        assert!(registry.grpc_started(&filter, &host, &rpc));
+        assert!(registry.grpc_handled(&filter, &host, &rpc, Code::Ok, Some(5), None));
+        let rpc = Rpc {
+            index,
+            request_headers: &[],
+            response_headers: &[],
+        };
+        assert!(registry.grpc_handled(&filter, &host, &rpc, Code::Ok, Some(7), None));
+        let labels = "method=.=POST;.;grpc_type=.=unary;.;grpc_service=.=a.B;.;grpc_method=.=C;.;";
+        assert_eq!(
+            host.value(&format!("{labels}client=.=web;.;grpc_server_started_total")),
+            [1]
+        );
+        assert_eq!(
+            host.value(&format!(
+                "{labels}grpc_code=.=OK;.;client=.=web;.;grpc_server_handled_total"
+            )),
+            [1]
+        );
+        assert_eq!(
+            host.value(&format!(
+                "{labels}grpc_code=.=OK;.;client=.=none;.;grpc_server_handled_total"
+            )),
+            [1]
+        );
+        assert_eq!(
+            host.value(&format!(
+                "{labels}client=.=none;.;grpc_server_handling_milliseconds"
+            )),
+            [7]
+        );
     }
 );

@@ -1,5 +1,5 @@
 //! `app-metrics check [--any-module] FILE...`: validates app-metrics-wasm configurations as the
-//! filter does and prints what each needs (README "Check before you apply"); with `--from
+//! filter does and prints what each needs (docs/configuration.md, "Check before you apply"); with `--from
 //! IN-FORCE`, whether changing to them needs a proxy restart. This file: the arguments and the
 //! exit status.
 //!
