@@ -190,6 +190,35 @@ echo "(README, \"Counters on JSON bodies\": wrong_password_total read the 400s' 
 echo " requests'; app_metrics_body_not_counted_total says why a body could not, e.g. the 200 login's"
 echo " body has no /detail: missing.)"
 
+echo
+echo "== (d) A gRPC service behind the lean module: envoy/envoy-grpc.yaml, a grpc section (docs/grpc.md)"
+# tests/grpc/server.py: a real grpcio server (shop.v1.Cart) with no metrics code of ours; its
+# calls come from tests/grpc/client.py: over HTTP/2, and one grpc-web call over HTTP/1.1.
+PY=.venv/bin/python
+[ -x "$PY" ] || fail "no $PY: run 'make venv' (make demo does)"
+GRPC_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+GRPC_METRICS=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$PY" tests/grpc/server.py --port "$GRPC_PORT" --metrics-port "$GRPC_METRICS" >"$TMP/grpc.log" 2>&1 & PIDS+=($!); GRPC_PID=$!
+sed "s/port_value: 50051/port_value: $GRPC_PORT/" envoy/envoy-grpc.yaml >"$TMP/envoy-grpc.yaml"
+kill "$ENVOY_PID" && wait "$ENVOY_PID" 2>/dev/null || true
+"$ENVOY_BIN" -c "$TMP/envoy-grpc.yaml" --base-id 902 --concurrency 2 >"$TMP/envoy.log" 2>&1 & PIDS+=($!); ENVOY_PID=$!
+wait_for envoy "$ENVOY_PID" "$METRICS"
+for _ in $(seq 100); do grep -q '^ready' "$TMP/grpc.log" && break; kill -0 "$GRPC_PID" || fail "the gRPC server exited; see $TMP/grpc.log"; sleep 0.2; done
+calls='[{"method": "/shop.v1.Cart/Add", "type": "unary", "messages": ["ok"], "repeat": 3},
+        {"method": "/shop.v1.Cart/Get", "type": "unary", "messages": ["notfound"]},
+        {"method": "/shop.v1.Cart/Watch", "type": "server_stream", "messages": ["stream:3"]},
+        {"method": "/shop.v1.Cart/Get", "type": "web", "messages": ["denied"]}]'
+printf '  calls:'
+echo "$calls" | "$PY" tests/grpc/client.py 127.0.0.1:10000 \
+  | "$PY" -c 'import json, sys; print("".join(" %s %s" % (c["method"].rsplit("/", 1)[1], c["code"]) for c in map(json.loads, sys.stdin)))'
+for _ in $(seq 50); do
+  curl -s "$METRICS" | grep -q '^grpc_server_handled_total.*grpc_code="PermissionDenied"' && break
+  sleep 0.2
+done
+echo "  curl $METRICS (5 RPCs over HTTP/2 and 1 over grpc-web; the lean module counts started at the end)"
+curl -s "$METRICS" | grep -E '^grpc_server_(started|handled)_total' | sed 's/^/  /' \
+  || fail "no grpc_server_* lines on $METRICS: see $TMP/envoy.log"
+
 if [ -n "${KEEP:-}" ]; then
   echo "Still running: app $APP, metrics $METRICS, Prometheus $PROM. Ctrl-C to stop."
   trap 'exit 0' INT TERM

@@ -52,10 +52,12 @@ pub struct Grpc {
     pub handling_time: bool,
     pub messages: bool,
     /// Indices of `content-type` and `grpc-timeout` in [`Filter::request_names`], and of
-    /// `grpc-status` in [`Filter::response_names`]: read only with a `grpc` section.
+    /// `grpc-status` and `content-type` in [`Filter::response_names`]: read only with a `grpc`
+    /// section.
     pub content_type: usize,
     pub timeout: usize,
     pub status: usize,
+    pub response_type: usize,
 }
 
 /// A sampler, compiled: what each tick and each answer needs, worked out once.
@@ -146,6 +148,7 @@ impl Filter {
             content_type: REQUEST_RULE_HEADERS + index_of(&mut headers.0, "content-type"),
             timeout: REQUEST_RULE_HEADERS + index_of(&mut headers.0, "grpc-timeout"),
             status: RESPONSE_RULE_HEADERS + index_of(&mut headers.1, "grpc-status"),
+            response_type: RESPONSE_RULE_HEADERS + index_of(&mut headers.1, "content-type"),
         });
         let names = |fixed: &[&str], more: Vec<String>| {
             fixed.iter().map(|n| n.to_string()).chain(more).collect()

@@ -136,6 +136,9 @@ pub struct Ending<'a> {
     /// The client's deadline (`grpc-timeout`, in ms) and the RPC's duration in ms.
     pub deadline_ms: Option<u64>,
     pub duration_ms: Option<u64>,
+    /// The answer is grpc-web: a status it sent after messages is in its last body frame, which
+    /// only the body-reading module reads.
+    pub web: bool,
 }
 
 /// The RPC's `grpc_code`.
@@ -163,6 +166,8 @@ pub fn code(ending: &Ending<'_>) -> Code {
         Some(403) => Code::PermissionDenied,
         Some(404) => Code::Unimplemented,
         Some(429 | 502 | 503 | 504) => Code::Unavailable,
+        // grpc-web's status in a body frame the proxy did not read: not a code to invent.
+        Some(200) if ending.web => Code::Unknown,
         // A 200 without a status: the stream ended without trailers (grpc-go: Internal).
         Some(200) => Code::Internal,
         Some(_) => Code::Unknown,

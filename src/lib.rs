@@ -28,6 +28,7 @@ pub mod proxy;
 pub mod routes;
 pub mod rules;
 pub mod schedule;
+pub mod streams;
 
 #[cfg(not(test))]
 mod glue;

@@ -1,5 +1,7 @@
 //! Every PromQL expression the kit ships (Grafana dashboard, PrometheusRule) evaluated by a real
-//! Prometheus scraping an Envoy with the filter under test traffic.
+//! Prometheus scraping an Envoy with the filter under test traffic: HTTP to a test upstream, and
+//! gRPC (the configuration's `grpc` section) to a real grpcio server (tests/grpc/server.py) over
+//! HTTP/2.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,7 +13,7 @@ mod common;
 #[path = "common/prometheus.rs"]
 mod prometheus;
 
-use common::{bootstrap::*, envoy::*, upstream::*, *};
+use common::{bootstrap::*, envoy::*, grpc::h2_cluster_yaml, grpc::GrpcServer, upstream::*, *};
 use prometheus::Prometheus;
 use serde::Deserialize;
 use std::thread;
@@ -116,6 +118,54 @@ fn measurement(expr: &str) -> Option<&str> {
     (!lhs.is_empty() && !lhs.contains(" and") && !lhs.contains("unless")).then_some(lhs)
 }
 
+/// One unary gRPC call through Envoy over HTTP/1.1 (the filter keys on the content type; Envoy
+/// speaks HTTP/2 to the server): the payload as one length-prefixed message. Returns the
+/// `grpc-status` of a trailers-only answer (an error), None when it came in the trailers (OK:
+/// HTTP/1.1 shows no trailers).
+fn grpc_call(agent: &ureq::Agent, url: &str, payload: &str) -> Option<String> {
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(payload.as_bytes());
+    let request = ureq::http::Request::builder()
+        .method("POST")
+        .uri(url)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap();
+    let mut resp = agent
+        .run(request)
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let _ = resp.body_mut().read_to_vec();
+    assert_eq!(resp.status(), 200, "{url}: gRPC answers are HTTP 200");
+    resp.headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+/// The gRPC calls of one round to tests/grpc/server.py: (method, payload, the `grpc-status`
+/// header the client must see). 5 RPCs, one server error (Internal, in Add), one caller error
+/// (NotFound, in Get), and Get's OK answers take at least 30 ms.
+const GRPC_ROUND: [(&str, &str, Option<&str>); 5] = [
+    ("/shop.v1.Cart/Get", "sleep:30", None),
+    ("/shop.v1.Cart/Get", "sleep:30", None),
+    ("/shop.v1.Cart/Get", "notfound", Some("5")),
+    ("/shop.v1.Cart/Add", "ok", None),
+    ("/shop.v1.Cart/Add", "bare:INTERNAL", Some("13")),
+];
+
+/// The one value `expr` gives for `labels` (a subset of its result's labels).
+fn value_for(prometheus: &Prometheus, expr: &str, labels: &[(&str, &str)]) -> f64 {
+    let result = prometheus.query_all(expr).unwrap();
+    let found: Vec<f64> = result
+        .iter()
+        .filter(|r| labels.iter().all(|(k, v)| r["metric"][*k] == *v))
+        .map(|r| r["value"][1].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{labels:?} in {expr}: {result:?}");
+    found[0]
+}
+
 #[test]
 fn every_shipped_expression_evaluates_with_data() {
     let upstream = Upstream::start(|method, url| match (method, url) {
@@ -126,17 +176,24 @@ fn every_shipped_expression_evaluates_with_data() {
         _ => Reply::new(200, "{}"),
     });
     // The reference config, plus a sampler that fails so the error panels and alerts have data,
-    // and a route to a cluster where nothing listens: Envoy's own 503s beside the app's 500s.
+    // a route to a cluster where nothing listens: Envoy's own 503s beside the app's 500s, and
+    // gRPC to a real server.
+    let grpc = GrpcServer::start();
     let config = r#"{
       "labels": {"service": "k8s-sample-api"},
       "http_metrics": {"handlers": ["/login", "/users", "/users/count", "/users/{user_id}", "/health", "/boom", "/unreachable"]},
+      "grpc": {"methods": ["/shop.v1.Cart/Get", "/shop.v1.Cart/Add"], "handling_time": true},
       "samplers": [
         {"name": "total_users", "cluster": "app", "path": "/users/count", "interval_seconds": 1, "value": {"json_pointer": "/count"}},
         {"name": "broken_gauge", "cluster": "app", "path": "/boom", "interval_seconds": 1, "value": {"text": true}}
       ]}"#;
     let mut opts = EnvoyOptions::new(config, upstream.port);
     opts.extra_clusters = vec![Cluster::fixed("nowhere", free_port())];
-    opts.routes = vec![route_yaml("/unreachable", "nowhere", "10s")];
+    opts.raw_clusters = vec![h2_cluster_yaml("grpc", grpc.port)];
+    opts.routes = vec![
+        route_yaml("/unreachable", "nowhere", "10s"),
+        route_yaml("/shop.v1.Cart/", "grpc", "10s"),
+    ];
     // Envoy's default tags on, as in the shipped Envoy configurations (the harness turns them off).
     let (listen, admin) = (free_port(), free_port());
     let off = "  use_all_default_tags: false\n";
@@ -159,6 +216,10 @@ fn every_shipped_expression_evaluates_with_data() {
         send(&agent, "GET", &envoy.url("/users/7"), "");
         send(&agent, "GET", &envoy.url("/boom"), "");
         assert_eq!(send(&agent, "GET", &envoy.url("/unreachable"), ""), 503);
+        for (method, payload, status) in GRPC_ROUND {
+            let got = grpc_call(&agent, &envoy.url(method), payload);
+            assert_eq!(got.as_deref(), status, "{method} {payload}");
+        }
         thread::sleep(Duration::from_millis(100));
     }
     let expressions = shipped_expressions();
@@ -229,4 +290,101 @@ fn every_shipped_expression_evaluates_with_data() {
         None,
         "only the unreachable route's answers are Envoy's"
     );
+    grpc_numbers_are_the_real_ones(&prometheus, &expressions);
+}
+
+/// The gRPC expressions' numbers against what was sent (five RPCs a round, see [`GRPC_ROUND`]):
+/// only the server's codes count as errors, the alert fires for the service sending them, and
+/// the handling time tells Get's 30 ms from Add's instant answers.
+fn grpc_numbers_are_the_real_ones(prometheus: &Prometheus, expressions: &[(String, String)]) {
+    let find = |source: &str| -> &str {
+        &expressions
+            .iter()
+            .find(|(s, _)| s == source)
+            .unwrap_or_else(|| panic!("{source} not shipped"))
+            .1
+    };
+    let cart = [("service", SERVICE), ("grpc_service", "shop.v1.Cart")];
+    let close = |got: f64, want: f64| (got - want).abs() < 0.05;
+    // Rounds are sent whole, scrapes land anywhere in them: close, not exact.
+    let record =
+        find("rule cluster_namespace_service_grpc_service:grpc_server_handled_errors:ratio_rate5m");
+    let ratio = value_for(prometheus, record, &cart);
+    assert!(close(ratio, 0.2), "server errors per RPC: {ratio}");
+    let per_method = find(
+        "rule cluster_namespace_service_grpc_service_grpc_method:grpc_server_handled_errors:ratio_rate5m",
+    );
+    let get = value_for(prometheus, per_method, &[("grpc_method", "Get")]);
+    assert_eq!(
+        get, 0.0,
+        "Get's NotFound is the caller's error, not the service's"
+    );
+    let add = value_for(prometheus, per_method, &[("grpc_method", "Add")]);
+    assert!(close(add, 0.5), "Add: {add}");
+    // The dashboard: server errors by code (Internal only), the rest apart (NotFound).
+    let by_code: Vec<&str> = expressions
+        .iter()
+        .filter(|(s, _)| s == "dashboard panel \"gRPC error ratio by code\"")
+        .map(|(_, e)| e.as_str())
+        .collect();
+    assert_eq!(by_code.len(), 3);
+    let codes = |expr: &str| -> Vec<String> {
+        let mut codes: Vec<String> = prometheus
+            .query_all(expr)
+            .unwrap()
+            .iter()
+            .map(|r| r["metric"]["grpc_code"].as_str().unwrap_or("").to_string())
+            .collect();
+        codes.sort();
+        codes
+    };
+    assert_eq!(codes(by_code[0]), ["Internal"]);
+    assert_eq!(codes(by_code[2]), ["NotFound"]);
+    let internal = value_for(prometheus, by_code[0], &[("grpc_code", "Internal")]);
+    assert!(close(internal, 0.2), "Internal: {internal}");
+    assert!(close(value_for(prometheus, by_code[1], &cart), 0.2));
+    let not_found = value_for(prometheus, by_code[2], &[("grpc_code", "NotFound")]);
+    assert!(close(not_found, 0.2), "NotFound: {not_found}");
+    // The rate: 3 Get for 2 Add.
+    let rate = find("dashboard panel \"gRPC request rate by method\"");
+    let (get, add) = (
+        value_for(prometheus, rate, &[("grpc_method", "Get")]),
+        value_for(prometheus, rate, &[("grpc_method", "Add")]),
+    );
+    assert!(
+        add > 0.0 && (get / add - 1.5).abs() < 0.2,
+        "Get {get}/s, Add {add}/s"
+    );
+    // Handling time: two of Get's three RPCs wait 30 ms (bucket 25-50 or above), Add answers at
+    // once.
+    let quantile = |q: &str, method: &str| {
+        let (_, expr) = expressions
+            .iter()
+            .find(|(s, e)| {
+                s == "dashboard panel \"gRPC handling time p50 / p99 by method\""
+                    && e.starts_with(&format!("histogram_quantile({q},"))
+            })
+            .unwrap();
+        value_for(prometheus, expr, &[("grpc_method", method)])
+    };
+    let (get_p50, get_p99, add_p99) = (
+        quantile("0.5", "Get"),
+        quantile("0.99", "Get"),
+        quantile("0.99", "Add"),
+    );
+    assert!(
+        get_p50 > 25.0 && get_p99 >= get_p50,
+        "Get p50 {get_p50} p99 {get_p99}"
+    );
+    assert!(add_p99 < 25.0, "Add p99 {add_p99}");
+    // 20 % server errors over a few hundred RPCs: both pairs of the alert fire, for this service
+    // only.
+    for (source, expr) in expressions {
+        if source == "rule AppGrpcErrorBudgetBurn" {
+            let fired = prometheus.query_all(expr).unwrap();
+            assert_eq!(fired.len(), 1, "{expr}: {fired:?}");
+            assert_eq!(fired[0]["metric"]["service"], SERVICE);
+            assert_eq!(fired[0]["metric"]["grpc_service"], "shop.v1.Cart");
+        }
+    }
 }

@@ -139,13 +139,16 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent: u32) {
 #[no_mangle]
 pub extern "C" fn proxy_on_log(context_id: u32) {
     #[cfg(feature = "bodies")]
-    let bodies = super::body::finish(context_id);
+    let (bodies, stream) = (
+        super::body::finish(context_id),
+        super::body::finish_rpc(context_id),
+    );
     #[cfg(not(feature = "bodies"))]
-    let bodies = None;
+    let (bodies, stream) = (None, None);
     with_vm(|vm| {
         let live = vm.root_of_request(context_id, host::plugin_name, revived);
         if let Some(state) = live.and_then(|l| l.root.state()) {
-            http::on_log(state, bodies.as_ref());
+            http::on_log(state, bodies.as_ref(), stream.as_ref());
         }
     });
 }

@@ -9,21 +9,28 @@
 //! each callback answers `Continue`.
 
 use super::host::now_ms;
+use super::host::Stats;
 use super::host::{self, Buffer, Map};
 use super::http::read;
 use super::root::{revived, State};
-use super::vm::{with_bodies, with_vm};
+use super::vm::{with_bodies, with_streams, with_vm};
 use crate::bodies::Chunk;
 use crate::body::{Pending, Reading};
+use crate::filter::{REQUEST_PATH, REQUEST_RULE_HEADERS};
+use crate::grpc;
 use crate::labels::Side;
+use crate::metrics::Rpc;
+use crate::pairs::Found;
 use crate::pairs::{self, decimal};
 use crate::rules::Rules;
+use crate::streams::Stream;
 
 /// `Continue`: the headers or the chunk go on to the next filter at once.
 const CONTINUE: u32 = 0;
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, end: u32) -> u32 {
+    rpc_started(context_id);
     on_headers(context_id, Side::Request, end != 0);
     CONTINUE
 }
@@ -56,6 +63,7 @@ pub extern "C" fn proxy_on_request_trailers(context_id: u32, _trailers: usize) -
 
 #[no_mangle]
 pub extern "C" fn proxy_on_response_trailers(context_id: u32, _trailers: usize) -> u32 {
+    rpc_trailers(context_id);
     on_body(context_id, Side::Response, 0, true);
     CONTINUE
 }
@@ -140,6 +148,7 @@ fn on_headers(context: u32, side: Side, end: bool) {
 }
 
 fn on_body(context: u32, side: Side, size: usize, end: bool) {
+    rpc_data(context, side, size);
     if !with_bodies(|b| b.has(context)).unwrap_or(false) {
         return;
     }
@@ -171,6 +180,84 @@ pub fn finish(context: u32) -> Option<Pending> {
             None
         } else {
             b.finish(context)
+        }
+    })
+    .flatten()
+}
+
+/// A gRPC request of a configuration with a `grpc` section starts: counted started now (so
+/// started minus handled is what is in flight), and followed to its end.
+fn rpc_started(context: u32) {
+    with_vm(|vm| {
+        let live = vm.root_of_live_request(context, host::plugin_name, revived);
+        let Some(state) = live.and_then(|l| l.root.state()) else {
+            return;
+        };
+        let Some(g) = state.filter.grpc.as_ref() else {
+            return;
+        };
+        let map = read(Map::Request).unwrap_or_default();
+        let found = Found::lookup(&map, &state.filter.request_names);
+        if !found.get(g.content_type).is_some_and(grpc::is_grpc) {
+            return;
+        }
+        let rpc = Rpc {
+            index: g.methods.find(found.get(REQUEST_PATH).unwrap_or_default()),
+            request_headers: found.from(REQUEST_RULE_HEADERS),
+            response_headers: &[],
+        };
+        if with_streams(|s| s.start(context, rpc.index)).unwrap_or(false)
+            && !state.registry.grpc_started(&state.filter, &Stats, &rpc)
+        {
+            warn_limited!(|| "the host refused a gRPC metric update".to_string());
+        }
+    });
+}
+
+/// A followed stream's data: its messages, counted from their prefixes.
+fn rpc_data(context: u32, side: Side, size: usize) {
+    let buffer = match side {
+        Side::Request => Buffer::RequestBody,
+        Side::Response => Buffer::ResponseBody,
+    };
+    with_streams(|s| {
+        if let Some(stream) = s.get_mut(context) {
+            let frames = match side {
+                Side::Request => &mut stream.received,
+                Side::Response => &mut stream.sent,
+            };
+            frames.feed(size, |at, len| {
+                host::buffer(buffer, at, len)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            });
+        }
+    });
+}
+
+/// A followed stream's trailers: the status, before a later filter (Envoy's `grpc_web`) moves
+/// them into the body, where the log phase could not read them.
+fn rpc_trailers(context: u32) {
+    if with_streams(|s| s.get_mut(context).is_some()).unwrap_or(false) {
+        let status = host::header(Map::ResponseTrailers, "grpc-status")
+            .ok()
+            .flatten();
+        with_streams(|s| {
+            if let Some(stream) = s.get_mut(context) {
+                stream.status = status;
+            }
+        });
+    }
+}
+
+/// The RPC has ended: what its stream showed, if it was followed.
+pub fn finish_rpc(context: u32) -> Option<Stream> {
+    with_streams(|s| {
+        if s.is_empty() {
+            None
+        } else {
+            s.finish(context)
         }
     })
     .flatten()

@@ -26,8 +26,9 @@ use crate::grpc;
 use crate::metrics::{Completed, Registry, Rpc};
 use crate::pairs::{self, Found};
 use crate::proxy;
+use crate::streams::Stream;
 
-pub fn on_log(state: &mut State, bodies: Option<&Pending>) {
+pub fn on_log(state: &mut State, bodies: Option<&Pending>, stream: Option<&Stream>) {
     let filter = &state.filter;
     if !filter.observes_requests() {
         return;
@@ -68,7 +69,14 @@ pub fn on_log(state: &mut State, bodies: Option<&Pending>) {
         .and_then(pairs::decimal)
         .and_then(|s| u16::try_from(s).ok());
     if let Some(g) = grpc {
-        let ok = rpc_ended(filter, &mut state.registry, g, &request, &response, status);
+        let ok = rpc_ended(
+            filter,
+            &mut state.registry,
+            g,
+            (&request, &response),
+            status,
+            stream,
+        );
         if !ok {
             warn_limited!(|| "the host refused a gRPC metric update".to_string());
         }
@@ -116,9 +124,9 @@ fn rpc_ended(
     filter: &Filter,
     registry: &mut Registry,
     g: &Grpc,
-    request: &Found,
-    response: &Found,
+    (request, response): (&Found, &Found),
     status: Option<u16>,
+    stream: Option<&Stream>,
 ) -> bool {
     let rpc = Rpc {
         index: g
@@ -127,8 +135,11 @@ fn rpc_ended(
         request_headers: request.from(REQUEST_RULE_HEADERS),
         response_headers: response.from(RESPONSE_RULE_HEADERS),
     };
+    // The status: the headers (trailers-only), what the followed stream saw, or the trailers.
+    let seen = stream.and_then(Stream::status);
     let trailers = match response.get(g.status) {
         Some(_) => None,
+        None if seen.is_some() => seen,
         None if status.is_some() => host::header(Map::ResponseTrailers, "grpc-status")
             .ok()
             .flatten(),
@@ -144,11 +155,16 @@ fn rpc_ended(
         http_status: status,
         deadline_ms,
         duration_ms,
+        web: response
+            .get(g.response_type)
+            .is_some_and(|t| t.starts_with(b"application/grpc-web")),
     });
-    // The lean module has no callback when a request starts: its RPCs are counted started
-    // when they end, with handled (docs/grpc.md).
-    let started = registry.grpc_started(filter, &Stats, &rpc);
-    started & registry.grpc_handled(filter, &Stats, &rpc, code, duration_ms, None)
+    // A stream followed (body-reading module) was counted started at its headers; the lean
+    // module has no callback when a request starts: it counts started with handled
+    // (docs/grpc.md).
+    let started = stream.is_some() || registry.grpc_started(filter, &Stats, &rpc);
+    let messages = stream.map(|s| (s.received.messages, s.sent.messages));
+    started & registry.grpc_handled(filter, &Stats, &rpc, code, duration_ms, messages)
 }
 
 /// A header map, serialized (`crate::pairs`); `None` when the host has none or refuses (logged).

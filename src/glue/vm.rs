@@ -6,6 +6,8 @@ use super::root::Root;
 #[cfg(feature = "bodies")]
 use crate::bodies::Bodies;
 use crate::lifecycle::Plugins;
+#[cfg(feature = "bodies")]
+use crate::streams::Streams;
 use std::cell::RefCell;
 
 thread_local! {
@@ -15,6 +17,9 @@ thread_local! {
     /// The bodies being read in this VM, by request context.
     #[cfg(feature = "bodies")]
     static BODIES: RefCell<Bodies> = RefCell::new(Bodies::default());
+    /// The gRPC streams followed in this VM, by request context.
+    #[cfg(feature = "bodies")]
+    static STREAMS: RefCell<Streams> = RefCell::new(Streams::default());
 }
 
 /// Runs `f` on the VM's roots; a re-entrant call (never expected: the host defers its callbacks
@@ -33,4 +38,10 @@ pub fn with_vm<R>(f: impl FnOnce(&mut Plugins<Root>) -> R) -> Option<R> {
 #[cfg(feature = "bodies")]
 pub fn with_bodies<R>(f: impl FnOnce(&mut Bodies) -> R) -> Option<R> {
     BODIES.with(|b| b.try_borrow_mut().ok().map(|mut b| f(&mut b)))
+}
+
+/// Runs `f` on the gRPC streams followed.
+#[cfg(feature = "bodies")]
+pub fn with_streams<R>(f: impl FnOnce(&mut Streams) -> R) -> Option<R> {
+    STREAMS.with(|s| s.try_borrow_mut().ok().map(|mut s| f(&mut s)))
 }

@@ -288,7 +288,7 @@ route: { cluster: grpc, timeout: 30s }
 }
 
 /// A cluster (YAML mapping) speaking HTTP/2 without TLS to 127.0.0.1:`port`.
-fn h2_cluster_yaml(name: &str, port: u16) -> String {
+pub fn h2_cluster_yaml(name: &str, port: u16) -> String {
     format!(
         r#"name: {name}
 type: STATIC

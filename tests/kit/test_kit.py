@@ -493,7 +493,11 @@ def test_promql_uses_only_metrics_the_kit_produces(dashboard, rules, wasmplugin)
     # listener with stat_prefix app in k8s/envoy-sidecar/envoy.yaml and envoy/envoy.yaml, under
     # Envoy's default tags).
     known |= {"istio_requests_total", "envoy_http_downstream_rq_total"}
-    pattern = re.compile(r"\b((?:http|app_metrics|istio|envoy)_[a-zA-Z0-9_]+|[a-z_]+_login_details_total|total_users)\b")
+    # A configuration's `grpc` section (docs/grpc.md): grpc-go's series.
+    known |= {"grpc_server_started_total", "grpc_server_handled_total"}
+    known |= {f"grpc_server_handling_milliseconds_{s}" for s in ("bucket", "sum", "count")}
+    pattern = re.compile(
+        r"\b((?:http|app_metrics|istio|envoy|grpc_server)_[a-zA-Z0-9_]+|[a-z_]+_login_details_total|total_users)\b")
     # Recorded series (level:metric:operations) are the rules' own: each must be recorded.
     recorded_name = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
     recorded = {r["alert"] for r in rule_exprs(rules) if ":" in (r["alert"] or "")}
@@ -557,6 +561,27 @@ def test_dashboard_has_http_and_health_panels(dashboard):
     assert "time() - app_metrics_sampler_last_success_timestamp_seconds" in exprs
 
 
+def test_dashboard_grpc_row_counts_what_the_alert_counts(dashboard, rules):
+    """The gRPC row: rate by method, error ratio by code, p50/p99 handling time; its server
+    errors are the codes the recording rules (and so AppGrpcErrorBudgetBurn) count."""
+    codes = {m for r in rule_exprs(rules) for m in re.findall(r'grpc_code=~"([^"]+)"', r["expr"])}
+    assert codes == {"Unknown|DeadlineExceeded|Unimplemented|Internal|Unavailable|DataLoss"}, codes
+    [server] = codes
+    rate = panel(dashboard, "gRPC request rate by method")
+    assert [t["expr"] for t in rate["targets"]] == [
+        'sum by (service, grpc_service, grpc_method) (rate(grpc_server_handled_total{cluster=~"$cluster", '
+        'namespace=~"$namespace", service=~"$service"}[$__rate_interval]))']
+    errors = [t["expr"] for t in panel(dashboard, "gRPC error ratio by code")["targets"]]
+    assert [f'grpc_code=~"{server}"' in e for e in errors] == [True, True, False]
+    assert f'grpc_code!~"OK|{server}"' in errors[2]
+    for code in server.split("|"):
+        assert code in panel(dashboard, "gRPC error ratio by code")["description"]
+    latency = " ".join(t["expr"] for t in panel(dashboard, "gRPC handling time p50 / p99 by method")["targets"])
+    for q in ("0.5", "0.99"):
+        assert (f"histogram_quantile({q}, sum by (service, grpc_service, grpc_method, le) "
+                "(rate(grpc_server_handling_milliseconds_bucket{") in latency
+
+
 def test_dashboard_and_alerts_tell_the_app_from_the_mesh(dashboard, rules):
     origin = panel(dashboard, "5xx by origin: app vs. proxy")
     app, proxy = origin["targets"]
@@ -615,7 +640,7 @@ def test_dashboard_and_alerts_select_by_service(dashboard, rules):
         assert variables[v]["includeAll"] and variables[v]["allValue"] == ".*", v
     # "All" is `.*`, which also matches series without the label (a sidecar's configuration).
     assert service["includeAll"] and service["allValue"] == ".*" and service["multi"]
-    metric = re.compile(r"\b((?:http|app_metrics)_[a-z_]+|[a-z_]+_login_details_total|total_users)(\{[^}]*\})?")
+    metric = re.compile(r"\b((?:http|app_metrics|grpc_server)_[a-z_]+|[a-z_]+_login_details_total|total_users)(\{[^}]*\})?")
     for e in dashboard_exprs(dashboard):
         for name, selector in metric.findall(e["expr"]):
             assert selector.startswith('{cluster=~"$cluster", namespace=~"$namespace", service=~"$service"'), \

@@ -2,8 +2,9 @@
 
 - `promtool test rules` runs tests/kit/prometheusrule_test.yaml against the shipped rules:
   series that must fire (fast and slow burns of availability and latency, a silent filter, a
-  proxy scraped twice) and series that must not (quiet services below the minimum-traffic
-  guard, healthy ones, a burst only the short window sees, other apps' proxies);
+  proxy scraped twice, a gRPC service's server errors) and series that must not (quiet services
+  below the minimum-traffic guard, healthy ones, a burst only the short window sees, other apps'
+  proxies, gRPC services answering only the caller's errors);
 - the unit tests have teeth: the rules without the guard, or without the short window, fail them;
 - no rule names an app, and every per-service rule keeps `cluster` and `namespace`.
 
@@ -57,26 +58,49 @@ def alerts_named(spec, name):
     return [r for g in spec["groups"] for r in g["rules"] if r.get("alert") == name]
 
 
-@pytest.mark.parametrize("mutation", ["no traffic guard", "no short window", "per pod, not per service"])
-def test_unit_tests_catch_a_broken_rule(rules, tmp_path, mutation):
-    """Each property the unit tests claim is one they check: break it and they fail."""
+# Each family of SLO alerts and the records it reads, by the labels they aggregate by.
+FAMILIES = {
+    "http": (["AppAvailabilityBudgetBurn", "AppLatencyBudgetBurn"], "cluster_namespace_service:",
+             "by (cluster, namespace, service)"),
+    "grpc": (["AppGrpcErrorBudgetBurn"], "cluster_namespace_service_grpc_service:",
+             "by (cluster, namespace, service, grpc_service)"),
+}
+# The gRPC codes that are the server's errors (OpenTelemetry's gRPC conventions, server side).
+GRPC_SERVER_ERRORS = 'grpc_code=~"Unknown|DeadlineExceeded|Unimplemented|Internal|Unavailable|DataLoss"'
+
+
+@pytest.mark.parametrize("family, mutation", [
+    (family, mutation) for family in FAMILIES
+    for mutation in ["no traffic guard", "no short window", "per pod, not per service"]
+] + [("grpc", "caller errors counted")])
+def test_unit_tests_catch_a_broken_rule(rules, tmp_path, family, mutation):
+    """Each property the unit tests claim is one they check, for each family of alerts: break it
+    and they fail."""
+    alerts, prefix, by = FAMILIES[family]
     spec = copy.deepcopy(rules["spec"])
-    for rule in alerts_named(spec, "AppAvailabilityBudgetBurn") + alerts_named(spec, "AppLatencyBudgetBurn"):
+    for rule in [r for name in alerts for r in alerts_named(spec, name)]:
         expr = rule["expr"]
         if mutation == "no traffic guard":
-            expr = re.sub(r"\)\s*and on \(cluster, namespace, service\)\s*\S+ \* \d+ >= 100\s*$", ")", expr)
+            expr = re.sub(r"\)\s*and on \([^)]*\)\s*\S+ \* \d+ >= 100\s*$", ")", expr)
         elif mutation == "no short window":
             expr = re.sub(r"\s*and\s*\S+:ratio_rate(5m|30m) > \([^)]*\)", "", expr)
-        assert expr != rule["expr"] or mutation == "per pod, not per service", (mutation, rule["expr"])
+        assert expr != rule["expr"] or mutation in ("per pod, not per service", "caller errors counted"), \
+            (mutation, rule["expr"])
         rule["expr"] = expr
-    if mutation == "per pod, not per service":
-        for group in spec["groups"]:
-            for rule in group["rules"]:
-                if rule.get("record", "").startswith("cluster_namespace_service:"):
-                    rule["expr"] = rule["expr"].replace("by (cluster, namespace, service)",
-                                                        "by (cluster, namespace, service, pod)")
+    changed = 0
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            if not rule.get("record", "").startswith(prefix):
+                continue
+            before = rule["expr"]
+            if mutation == "per pod, not per service":
+                rule["expr"] = before.replace(by, by[:-1] + ", pod)")
+            elif mutation == "caller errors counted":
+                rule["expr"] = before.replace(GRPC_SERVER_ERRORS, 'grpc_code!="OK"')
+            changed += rule["expr"] != before
+    assert changed or mutation in ("no traffic guard", "no short window"), mutation
     rc, out = promtool_test(spec, tmp_path)
-    assert rc != 0, f"{mutation}: the unit tests still pass:\n{out}"
+    assert rc != 0, f"{family}, {mutation}: the unit tests still pass:\n{out}"
 
 
 def test_no_rule_names_an_app(rules):
@@ -108,3 +132,27 @@ def test_slo_rules_keep_cluster_namespace_service(rules):
         "availability": [[("1h", "14.4", "0.001"), ("5m", "14.4", "0.001")], [("6h", "6", "0.001"), ("30m", "6", "0.001")]],
         "latency": [[("1h", "14.4", "0.01"), ("5m", "14.4", "0.01")], [("6h", "6", "0.01"), ("30m", "6", "0.01")]],
     }
+
+
+def test_grpc_rules_keep_cluster_namespace_service_grpc_service(rules):
+    """The gRPC records aggregate by cluster, namespace, service, grpc_service (and grpc_method
+    for the per-method ones), count only the server's codes, and the alert pairs the windows as
+    the HTTP availability alert does."""
+    groups = {g["name"]: g["rules"] for g in rules["spec"]["groups"]}
+    for rule in groups["app-metrics-wasm.grpc"]:
+        for by in re.findall(r"by \(([^)]*)\)", rule["expr"]):
+            assert by.startswith("cluster, namespace, service, grpc_service, grpc_method"), rule
+    for rule in groups["app-metrics-wasm.grpc-slo"]:
+        for by in re.findall(r"by \(([^)]*)\)", rule["expr"]):
+            assert by == "cluster, namespace, service, grpc_service", rule
+    for group in ("app-metrics-wasm.grpc", "app-metrics-wasm.grpc-slo"):
+        for rule in groups[group]:
+            codes = re.findall(r"grpc_code\s*[=!~]+\s*\"[^\"]*\"", rule["expr"])
+            assert codes in ([], [GRPC_SERVER_ERRORS]), rule
+    windows = []
+    for rule in groups["app-metrics-wasm.grpc-slo-alerts"]:
+        windows.append(re.findall(r":ratio_rate(\w+) > \(([\d.]+) \* ([\d.]+)\)", rule["expr"]))
+        assert re.search(r"and on \(cluster, namespace, service, grpc_service\)\s*\S+:rate(\w+) \* \d+ >= 100",
+                         rule["expr"]), rule
+    assert windows == [[("1h", "14.4", "0.001"), ("5m", "14.4", "0.001")],
+                       [("6h", "6", "0.001"), ("30m", "6", "0.001")]]

@@ -67,6 +67,9 @@ fn codes_come_from_the_status_or_the_http_answer() {
     assert_eq!(http(403), Code::PermissionDenied);
     assert_eq!(http(400), Code::Internal);
     assert_eq!(http(500), Code::Unknown);
+    assert_eq!(http(200), Code::Internal);
+    let web = Ending { http_status: Some(200), web: true, ..Ending::default() };
+    assert_eq!(code(&web), Code::Unknown);
     let gone = |deadline: Option<u64>, took: u64| {
         code(&Ending { deadline_ms: deadline, duration_ms: Some(took), ..Ending::default() })
     };
