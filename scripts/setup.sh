@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system tools that the given make goals need, and only those that are missing:
-#   scripts/setup.sh [GOAL...]        (GOAL: build oci k8s lint unit wasm-unit e2e soak kit test demo screenshot bench; default build)
+#   scripts/setup.sh [GOAL...]        (GOAL: build oci k8s lint unit wasm-unit e2e soak cost kit test demo screenshot bench; default build)
 # `make` runs it once per invocation with the goals it was asked for. When everything is present
 # it only looks (no apt, no rustup network call): well under a second. Without the rights to
 # install (not root, no passwordless sudo) it stops at once with one line: what is missing and
@@ -39,7 +39,7 @@ want_kit() {
 [ $# -gt 0 ] || set -- build
 for goal in "$@"; do
   case "$goal" in
-    build|oci|k8s) want_build ;;
+    build|oci|k8s|cost) want_build ;;
     lint) want_lint ;;
     unit) ;;
     wasm-unit) want_wasm_unit ;;

@@ -22,6 +22,9 @@ pub struct Filter {
     /// those only dynamic labels read. A label header a rule reads too is read once.
     pub request_names: Vec<String>,
     pub response_names: Vec<String>,
+    /// Their hash tables (`pairs::table`): many names cost a hash per header, not a comparison each.
+    pub request_table: Vec<u32>,
+    pub response_table: Vec<u32>,
     /// Constant labels of every series (`labels`), first in each stat name.
     pub constant: Vec<(String, String)>,
     /// Each counter's dynamic labels, by rule index (empty: unlabelled).
@@ -150,12 +153,16 @@ impl Filter {
             status: RESPONSE_RULE_HEADERS + index_of(&mut headers.1, "grpc-status"),
             response_type: RESPONSE_RULE_HEADERS + index_of(&mut headers.1, "content-type"),
         });
-        let names = |fixed: &[&str], more: Vec<String>| {
+        let names = |fixed: &[&str], more: Vec<String>| -> Vec<String> {
             fixed.iter().map(|n| n.to_string()).chain(more).collect()
         };
+        let request_names = names(&[":method", ":path", "content-length"], headers.0);
+        let response_names = names(&[":status", "content-length", UPSTREAM_TIME], headers.1);
         let mut filter = Filter {
-            request_names: names(&[":method", ":path", "content-length"], headers.0),
-            response_names: names(&[":status", "content-length", UPSTREAM_TIME], headers.1),
+            request_table: crate::pairs::table(&request_names),
+            response_table: crate::pairs::table(&response_names),
+            request_names,
+            response_names,
             rules,
             http,
             samplers: config.samplers.iter().map(Sampler::new).collect(),

@@ -27,13 +27,25 @@ impl<'a> Found<'a> {
     /// Looks up `names` (lower case) in one pass over a serialized map: one scan however many
     /// headers are wanted. A malformed map finds nothing past the damage.
     pub fn lookup(map: &'a [u8], names: &[String]) -> Self {
-        let mut found = if names.len() <= INLINE {
-            Found::Inline([None; INLINE], names.len())
+        Self::lookup_in(map, names, &[])
+    }
+
+    /// [`Found::lookup`], with `table` = [`table`]`(names)`: past [`INLINE`] names each header
+    /// of the map is then hashed, not compared with every name (configurations with many label
+    /// headers pay per header of the map, not per name).
+    pub fn lookup_in(map: &'a [u8], names: &[String], table: &[u32]) -> Self {
+        if names.len() <= INLINE {
+            let mut found = Found::Inline([None; INLINE], names.len());
+            find_all(map, names, found.slots_mut());
+            return found;
+        }
+        let mut slots = vec![None; names.len()];
+        if table.len() >= names.len() * 2 {
+            find_hashed(map, names, table, &mut slots);
         } else {
-            Found::Heap(vec![None; names.len()])
-        };
-        find_all(map, names, found.slots_mut());
-        found
+            find_all(map, names, &mut slots);
+        }
+        Found::Heap(slots)
     }
 
     /// The value of `names[i]`.
@@ -73,6 +85,57 @@ fn find_all<'a>(map: &'a [u8], names: &[String], found: &mut [Option<&'a [u8]>])
                 *slot = Some(value);
                 missing -= 1;
             }
+        }
+        if missing == 0 {
+            return;
+        }
+    }
+}
+
+/// A hash table of `names` for [`Found::lookup_in`]: open addressing, each slot the index of a
+/// name plus one (0: empty), twice as many slots as names, a power of two.
+pub fn table(names: &[String]) -> Vec<u32> {
+    let mut slots = vec![0u32; (names.len() * 2).next_power_of_two()];
+    let mask = slots.len() - 1;
+    for (i, name) in names.iter().enumerate() {
+        let mut at = hash(name.as_bytes()) & mask;
+        while slots.get(at).is_some_and(|&s| s != 0) {
+            at = (at + 1) & mask;
+        }
+        if let Some(slot) = slots.get_mut(at) {
+            *slot = u32::try_from(i + 1).unwrap_or(0);
+        }
+    }
+    slots
+}
+
+/// FNV-1a: a few instructions per byte of a header name.
+fn hash(name: &[u8]) -> usize {
+    let h = name.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    usize::try_from(h).unwrap_or(0)
+}
+
+/// [`find_all`] through `table`: per header of the map a hash and, mostly, one comparison.
+fn find_hashed<'a>(map: &'a [u8], names: &[String], table: &[u32], found: &mut [Option<&'a [u8]>]) {
+    let Some(pairs) = iter(map) else {
+        return;
+    };
+    let mask = table.len().wrapping_sub(1);
+    let mut missing = names.len().min(found.len());
+    for (name, value) in pairs {
+        let mut at = hash(name) & mask;
+        // Up to the next empty slot: every slot of this name (names may repeat).
+        while let Some(&slot) = table.get(at).filter(|&&s| s != 0) {
+            let i = usize::try_from(slot - 1).unwrap_or(usize::MAX);
+            if names.get(i).is_some_and(|n| n.as_bytes() == name) {
+                if let Some(free) = found.get_mut(i).filter(|f| f.is_none()) {
+                    *free = Some(value);
+                    missing -= 1;
+                }
+            }
+            at = (at + 1) & mask;
         }
         if missing == 0 {
             return;

@@ -2,45 +2,16 @@
 //! response increments. Split in two halves so nothing from the request is kept longer than needed:
 //! [`Rules::candidates`] runs on request headers (method, path, request headers), and
 //! [`Rules::confirm`] on response headers (status, response headers).
+//!
+//! Method and path are looked up in an index ([`index`]): a request pays for the rules of its
+//! method and route, however many others there are.
+
+mod index;
 
 use crate::config::{BodyCondition, Counter, HeaderMatch, Increment, StatusMatch};
 use crate::labels::Side;
 use crate::routes::strip_query;
-use matchit::Router;
-
-#[derive(Debug, Clone)]
-enum PathMatch {
-    Any,
-    Exact(String),
-    // Router<usize> like routes.rs: one matchit instantiation in the .wasm, not two.
-    Template(Router<usize>),
-}
-
-impl PathMatch {
-    fn new(path: Option<&str>) -> Self {
-        match path {
-            None => PathMatch::Any,
-            Some(p) if !p.contains('{') => PathMatch::Exact(p.to_string()),
-            Some(p) if !crate::routes::insertable(p) => PathMatch::Exact(String::new()),
-            Some(p) => {
-                let mut router = Router::new();
-                // Checked by config::validate; a template that fails here matches nothing.
-                match router.insert(p, 0) {
-                    Ok(()) => PathMatch::Template(router),
-                    Err(_) => PathMatch::Exact(String::new()),
-                }
-            }
-        }
-    }
-
-    fn matches(&self, path: &str) -> bool {
-        match self {
-            PathMatch::Any => true,
-            PathMatch::Exact(p) => p == path,
-            PathMatch::Template(router) => router.at(path).is_ok(),
-        }
-    }
-}
+use index::Index;
 
 /// One header condition, referring to the header by its index in [`Rules::request_headers`]
 /// or [`Rules::response_headers`].
@@ -64,8 +35,6 @@ impl HeaderRule {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
-    method: Option<String>,
-    path: PathMatch,
     status: Vec<StatusMatch>,
     request_headers: Vec<HeaderRule>,
     response_headers: Vec<HeaderRule>,
@@ -112,6 +81,8 @@ pub struct Rules {
     pub response_headers: Vec<String>,
     /// Whether some rule reads the request body, the response body.
     pub reads_bodies: [bool; 2],
+    /// The rules by method and path.
+    index: Index,
 }
 
 /// A side's flag of a `[request, response]` pair.
@@ -119,6 +90,18 @@ fn on_side([request, response]: [bool; 2], side: Side) -> bool {
     match side {
         Side::Request => request,
         Side::Response => response,
+    }
+}
+
+/// Sorts a few rule indices, mostly in order already; std's sort would add kilobytes of code
+/// to the .wasm for this.
+fn sort(indices: &mut [usize]) {
+    for i in 1..indices.len() {
+        let mut j = i;
+        while j > 0 && indices.get(j - 1) > indices.get(j) {
+            indices.swap(j - 1, j);
+            j -= 1;
+        }
     }
 }
 
@@ -170,10 +153,11 @@ impl Rules {
             for (any, this) in rules.reads_bodies.iter_mut().zip(reads) {
                 *any |= this;
             }
+            rules
+                .index
+                .insert(m.method.as_deref(), m.path.as_deref(), rules.rules.len());
             rules.rules.push(Rule {
                 name: counter.name.clone(),
-                method: m.method.clone(),
-                path: PathMatch::new(m.path.as_deref()),
                 status: m.status.clone().unwrap_or_default(),
                 request_headers,
                 response_headers,
@@ -189,43 +173,35 @@ impl Rules {
 
     /// Whether some rule that `method` can match looks at the path.
     pub fn need_path(&self, method: &[u8]) -> bool {
-        self.rules.iter().any(|rule| {
-            !matches!(rule.path, PathMatch::Any)
-                && rule.method.as_ref().is_none_or(|m| m.as_bytes() == method)
-        })
+        self.index.need_path(method)
     }
 
-    /// Indices of the rules whose request side matches. `path` may carry a query string;
-    /// `request_headers` holds the values of [`Rules::request_headers`], in order.
+    /// Indices of the rules whose request side matches, in order. `path` may carry a query
+    /// string; `request_headers` holds the values of [`Rules::request_headers`], in order.
     pub fn candidates(
         &self,
         method: &[u8],
         path: Option<&str>,
         request_headers: &[Option<&[u8]>],
     ) -> Vec<usize> {
-        let path = path.map(strip_query);
-        self.indices(|rule| {
-            rule.method.as_ref().is_none_or(|m| m.as_bytes() == method)
-                && match (&rule.path, path) {
-                    (PathMatch::Any, _) => true,
-                    (p, Some(path)) => p.matches(path),
-                    (_, None) => false,
-                }
-                && rule
-                    .request_headers
+        let mut found = self.matching(method, path.map(strip_query));
+        found.retain(|&i| {
+            self.rules.get(i).is_some_and(|rule| {
+                rule.request_headers
                     .iter()
                     .all(|h| h.matches(request_headers))
-        })
+            })
+        });
+        found
     }
 
-    /// Indices of the rules `keep` keeps, in order.
-    fn indices(&self, keep: impl Fn(&Rule) -> bool) -> Vec<usize> {
-        self.rules
-            .iter()
-            .enumerate()
-            .filter(|(_, rule)| keep(rule))
-            .map(|(i, _)| i)
-            .collect()
+    /// Indices of the rules whose method and path match (`path` without its query; `None`
+    /// matches only rules for any path), in order.
+    fn matching(&self, method: &[u8], path: Option<&str>) -> Vec<usize> {
+        let mut found = Vec::new();
+        self.index.matching(method, path, &mut found);
+        sort(&mut found);
+        found
     }
 
     /// Whether some rule reads the bodies on `side` at all.
@@ -243,13 +219,17 @@ impl Rules {
         path: Option<&str>,
         status: Option<u16>,
     ) -> Vec<usize> {
-        let path = path.map(strip_query);
-        self.indices(|rule| {
-            rule.body.as_ref().is_some_and(|b| b.reads(side))
-                && rule.method.as_ref().is_none_or(|m| m.as_bytes() == method)
-                && path.is_some_and(|p| rule.path.matches(p))
-                && (side == Side::Request || status.is_none_or(|s| rule.allows(s)))
-        })
+        let Some(path) = path.map(strip_query).filter(|_| self.reads_body(side)) else {
+            return Vec::new();
+        };
+        let mut found = self.matching(method, Some(path));
+        found.retain(|&i| {
+            self.rules.get(i).is_some_and(|rule| {
+                rule.body.as_ref().is_some_and(|b| b.reads(side))
+                    && (side == Side::Request || status.is_none_or(|s| rule.allows(s)))
+            })
+        });
+        found
     }
 
     /// Whether rule `index`'s status condition, if any, allows `status`.

@@ -197,7 +197,11 @@ fn rpc_started(context: u32) {
             return;
         };
         let map = read(Map::Request).unwrap_or_default();
-        let found = Found::lookup(&map, &state.filter.request_names);
+        let found = Found::lookup_in(
+            &map,
+            &state.filter.request_names,
+            &state.filter.request_table,
+        );
         if !found.get(g.content_type).is_some_and(grpc::is_grpc) {
             return;
         }

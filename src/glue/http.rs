@@ -36,9 +36,10 @@ pub fn on_log(state: &mut State, bodies: Option<&Pending>, stream: Option<&Strea
     // Both maps first, back to back: the host's second copy costs least right after the first.
     let request_map = read(Map::Request);
     let response_map = read(Map::Response);
-    let request = Found::lookup(
+    let request = Found::lookup_in(
         request_map.as_deref().unwrap_or_default(),
         &filter.request_names,
+        &filter.request_table,
     );
     let method = request.get(REQUEST_METHOD).unwrap_or_default();
     let path = filter
@@ -59,9 +60,10 @@ pub fn on_log(state: &mut State, bodies: Option<&Pending>, stream: Option<&Strea
     if !http && grpc.is_none() {
         return;
     }
-    let response = Found::lookup(
+    let response = Found::lookup_in(
         response_map.as_deref().unwrap_or_default(),
         &filter.response_names,
+        &filter.response_table,
     );
     // No :status when the client went away before any response.
     let status = response

@@ -96,6 +96,41 @@ logic_test!(
 );
 
 logic_test!(
+    fn many_names_are_found_through_their_hash_table() {
+        // More names than INLINE, some twice, some absent, in no order.
+        let names: Vec<String> = [
+            "x-c", "a", ":path", "x-b", "x-a", "a", "zz", "x-d", "b", "x-e",
+        ]
+        .map(String::from)
+        .into();
+        let table = table(&names);
+        assert_eq!(table.len(), 32);
+        let mut held: Vec<u32> = table.iter().copied().filter(|&s| s != 0).collect();
+        held.sort_unstable();
+        assert_eq!(held, (1..=10).collect::<Vec<u32>>());
+        let map = serialize(&[
+            (":path", "/"),
+            ("x-e", "5"),
+            ("a", "1"),
+            ("x-b", "2"),
+            ("a", "again"),
+            ("x-z", "no"),
+        ]);
+        let found = Found::lookup_in(&map, &names, &table);
+        let linear = Found::lookup(&map, &names);
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(found.get(i), linear.get(i), "{name}");
+        }
+        assert_eq!(found.get(1), Some(&b"1"[..]));
+        assert_eq!(found.get(5), Some(&b"1"[..]));
+        assert_eq!(found.get(6), None);
+        // A table too small for this list is not used.
+        let found = Found::lookup_in(&map, &names, &table[..8]);
+        assert_eq!(found.get(9), Some(&b"5"[..]));
+    }
+);
+
+logic_test!(
     fn decimals() {
         assert_eq!(decimal(b"200"), Some(200));
         assert_eq!(decimal(b"0"), Some(0));

@@ -1247,8 +1247,12 @@ proptest! {
         let truncated = map.get(..cut.index(map.len() + 1)).unwrap_or_default();
         for m in [&map[..], truncated, &junk[..]] {
             let found = crate::pairs::Found::lookup(m, &names);
+            // Through the names' hash table too (used past INLINE names).
+            let table = crate::pairs::table(&names);
+            let sorted = crate::pairs::Found::lookup_in(m, &names, &table);
             for (i, name) in names.iter().enumerate() {
                 prop_assert_eq!(found.get(i), crate::pairs::get(m, name));
+                prop_assert_eq!(sorted.get(i), crate::pairs::get(m, name));
             }
         }
         let truncated = map.get(..cut.index(map.len() + 1)).unwrap_or_default();
