@@ -95,7 +95,7 @@ e2e: build venv setup
 	  cargo test --test e2e_filter --test e2e_proxy --test e2e_labels -- --test-threads 2
 
 ## soak: months compressed into minutes (tests/e2e_soak.rs, #[ignore]d by e2e): a 65 s SIGSTOP of
-## two plugins in one VM, 300 configuration changes under traffic (~2.5 min on 2 cores)
+## two plugins in one VM, 300 configuration changes under traffic, a refused plugin removed (~2 min on 2 cores)
 soak: build venv setup
 	ENVOY_BIN=$(ENVOY_BIN) APP_METRICS_WASM=$(CURDIR)/$(WASM) APP_METRICS_BODIES_WASM=$(CURDIR)/$(BODIES_WASM) \
 	  cargo test --test e2e_soak -- --ignored --test-threads 2 --nocapture

@@ -6,11 +6,23 @@
 //! fallible one gives the host a null pointer: the host call fails with a status, the request
 //! passes uncounted and the failure is logged (`warn_limited!`), and the VM lives.
 
-/// A buffer of exactly `size` bytes' capacity, or `None` when the VM cannot have the memory.
-pub fn buffer(size: usize) -> Option<Vec<u8>> {
-    let mut buffer = Vec::new();
-    buffer.try_reserve_exact(size).ok()?;
-    Some(buffer)
+use std::alloc::{alloc, Layout};
+use std::ptr::{null_mut, NonNull};
+
+/// Room for `size` bytes, as a `Vec<u8>` of exactly that capacity holds them (the glue takes
+/// them back with `Vec::from_raw_parts(pointer, size, size)`), or null when the VM cannot have
+/// the memory. From the allocator directly: through `Vec::try_reserve_exact` it cost twice the
+/// instructions, twice per request (the cost probe: 154 against about 340 per allocation).
+pub fn allocate(size: usize) -> *mut u8 {
+    if size == 0 {
+        // What an empty Vec holds: never dereferenced, never freed.
+        return NonNull::<u8>::dangling().as_ptr();
+    }
+    match Layout::array::<u8>(size) {
+        // SAFETY: the layout's size is not zero (checked above).
+        Ok(layout) => unsafe { alloc(layout) },
+        Err(_) => null_mut(),
+    }
 }
 
 #[cfg(test)]

@@ -112,12 +112,7 @@ pub extern "C" fn proxy_abi_version_0_2_1() {}
 /// logged by its caller) rather than the VM aborting (`crate::memory`).
 #[no_mangle]
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-    let Some(mut buffer) = crate::memory::buffer(size) else {
-        return std::ptr::null_mut();
-    };
-    let pointer = buffer.as_mut_ptr();
-    std::mem::forget(buffer);
-    pointer
+    crate::memory::allocate(size)
 }
 
 #[no_mangle]

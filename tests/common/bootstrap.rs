@@ -313,6 +313,26 @@ pub fn lds_resources(opts: &EnvoyOptions, listen_port: u16) -> String {
     )
 }
 
+/// The LDS resource file of [`shared_vm_bootstrap`]'s listeners: one per `(port, plugin name,
+/// plugin configuration)`, every plugin in the same VM.
+pub fn shared_vm_lds_resources(opts: &EnvoyOptions, plugins: &[(u16, &str, &str)]) -> String {
+    let listeners: String = plugins
+        .iter()
+        .map(|(port, name, config)| {
+            let opts = EnvoyOptions {
+                plugin_config: config.to_string(),
+                ..opts.clone()
+            };
+            let listener = named_listener_yaml(&opts, *port, &format!("{name}-{port}"), name);
+            format!(
+                "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n{}",
+                indent(&listener, 2)
+            )
+        })
+        .collect();
+    format!("resources:\n{listeners}")
+}
+
 /// A bootstrap like [`bootstrap`] whose listeners come from `<lds_dir>/lds.yaml`, watched for
 /// atomic moves into `lds_dir` (write with [`push_lds`]).
 pub fn lds_bootstrap(opts: &EnvoyOptions, admin_port: u16, lds_dir: &std::path::Path) -> String {
