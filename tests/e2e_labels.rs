@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{bootstrap::*, envoy::*, upstream::*, *};
+use common::{bootstrap::*, envoy::*, shared_vm::*, upstream::*, *};
 use std::collections::BTreeMap;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -230,18 +230,6 @@ fn dynamic_labels_count_listed_values_other_and_none_exactly() {
     );
 }
 
-/// A configuration for service `service`: the same counter, handler and sampler names as the
-/// other one, told apart only by the constant label.
-fn service(service: &str, count_path: &str) -> String {
-    format!(
-        r#"{{"labels": {{"service": "{service}"}},
-  "counters": [{{"name": "orders_total", "match": {{"method": "POST", "path": "/orders"}}}}],
-  "http_metrics": {{"handlers": ["/orders"]}},
-  "samplers": [{{"name": "total_users", "cluster": "app", "path": "{count_path}", "interval_seconds": 2,
-                "value": {{"json_pointer": "/count"}}}}]}}"#
-    )
-}
-
 /// Two configurations in one Envoy, their plugins sharing a VM (one `vm_config`, as two
 /// listeners of a gateway or two apps behind one waypoint), with the same metric and sampler
 /// names and different `service` labels: each series counts only its own listener's requests,
@@ -249,20 +237,12 @@ fn service(service: &str, count_path: &str) -> String {
 /// the two would share one sample per interval between them) and its own gauge.
 #[test]
 fn two_services_sharing_a_vm_keep_their_own_series_and_samplers() {
-    let upstream = Upstream::start(|_, url| match url {
-        "/count-a" => Reply::new(200, r#"{"count": 11}"#),
-        "/count-b" => Reply::new(200, r#"{"count": 22}"#),
-        _ => Reply::new(201, "{}"),
-    });
-    let (a, b, admin) = (free_port(), free_port(), free_port());
-    let opts = EnvoyOptions::new("", upstream.port);
-    let (config_a, config_b) = (service("a", "/count-a"), service("b", "/count-b"));
-    let plugins = [
-        (a, "shop_a", config_a.as_str()),
-        (b, "shop_b", config_b.as_str()),
-    ];
-    let envoy = Envoy::start_with_config(&shared_vm_bootstrap(&opts, admin, &plugins), 2, a, admin)
-        .unwrap_or_else(|log| panic!("{log}"));
+    let TwoServices {
+        envoy,
+        upstream,
+        a,
+        b,
+    } = two_services();
     let vms = admin_stat(&envoy, "wasm.envoy.wasm.runtime.v8.active");
     assert!(
         vms.is_some_and(|n| n <= 4),

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{bootstrap::*, envoy::*, istio::*, scrape::*, upstream::*, *};
+use common::{bootstrap::*, envoy::*, istio::*, scrape::*, shared_vm::*, upstream::*, *};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::thread;
@@ -48,18 +48,6 @@ fn signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid}");
 }
 
-/// Plugin `service`'s configuration: the same counter, handler and sampler names as the other
-/// one, told apart only by the constant label.
-fn service(service: &str, count_path: &str) -> String {
-    format!(
-        r#"{{"labels": {{"service": "{service}"}},
-  "counters": [{{"name": "orders_total", "match": {{"method": "POST", "path": "/orders"}}}}],
-  "http_metrics": {{"handlers": ["/orders"]}},
-  "samplers": [{{"name": "total_users", "cluster": "app", "path": "{count_path}", "interval_seconds": 2,
-                "value": {{"json_pointer": "/count"}}}}]}}"#
-    )
-}
-
 /// The silence limit is about a minute of ticks (`lifecycle::STALE_ROUNDS`); the stall is longer.
 const STALL: Duration = Duration::from_secs(65);
 
@@ -71,20 +59,12 @@ const STALL: Duration = Duration::from_secs(65);
 #[test]
 #[ignore = "over a minute: make soak"]
 fn after_a_stall_longer_than_the_silence_limit_every_plugin_counts_under_its_own_labels() {
-    let upstream = Upstream::start(|_, url| match url {
-        "/count-a" => Reply::new(200, r#"{"count": 11}"#),
-        "/count-b" => Reply::new(200, r#"{"count": 22}"#),
-        _ => Reply::new(201, "{}"),
-    });
-    let (a, b, admin) = (free_port(), free_port(), free_port());
-    let opts = EnvoyOptions::new("", upstream.port);
-    let (config_a, config_b) = (service("a", "/count-a"), service("b", "/count-b"));
-    let plugins = [
-        (a, "shop_a", config_a.as_str()),
-        (b, "shop_b", config_b.as_str()),
-    ];
-    let envoy = Envoy::start_with_config(&shared_vm_bootstrap(&opts, admin, &plugins), 2, a, admin)
-        .unwrap_or_else(|log| panic!("{log}"));
+    let TwoServices {
+        envoy,
+        upstream,
+        a,
+        b,
+    } = two_services();
     let agent = agent();
     let url = |port: u16| format!("http://127.0.0.1:{port}/orders");
     let orders = |n_a: u32, n_b: u32| {

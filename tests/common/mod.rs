@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`grpc`] | the Python gRPC server (in-app reference metrics) and client; Envoy in front of it and a non-gRPC upstream |
 //! | [`istio`] | an Istio-like sidecar: Istio's stats_config, WasmPlugins delivered by ECDS |
+//! | [`shared_vm`] | two services whose plugins share one VM, told apart by a constant label |
 //! | [`envoy`] | the Envoy process: start (static, LDS), wait for a scrape value, admin stats |
 //! | [`bootstrap`] | the YAML Envoy starts on: listeners, clusters, routes; LDS and EDS files |
 //! | [`scrape`] | a Prometheus scrape parsed, its values and series |
@@ -21,6 +22,7 @@ pub mod envoy;
 pub mod grpc;
 pub mod istio;
 pub mod scrape;
+pub mod shared_vm;
 pub mod upstream;
 
 use std::net::TcpListener;
