@@ -21,6 +21,16 @@ fn change(test: &str, files: &[(&str, &str)], old: &str, new: &str) -> Run {
     check(&format!("change_{test}"), files, &["--from", old, new])
 }
 
+/// The run ended with `code` and wrote nothing to stderr.
+fn assert_clean(r: &Run, code: i32) {
+    assert_eq!(
+        (r.code, r.err()),
+        (code, Vec::<&str>::new()),
+        "{}",
+        r.stderr
+    );
+}
+
 fn no_restart(new: &str) -> String {
     format!("{new}: no restart needed: the stats tags and histogram buckets in force cover it")
 }
@@ -66,13 +76,13 @@ fn no_change_needs_no_restart() {
         "old.json",
         "new.json",
     );
-    assert_eq!((r.code, r.err()), (0, Vec::<&str>::new()), "{}", r.stderr);
+    assert_clean(&r, 0);
     assert_eq!(r.out(), [no_restart("new.json")]);
     // A shipped WasmPlugin against itself, and a handler or a label taken away: nothing to add.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let file = "istio/wasmplugin.yaml";
     let r = run_in(root, &["check", "--from", file, file], "");
-    assert_eq!((r.code, r.err()), (0, Vec::<&str>::new()), "{}", r.stderr);
+    assert_clean(&r, 0);
     assert_eq!(r.out(), [no_restart(file)]);
     let more = r#"{"http_metrics": {"handlers": ["/login", "/orders"], "labels": [{"name": "client", "request_header": "x-client", "values": ["web"]}]}}"#;
     let r = change(
@@ -97,7 +107,7 @@ fn a_new_handler_or_plugin_needs_no_restart() {
         "old.json",
         "new.json",
     );
-    assert_eq!((r.code, r.err()), (0, Vec::<&str>::new()), "{}", r.stderr);
+    assert_clean(&r, 0);
     assert_eq!(r.out(), [no_restart("new.json")]);
     // A second plugin with other handlers, beside the one in force: the same key.
     let two = [
@@ -116,7 +126,7 @@ fn a_new_handler_or_plugin_needs_no_restart() {
         "old.yaml",
         "new.yaml",
     );
-    assert_eq!((r.code, r.err()), (0, Vec::<&str>::new()), "{}", r.stderr);
+    assert_clean(&r, 0);
     assert_eq!(r.out(), [no_restart("new.yaml")]);
 }
 
@@ -129,12 +139,7 @@ fn the_first_histograms_need_the_bucket_key_first() {
         "old.json",
         "new.json",
     );
-    assert_eq!(
-        (r.code, r.err()),
-        (RESTART, Vec::<&str>::new()),
-        "{}",
-        r.stderr
-    );
+    assert_clean(&r, RESTART);
     assert_eq!(
         r.out(),
         [
@@ -156,12 +161,7 @@ fn a_new_label_name_needs_its_stats_tag_first() {
         "old.json",
         "new.json",
     );
-    assert_eq!(
-        (r.code, r.err()),
-        (RESTART, Vec::<&str>::new()),
-        "{}",
-        r.stderr
-    );
+    assert_clean(&r, RESTART);
     assert_eq!(
         r.out(),
         [
@@ -179,12 +179,7 @@ fn a_new_label_name_needs_its_stats_tag_first() {
         "old.json",
         "new.json",
     );
-    assert_eq!(
-        (r.code, r.err()),
-        (RESTART, Vec::<&str>::new()),
-        "{}",
-        r.stderr
-    );
+    assert_clean(&r, RESTART);
     assert_eq!(
         r.out(),
         [
@@ -202,7 +197,7 @@ fn a_new_label_name_needs_its_stats_tag_first() {
         "old.json",
         "new.json",
     );
-    assert_eq!((r.code, r.err()), (0, Vec::<&str>::new()), "{}", r.stderr);
+    assert_clean(&r, 0);
     assert_eq!(r.out(), [no_restart("new.json")]);
 }
 
@@ -229,7 +224,7 @@ fn a_configuration_that_starts_reading_a_body_needs_the_bodies_module() {
         "old.json",
         "new.json",
     );
-    assert_eq!((r.code, r.err()), (0, Vec::<&str>::new()), "{}", r.stderr);
+    assert_clean(&r, 0);
     assert_eq!(
         r.out(),
         [
@@ -244,7 +239,7 @@ fn a_configuration_that_starts_reading_a_body_needs_the_bodies_module() {
         "old.json",
         "new.json",
     );
-    assert_eq!((r.code, r.err()), (0, Vec::<&str>::new()), "{}", r.stderr);
+    assert_clean(&r, 0);
     assert_eq!(
         r.out(),
         [
@@ -263,7 +258,7 @@ fn a_configuration_that_starts_reading_a_body_needs_the_bodies_module() {
         "old.yaml",
         "new.yaml",
     );
-    assert_eq!((r.code, r.err()), (0, Vec::<&str>::new()), "{}", r.stderr);
+    assert_clean(&r, 0);
     let at = "new.yaml document 1, WasmPlugin default/app-metrics, spec.pluginConfig";
     assert_eq!(
         r.out(),
@@ -312,12 +307,7 @@ fn plugins_of_a_file_pair_by_place_and_the_proxy_needs_them_all() {
         "old.yaml",
         "new.yaml",
     );
-    assert_eq!(
-        (r.code, r.err()),
-        (RESTART, Vec::<&str>::new()),
-        "{}",
-        r.stderr
-    );
+    assert_clean(&r, RESTART);
     assert_eq!(
         r.out(),
         [
@@ -385,7 +375,7 @@ fn from_takes_one_in_force_file_and_one_new_file() {
         &["check", "--from", "a.json", "-"],
         &wasmplugin("p", LEAN, "  pluginConfig: {}\n"),
     );
-    assert_eq!((r.code, r.err()), (0, Vec::<&str>::new()), "{}", r.stderr);
+    assert_clean(&r, 0);
     assert_eq!(r.out(), [no_restart("(stdin)")]);
     let r = run_in(&d, &["--help"], "");
     assert!(r
