@@ -126,7 +126,12 @@ impl Streams {
         true
     }
 
+    /// Request `context`'s stream, if followed; no hashing while none is (every body chunk of
+    /// every request asks).
     pub fn get_mut(&mut self, context: u32) -> Option<&mut Stream> {
+        if self.streams.is_empty() {
+            return None;
+        }
         self.streams.get_mut(&context)
     }
 

@@ -30,14 +30,13 @@ const CONTINUE: u32 = 0;
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, end: u32) -> u32 {
-    rpc_started(context_id);
-    on_headers(context_id, Side::Request, end != 0);
+    on_request_headers(context_id, end != 0);
     CONTINUE
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_on_response_headers(context_id: u32, _headers: usize, end: u32) -> u32 {
-    on_headers(context_id, Side::Response, end != 0);
+    on_response_headers(context_id, end != 0);
     CONTINUE
 }
 
@@ -68,15 +67,26 @@ pub extern "C" fn proxy_on_response_trailers(context_id: u32, _trailers: usize) 
     CONTINUE
 }
 
-/// Runs `f` with the configuration serving request `context`, if it reads any body.
-fn with_body_rules(context: u32, f: impl FnOnce(&mut State)) {
+/// Runs `f` with the configuration serving request `context`.
+fn with_root(context: u32, f: impl FnOnce(&mut State)) {
     with_vm(|vm| {
         let live = vm.root_of_live_request(context, host::plugin_name, revived);
         if let Some(state) = live.and_then(|l| l.root.state()) {
-            let rules = &state.filter.rules;
-            if rules.reads_body(Side::Request) || rules.reads_body(Side::Response) {
-                f(state);
-            }
+            f(state);
+        }
+    });
+}
+
+fn reads_bodies(state: &State) -> bool {
+    let rules = &state.filter.rules;
+    rules.reads_body(Side::Request) || rules.reads_body(Side::Response)
+}
+
+/// Runs `f` with the configuration serving request `context`, if it reads any body.
+fn with_body_rules(context: u32, f: impl FnOnce(&mut State)) {
+    with_root(context, |state| {
+        if reads_bodies(state) {
+            f(state);
         }
     });
 }
@@ -95,55 +105,66 @@ fn start_reading(rules: &Rules, concerned: Vec<usize>, map: &[u8], no_body: bool
     )
 }
 
-fn on_headers(context: u32, side: Side, end: bool) {
-    if side == Side::Response && !with_bodies(|b| b.has(context)).unwrap_or(false) {
+/// A request's headers: one lookup of its configuration and one read of the map serve both
+/// what this module follows, the gRPC stream and the bodies body rules read.
+fn on_request_headers(context: u32, end: bool) {
+    with_root(context, |state| {
+        let bodies = reads_bodies(state);
+        if !bodies && state.filter.grpc.is_none() {
+            return;
+        }
+        let map = read(Map::Request).unwrap_or_default();
+        rpc_started(context, state, &map);
+        if bodies {
+            request_bodies(context, state, &map, end);
+        }
+    });
+}
+
+/// Which of the request's bodies the rules read, and its connection's share.
+fn request_bodies(context: u32, state: &State, map: &[u8], end: bool) {
+    let rules = &state.filter.rules;
+    let method = pairs::get(map, ":method").unwrap_or_default();
+    let path = pairs::get(map, ":path").and_then(|p| std::str::from_utf8(p).ok());
+    let request = rules.reading_body(Side::Request, method, path, None);
+    let response = rules.reading_body(Side::Response, method, path, None);
+    let reading = start_reading(rules, request, map, end);
+    let now = now_ms();
+    let busy = with_bodies(|b| b.request_headers(context, now, reading, response)).flatten();
+    // What one client may hold is bounded: its connection, for the requests read.
+    if with_bodies(|b| b.has(context)).unwrap_or(false) {
+        if let Some(id) = host::connection_id() {
+            with_bodies(|b| b.connection(context, id));
+        }
+    }
+    // Counted when the request ends, by each body rule that otherwise matched it.
+    if busy.is_some() {
+        warn_limited!(|| {
+            "a body was not read: this VM is reading as many requests' bodies as it may"
+        });
+    }
+}
+
+fn on_response_headers(context: u32, end: bool) {
+    if !with_bodies(|b| b.has(context)).unwrap_or(false) {
         return;
     }
     with_body_rules(context, |state| {
         let rules = &state.filter.rules;
-        let busy = match side {
-            Side::Request => {
-                let map = read(Map::Request).unwrap_or_default();
-                let method = pairs::get(&map, ":method").unwrap_or_default();
-                let path = pairs::get(&map, ":path").and_then(|p| std::str::from_utf8(p).ok());
-                let request = rules.reading_body(Side::Request, method, path, None);
-                let response = rules.reading_body(Side::Response, method, path, None);
-                let reading = start_reading(rules, request, &map, end);
-                let now = now_ms();
-                let busy =
-                    with_bodies(|b| b.request_headers(context, now, reading, response)).flatten();
-                // What one client may hold is bounded: its connection, for the requests read.
-                if with_bodies(|b| b.has(context)).unwrap_or(false) {
-                    if let Some(id) = host::connection_id() {
-                        with_bodies(|b| b.connection(context, id));
-                    }
-                }
-                busy
-            }
-            Side::Response => {
-                let map = read(Map::Response).unwrap_or_default();
-                let status = pairs::get(&map, ":status")
-                    .and_then(decimal)
-                    .and_then(|s| u16::try_from(s).ok());
-                with_bodies(|b| {
-                    b.response_headers(context, |noted| {
-                        let concerned = noted
-                            .iter()
-                            .copied()
-                            .filter(|&i| status.is_some_and(|s| rules.status_allows(i, s)))
-                            .collect();
-                        start_reading(rules, concerned, &map, end)
-                    })
-                });
-                None
-            }
-        };
-        // Counted when the request ends, by each body rule that otherwise matched it.
-        if busy.is_some() {
-            warn_limited!(|| {
-                "a body was not read: this VM is reading as many requests' bodies as it may"
-            });
-        }
+        let map = read(Map::Response).unwrap_or_default();
+        let status = pairs::get(&map, ":status")
+            .and_then(decimal)
+            .and_then(|s| u16::try_from(s).ok());
+        with_bodies(|b| {
+            b.response_headers(context, |noted| {
+                let concerned = noted
+                    .iter()
+                    .copied()
+                    .filter(|&i| status.is_some_and(|s| rules.status_allows(i, s)))
+                    .collect();
+                start_reading(rules, concerned, &map, end)
+            })
+        });
     });
 }
 
@@ -187,35 +208,28 @@ pub fn finish(context: u32) -> Option<Pending> {
 
 /// A gRPC request of a configuration with a `grpc` section starts: counted started now (so
 /// started minus handled is what is in flight), and followed to its end.
-fn rpc_started(context: u32) {
-    with_vm(|vm| {
-        let live = vm.root_of_live_request(context, host::plugin_name, revived);
-        let Some(state) = live.and_then(|l| l.root.state()) else {
-            return;
-        };
-        let Some(g) = state.filter.grpc.as_ref() else {
-            return;
-        };
-        let map = read(Map::Request).unwrap_or_default();
-        let found = Found::lookup_in(
-            &map,
-            &state.filter.request_names,
-            &state.filter.request_table,
-        );
-        if !found.get(g.content_type).is_some_and(grpc::is_grpc) {
-            return;
-        }
-        let rpc = Rpc {
-            index: g.methods.find(found.get(REQUEST_PATH).unwrap_or_default()),
-            request_headers: found.from(REQUEST_RULE_HEADERS),
-            response_headers: &[],
-        };
-        if with_streams(|s| s.start(context, rpc.index)).unwrap_or(false)
-            && !state.registry.grpc_started(&state.filter, &Stats, &rpc)
-        {
-            warn_limited!(|| "the host refused a gRPC metric update".to_string());
-        }
-    });
+fn rpc_started(context: u32, state: &mut State, map: &[u8]) {
+    let Some(g) = state.filter.grpc.as_ref() else {
+        return;
+    };
+    let found = Found::lookup_in(
+        map,
+        &state.filter.request_names,
+        &state.filter.request_table,
+    );
+    if !found.get(g.content_type).is_some_and(grpc::is_grpc) {
+        return;
+    }
+    let rpc = Rpc {
+        index: g.methods.find(found.get(REQUEST_PATH).unwrap_or_default()),
+        request_headers: found.from(REQUEST_RULE_HEADERS),
+        response_headers: &[],
+    };
+    if with_streams(|s| s.start(context, rpc.index)).unwrap_or(false)
+        && !state.registry.grpc_started(&state.filter, &Stats, &rpc)
+    {
+        warn_limited!(|| "the host refused a gRPC metric update".to_string());
+    }
 }
 
 /// A followed stream's data: its messages, counted from their prefixes.
