@@ -19,6 +19,16 @@ Envoy's behaviour mirrored here (proxy-wasm-cpp-host's src/wasm.cc, context.cc, 
   (u32 count, u32 sizes, NUL-terminated names and values); properties as Envoy's CEL values
   (integers 8 bytes little-endian, strings raw); `proxy_define_metric` a new id on every call;
   shared data with CAS.
+- roots and timers (Envoy's wasm.cc, proxy-wasm-cpp-host's exports.cc): every root is a context
+  of its own with its plugin's properties; a callback's host calls act on its context, or on the
+  one `proxy_set_effective_context` names (BadArgument for a context that no longer exists; reset
+  at each entry); `proxy_set_tick_period_milliseconds` (re)arms the timer of that context's root
+  one period from now; a fired timer enters `proxy_on_tick` only if its root still exists, and is
+  re-armed one period after it fired (no catch-up) either way: a deleted root's timer is never
+  erased. Deleting a root calls `proxy_on_done`/`proxy_on_delete` only if exported (without
+  `proxy_on_done`, done is assumed: the root is erased silently). Time is simulated: a wall clock
+  (`proxy_get_current_time_nanoseconds`, WASI clock 0) and a monotonic one (WASI clock 1) that
+  move together, by `advance` and `run_for`.
 An import the host does not know traps with its name: a new host call shows up as a failure.
 """
 
@@ -32,6 +42,7 @@ OK, NOT_FOUND, BAD_ARGUMENT, CAS_MISMATCH = 0, 1, 2, 8
 MAP_REQUEST, MAP_RESPONSE, MAP_CALL_RESPONSE = 0, 2, 6
 BUFFER_REQUEST_BODY, BUFFER_RESPONSE_BODY, BUFFER_CALL_RESPONSE_BODY, BUFFER_PLUGIN_CONFIG = 0, 1, 4, 7
 FUEL = 1 << 62
+SECOND = 1_000_000_000
 PAGE = 65536
 # Callbacks Envoy makes per request, in its order, each only if exported.
 REQUEST_CALLBACKS = ("proxy_on_request_headers", "proxy_on_request_body", "proxy_on_response_headers",
@@ -83,15 +94,17 @@ class Tally:
     allocs: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    timer_fires: int = 0  # host-side: a root's timer fired, whether or not the VM was entered
 
     def minus(self, other):
         return Tally(self.instructions - other.instructions, self.calls - other.calls,
                      self.entries - other.entries, self.allocs - other.allocs,
-                     self.bytes_in - other.bytes_in, self.bytes_out - other.bytes_out)
+                     self.bytes_in - other.bytes_in, self.bytes_out - other.bytes_out,
+                     self.timer_fires - other.timer_fires)
 
     def copy(self):
         return Tally(self.instructions, Counter(self.calls), Counter(self.entries), self.allocs,
-                     self.bytes_in, self.bytes_out)
+                     self.bytes_in, self.bytes_out, self.timer_fires)
 
 
 @dataclass
@@ -115,7 +128,7 @@ class Host:
         engine, module = engine_and_module(wasm_path)
         self.store = wasmtime.Store(engine)
         self.store.set_fuel(FUEL)
-        self.plugin_name, self.root_id = plugin_name.encode(), root_id.encode()
+        self.plugin_name, self.root_id = plugin_name, root_id
         self.configuration, self.vm_configuration = configuration, vm_configuration
         self.tally = Tally()
         self.trace = trace  # a list: (fuel, event) appended at each boundary crossing
@@ -123,12 +136,18 @@ class Host:
         self.metrics = {}  # id -> [kind, name, value or list of records]
         self.shared = {}  # key -> (value, cas)
         self.cas = 0
-        self.calls_out = []  # proxy_http_call: (token, cluster, headers)
-        self.clock_ns = 1_780_000_000_000_000_000
+        self.calls_out = []  # proxy_http_call: (token, cluster, headers, root)
+        self.call_answer = ("200", b'{"count": 42}')  # what the samplers' calls are answered
+        self.clock_ns = 1_780_000_000_000_000_000  # wall clock
+        self.monotonic_ns = 1_000_000 * SECOND  # Envoy's steady clock: time since some boot
         self.maps = {}
         self.buffers = {}
-        self.properties = self.plugin_properties()
+        self.properties = {}  # the request's attributes (the plugin's come from its root)
         self.next_context = 1
+        self.contexts = {}  # live context id -> its root's id (a root's is its own)
+        self.roots = {}  # live root id -> its plugin's properties
+        self.current = self.effective = 0  # the context of the callback running, and set effective
+        self.timers = {}  # root id -> [period ms, due at (monotonic ns) or None]; never erased
         linker = wasmtime.Linker(engine)
         for imp in module.imports:
             linker.define_func(imp.module, imp.name, imp.type, self._import(imp.module, imp.name),
@@ -159,41 +178,105 @@ class Host:
             self.trace.append((self.fuel_used(), event))
 
     def enter(self, name, *args):
-        """A callback, if the module exports it (Envoy skips those it does not)."""
+        """A callback, if the module exports it (Envoy skips those it does not). Its first
+        argument is the context it is about; host calls act on that one (or the effective)."""
         f = self.functions.get(name)
         if f is None:
             return None
         self.tally.entries[name] += 1
+        saved = self.current, self.effective
+        self.current, self.effective = (args[0] if args else 0), 0
         self._mark(f"enter {name}")
-        result = f(self.store, *args)
-        self._mark(f"leave {name}")
-        return result
+        try:
+            return f(self.store, *args)
+        finally:
+            self._mark(f"leave {name}")
+            self.current, self.effective = saved
 
     def start(self):
         """What Envoy does with a new VM and a plugin: returns whether configure succeeded."""
-        self.root = self.new_context()
         self.enter("_initialize")
-        self.enter("proxy_on_context_create", self.root, 0)
-        self.enter("proxy_on_vm_start", self.root, len(self.vm_configuration))
-        self.buffers = {BUFFER_PLUGIN_CONFIG: self.configuration}
-        ok = self.enter("proxy_on_configure", self.root, len(self.configuration))
-        self.buffers = {}
+        self.root, ok = self.add_root(self.configuration, self.plugin_name, self.root_id)
         return ok
 
-    def plugin_properties(self):
-        """Properties of the plugin, readable in every callback."""
-        return {"plugin_name": self.plugin_name, "plugin_root_id": self.root_id}
+    def add_root(self, configuration, plugin_name, root_id=None):
+        """A plugin (configuration) in this VM, as Envoy starts one: a root context created,
+        started, configured. Returns the root's id and whether configure succeeded."""
+        root = self.new_context(None)
+        self.roots[root] = {"plugin_name": plugin_name.encode(),
+                            "plugin_root_id": (root_id or plugin_name).encode()}
+        self.enter("proxy_on_context_create", root, 0)
+        self.enter("proxy_on_vm_start", root, len(self.vm_configuration))
+        self.buffers = {BUFFER_PLUGIN_CONFIG: configuration}
+        ok = self.enter("proxy_on_configure", root, len(configuration))
+        self.buffers = {}
+        return root, ok
 
-    def new_context(self):
+    def delete_root(self, root):
+        """Envoy releases a plugin (its configuration replaced, its last stream ended): done,
+        delete, erased; its timer stays. (A module answering not done would keep it until it
+        calls `proxy_done`: not modelled, this one exports no `proxy_on_done`.)"""
+        if self.enter("proxy_on_done", root) in (None, 1):
+            self.enter("proxy_on_delete", root)
+            del self.roots[root], self.contexts[root]
+
+    def new_context(self, root):
+        """A context id, as Envoy allocates them (increasing); `root` None: a root's own."""
         ctx = self.next_context
         self.next_context += 1
+        self.contexts[ctx] = ctx if root is None else root
         return ctx
 
-    def exchange(self, ex):
-        """One request through the callbacks Envoy makes, as it makes them."""
-        ctx = self.new_context()
+    def advance(self, ns):
+        self.clock_ns += ns
+        self.monotonic_ns += ns
+
+    def run_for(self, seconds):
+        """Time passes: each timer due fires at its time, in order (equal times: older root
+        first), then the clock reaches the end."""
+        end = self.monotonic_ns + round(seconds * SECOND)
+        while True:
+            due = [(at, root) for root, (_, at) in self.timers.items() if at is not None and at <= end]
+            if not due:
+                break
+            at, root = min(due)
+            self.advance(at - self.monotonic_ns)
+            self.fire(root)
+        self.advance(end - self.monotonic_ns)
+
+    def fire(self, root):
+        """A root's timer fires (Envoy's tickHandler): the tick if the root exists, the samplers'
+        calls it made answered; re-armed one period on."""
+        self.tally.timer_fires += 1
+        if root in self.roots:
+            self.enter("proxy_on_tick", root)
+            self.answer_calls()
+        period = self.timers[root][0]
+        self.timers[root][1] = self.monotonic_ns + period * 1_000_000 if period else None
+
+    def answer_calls(self):
+        """Each call out answered, to its root if it still exists (Envoy cancels a deleted
+        root's calls)."""
+        status, body = self.call_answer
+        calls, self.calls_out = self.calls_out, []
+        for token, _, _, root in calls:
+            if root not in self.roots:
+                continue
+            self.maps = {MAP_CALL_RESPONSE: [(":status", status),
+                                             ("content-type", "application/json"),
+                                             ("content-length", str(len(body))),
+                                             ("x-envoy-upstream-service-time", "2")]}
+            self.buffers = {BUFFER_CALL_RESPONSE_BODY: body}
+            self.enter("proxy_on_http_call_response", root, token, 4, len(body), 0)
         self.maps, self.buffers = {}, {}
-        self.enter("proxy_on_context_create", ctx, self.root)
+
+    def exchange(self, ex, root=None):
+        """One request through the callbacks Envoy makes, as it makes them, under `root` (the
+        first plugin's by default)."""
+        root = root or self.root
+        ctx = self.new_context(root)
+        self.maps, self.buffers = {}, {}
+        self.enter("proxy_on_context_create", ctx, root)
         self.maps[MAP_REQUEST] = ex.request_at_headers or ex.request
         has_body = bool(ex.request_body)
         self.enter("proxy_on_request_headers", ctx, len(self.maps[MAP_REQUEST]), int(not has_body))
@@ -201,7 +284,7 @@ class Host:
             self.buffers[BUFFER_REQUEST_BODY] = ex.request_body
             self.enter("proxy_on_request_body", ctx, len(ex.request_body), 1)
         self.maps[MAP_REQUEST] = ex.request
-        self.clock_ns += ex.duration_ns
+        self.advance(ex.duration_ns)
         if ex.response is not None:
             self.maps[MAP_RESPONSE] = ex.response
             has_body = bool(ex.response_body)
@@ -220,22 +303,14 @@ class Host:
         self.enter("proxy_on_log", ctx)
         self.enter("proxy_on_done", ctx)
         self.enter("proxy_on_delete", ctx)
-        self.maps, self.properties = {}, self.plugin_properties()
-        self.clock_ns += 1_000_000
+        del self.contexts[ctx]
+        self.maps, self.properties = {}, {}
+        self.advance(1_000_000)
 
-    def tick(self, answer_status="200", answer_body=b'{"count": 42}'):
-        """A timer tick of the root, and an answer to each sampler call it made."""
-        self.clock_ns += 1_000_000_000
-        self.enter("proxy_on_tick", self.root)
-        calls, self.calls_out = self.calls_out, []
-        for token, _, _ in calls:
-            self.maps = {MAP_CALL_RESPONSE: [(":status", answer_status),
-                                             ("content-type", "application/json"),
-                                             ("content-length", str(len(answer_body))),
-                                             ("x-envoy-upstream-service-time", "2")]}
-            self.buffers = {BUFFER_CALL_RESPONSE_BODY: answer_body}
-            self.enter("proxy_on_http_call_response", self.root, token, 4, len(answer_body), 0)
-        self.maps, self.buffers = {}, {}
+    def tick(self):
+        """A second passes: the timers due fire (the first plugin's, set to a second when it
+        was configured), their sampler calls answered."""
+        self.run_for(1.0)
 
     # ---- the host's side ---------------------------------------------------------------------
 
@@ -284,8 +359,19 @@ class Host:
         self.memory.write(caller, struct.pack("<Q", self.clock_ns), ptr)
         return OK
 
+    def _acting(self):
+        """The context a host call acts on."""
+        return self.effective or self.current
+
+    def _h_proxy_set_effective_context(self, caller, context):
+        if context not in self.contexts:
+            return BAD_ARGUMENT
+        self.effective = context
+        return OK
+
     def _h_proxy_set_tick_period_milliseconds(self, caller, period):
-        self.tick_ms = period
+        root = self.contexts[self._acting()]
+        self.timers[root] = [period, self.monotonic_ns + period * 1_000_000 if period else None]
         return OK
 
     def _h_proxy_get_header_map_pairs(self, caller, kind, ptr_ptr, size_ptr):
@@ -304,6 +390,8 @@ class Host:
     def _h_proxy_get_property(self, caller, path_ptr, path_size, ptr_ptr, size_ptr):
         path = ".".join(s.decode() for s in self._read(caller, path_ptr, path_size).split(b"\0") if s)
         value = self.properties.get(path)
+        if value is None:
+            value = self.roots.get(self.contexts.get(self._acting()), {}).get(path)
         if value is None:
             return NOT_FOUND
         return self._hand_over(caller, value, ptr_ptr, size_ptr)
@@ -365,7 +453,7 @@ class Host:
         self._read(caller, b_ptr, b_size)
         self._read(caller, t_ptr, t_size)
         token = len(self.calls_out) + 1000
-        self.calls_out.append((token, cluster, headers))
+        self.calls_out.append((token, cluster, headers, self.contexts[self._acting()]))
         self._put_u32(caller, token_ptr, token)
         return OK
 
@@ -395,7 +483,8 @@ class Host:
         return 0
 
     def _h_clock_time_get(self, caller, clock_id, precision, ptr):
-        self.memory.write(caller, struct.pack("<Q", self.clock_ns), ptr)
+        now = self.monotonic_ns if clock_id == 1 else self.clock_ns
+        self.memory.write(caller, struct.pack("<Q", now), ptr)
         return 0
 
     def _h_random_get(self, caller, ptr, size):
