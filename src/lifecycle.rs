@@ -23,6 +23,12 @@
 //! Envoy for the VM's life (the call dropped, its context gone). So a root superseded by a newer
 //! root of its name is slowed to [`SLOW_TICK_MS`] while it is still alive to be slowed; a request
 //! under it, or a tick that finds no faster root of its name ticking, speeds it up again.
+//!
+//! A slowed root Envoy has since deleted (released once its last stream ended) can be told apart
+//! from one still draining: the host refuses to make a context that no longer exists effective.
+//! Such a root is forgotten outright ([`Plugins::deleted`]), its compiled configuration with it:
+//! nothing can come under it again (Envoy never reuses a context id), so a VM under configuration
+//! churn keeps no per-change state and its ticks cost what one configuration's do.
 
 use std::collections::VecDeque;
 
@@ -296,6 +302,20 @@ impl<R> Plugins<R> {
             root,
         });
         self.roots.last_mut()
+    }
+
+    /// The live roots slowed as superseded: those Envoy may have deleted since.
+    pub fn slowed(&self) -> Vec<u32> {
+        self.roots.iter().filter(|l| l.slow).map(|l| l.id).collect()
+    }
+
+    /// Root `id` no longer exists in the host: forgotten, not dormant (it cannot come back).
+    /// Returns its plugin's name, whose configuration in force may have changed.
+    pub fn deleted(&mut self, id: u32) -> Option<Vec<u8>> {
+        let at = self.roots.iter().position(|l| l.id == id)?;
+        let name = self.roots.swap_remove(at).name;
+        self.prune_last_good();
+        Some(name)
     }
 
     /// Whether root `id` is dormant (dropped as ended, and kept).

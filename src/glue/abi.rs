@@ -21,6 +21,10 @@ use crate::metrics::config_valid;
 
 /// Configures root `id`: never refused (see the module comment).
 fn configure(plugins: &mut Plugins<Root>, id: u32) {
+    // Under churn the roots superseded by earlier changes are gone by now: no state per change.
+    for name in forget_deleted(plugins, id) {
+        config_valid(&Stats, &name, plugins.in_force_valid(&name).unwrap_or(true));
+    }
     let name = host::plugin_name().unwrap_or_default();
     let shown = String::from_utf8_lossy(&name).into_owned();
     let delivered = match host::buffer(Buffer::PluginConfiguration, 0, usize::MAX) {
@@ -69,6 +73,26 @@ fn configure(plugins: &mut Plugins<Root>, id: u32) {
             log::error!("cannot return to root {id} (host status {status})");
         }
     }
+}
+
+/// Forgets the slowed roots Envoy has deleted (`lifecycle.rs`): the host refuses to make them
+/// effective. Their timers still fire host-side, without entering the VM. Returns their plugins'
+/// names; the effective context is `current` again.
+fn forget_deleted(plugins: &mut Plugins<Root>, current: u32) -> Vec<Vec<u8>> {
+    let slowed = plugins.slowed();
+    if slowed.is_empty() {
+        return Vec::new();
+    }
+    let mut names = Vec::new();
+    for id in slowed {
+        if host::set_effective_context(id) == Err(host::BAD_ARGUMENT) {
+            names.extend(plugins.deleted(id));
+        }
+    }
+    if let Err(status) = host::set_effective_context(current) {
+        log::error!("cannot return to root {current} (host status {status})");
+    }
+    names
 }
 
 /// Sets the tick period of the current (or effective) context's root.
@@ -169,9 +193,10 @@ pub extern "C" fn proxy_on_tick(root_id: u32) {
         }
         let changed = ticked.resumed.as_ref().map(|r| r.name.clone());
         resumed(ticked.resumed);
+        let deleted = forget_deleted(vm, root_id);
         // A plugin whose newest root ended is served by its previous one again; one with no
         // root left has nothing refused in force.
-        for name in ticked.ended.into_iter().chain(changed) {
+        for name in ticked.ended.into_iter().chain(changed).chain(deleted) {
             let valid = vm.in_force_valid(&name).unwrap_or(true);
             config_valid(&Stats, &name, valid);
         }

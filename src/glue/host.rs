@@ -8,6 +8,8 @@ use std::ptr::{null, null_mut};
 
 const OK: u32 = 0;
 pub const NOT_FOUND: u32 = 1;
+/// `proxy_set_effective_context` with a context that no longer exists (among others).
+pub const BAD_ARGUMENT: u32 = 2;
 pub const CAS_MISMATCH: u32 = 8;
 /// `proxy_http_call` to a cluster without a healthy host (Envoy: no connection pool).
 pub const INTERNAL_FAILURE: u32 = 10;

@@ -278,3 +278,42 @@ fn a_root_configured_again_replaces_its_own_entry() {
     assert_eq!(served(&mut p, 3, b"app").as_deref(), Some("B"));
 }
 }
+
+logic_test! {
+fn roots_envoy_deleted_are_forgotten_so_churn_keeps_nothing_per_change() {
+    let mut p = plugins();
+    configure(&mut p, 1, b"other", "O", true);
+    configure(&mut p, 2, b"app", "A0", true);
+    for id in 3..303u32 {
+        // A change supersedes (slows) the previous root; the host then says which slowed
+        // roots are gone: all but that one, still draining.
+        assert_eq!(configure(&mut p, id, b"app", "A", true), vec![id - 1]);
+        for gone in p.slowed().into_iter().filter(|&s| s != id - 1) {
+            assert_eq!(p.deleted(gone), Some(b"app".to_vec()));
+        }
+        assert!(p.len() <= 3, "{} live roots after change {id}", p.len());
+    }
+    assert_eq!(p.slowed(), vec![301]);
+    assert_eq!(p.deleted(301), Some(b"app".to_vec()));
+    assert_eq!(p.len(), 2);
+    assert_eq!((p.dormant(), p.last_good_kept()), (0, 2));
+    assert!(p.slowed().is_empty(), "nothing left to ask the host about");
+    // Forgotten, not dormant: it cannot come back, and is never asked about again.
+    assert_eq!(p.deleted(301), None);
+    assert!(!p.is_dormant(301));
+    assert_eq!(served(&mut p, 400, b"app").as_deref(), Some("A"));
+    assert_eq!(p.in_force_valid(b"app"), Some(true));
+}
+}
+
+logic_test! {
+fn a_plugins_last_root_deleted_takes_its_last_good_configuration() {
+    let mut p = plugins();
+    configure(&mut p, 1, b"keep", "K", true);
+    configure(&mut p, 2, b"gone", "G", true);
+    assert_eq!(p.deleted(2), Some(b"gone".to_vec()));
+    assert_eq!(p.last_good(b"gone"), None);
+    assert_eq!(p.in_force_valid(b"gone"), None);
+    assert_eq!(p.last_good(b"keep"), Some(&b"K"[..]));
+}
+}
