@@ -4,6 +4,7 @@
     .venv/bin/python bench/cost/probe.py            # the budgeted configurations, per request
     .venv/bin/python bench/cost/probe.py --scale    # instructions vs the configuration's size
     .venv/bin/python bench/cost/probe.py --trace default   # where one request's instructions go
+    .venv/bin/python bench/cost/churn.py            # what configuration churn leaves in a VM
 
 Each configuration gets a fresh VM started as Envoy starts one, a sampler tick answered, the
 traffic mix below sent twice (warm-up: every series defined, every cache filled), then each request
