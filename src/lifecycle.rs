@@ -28,7 +28,10 @@
 //! from one still draining: the host refuses to make a context that no longer exists effective.
 //! Such a root is forgotten outright ([`Plugins::deleted`]), its compiled configuration with it:
 //! nothing can come under it again (Envoy never reuses a context id), so a VM under configuration
-//! churn keeps no per-change state and its ticks cost what one configuration's do.
+//! churn keeps no per-change state and its ticks cost what one configuration's do. The host is
+//! asked about every slowed root when a root is configured, and at a tick about those silent for
+//! a slow period ([`Plugins::unheard_slowed`]): roots draining for minutes are not asked every
+//! second.
 
 use std::collections::VecDeque;
 
@@ -64,6 +67,8 @@ pub struct Live<R> {
     heard: u64,
     /// Ticking every [`SLOW_TICK_MS`] rather than [`TICK_MS`].
     slow: bool,
+    /// The round the host last said it exists (see [`Plugins::unheard_slowed`]).
+    asked: u64,
     order: u64,
     pub root: R,
 }
@@ -161,6 +166,7 @@ impl<R> Plugins<R> {
             in_force,
             heard: self.round,
             slow: false,
+            asked: 0,
             order: self.configured,
             root,
         });
@@ -298,6 +304,7 @@ impl<R> Plugins<R> {
             in_force: d.in_force,
             heard: self.round,
             slow: false,
+            asked: 0,
             order: d.order,
             root,
         });
@@ -307,6 +314,25 @@ impl<R> Plugins<R> {
     /// The live roots slowed as superseded: those Envoy may have deleted since.
     pub fn slowed(&self) -> Vec<u32> {
         self.roots.iter().filter(|l| l.slow).map(|l| l.id).collect()
+    }
+
+    /// The slowed roots neither heard from nor said to exist for a slow period (a live one ticks
+    /// once in it): those a tick asks the host about.
+    pub fn unheard_slowed(&self) -> Vec<u32> {
+        let period = u64::from(SLOW_TICK_MS / TICK_MS);
+        self.roots
+            .iter()
+            .filter(|l| l.slow && self.round.saturating_sub(l.heard.max(l.asked)) > period)
+            .map(|l| l.id)
+            .collect()
+    }
+
+    /// The host says root `id` exists (it is not asked again for a slow period).
+    pub fn exists(&mut self, id: u32) {
+        let round = self.round;
+        if let Some(live) = self.root(id) {
+            live.asked = round;
+        }
     }
 
     /// Root `id` no longer exists in the host: forgotten, not dormant (it cannot come back).

@@ -22,7 +22,8 @@ use crate::metrics::config_valid;
 /// Configures root `id`: never refused (see the module comment).
 fn configure(plugins: &mut Plugins<Root>, id: u32) {
     // Under churn the roots superseded by earlier changes are gone by now: no state per change.
-    for name in forget_deleted(plugins, id) {
+    let slowed = plugins.slowed();
+    for name in forget_deleted(plugins, slowed, id) {
         config_valid(&Stats, &name, plugins.in_force_valid(&name).unwrap_or(true));
     }
     let name = host::plugin_name().unwrap_or_default();
@@ -75,18 +76,18 @@ fn configure(plugins: &mut Plugins<Root>, id: u32) {
     }
 }
 
-/// Forgets the slowed roots Envoy has deleted (`lifecycle.rs`): the host refuses to make them
-/// effective. Their timers still fire host-side, without entering the VM. Returns their plugins'
-/// names; the effective context is `current` again.
-fn forget_deleted(plugins: &mut Plugins<Root>, current: u32) -> Vec<Vec<u8>> {
-    let slowed = plugins.slowed();
-    if slowed.is_empty() {
+/// Forgets those of the slowed roots `ids` that Envoy has deleted (`lifecycle.rs`): the host
+/// refuses to make them effective. Their timers still fire host-side, without entering the VM.
+/// Returns their plugins' names; the effective context is `current` again.
+fn forget_deleted(plugins: &mut Plugins<Root>, ids: Vec<u32>, current: u32) -> Vec<Vec<u8>> {
+    if ids.is_empty() {
         return Vec::new();
     }
     let mut names = Vec::new();
-    for id in slowed {
-        if host::set_effective_context(id) == Err(host::BAD_ARGUMENT) {
-            names.extend(plugins.deleted(id));
+    for id in ids {
+        match host::set_effective_context(id) {
+            Err(host::BAD_ARGUMENT) => names.extend(plugins.deleted(id)),
+            _ => plugins.exists(id),
         }
     }
     if let Err(status) = host::set_effective_context(current) {
@@ -193,7 +194,8 @@ pub extern "C" fn proxy_on_tick(root_id: u32) {
         }
         let changed = ticked.resumed.as_ref().map(|r| r.name.clone());
         resumed(ticked.resumed);
-        let deleted = forget_deleted(vm, root_id);
+        let unheard = vm.unheard_slowed();
+        let deleted = forget_deleted(vm, unheard, root_id);
         // A plugin whose newest root ended is served by its previous one again; one with no
         // root left has nothing refused in force.
         for name in ticked.ended.into_iter().chain(changed).chain(deleted) {

@@ -317,3 +317,28 @@ fn a_plugins_last_root_deleted_takes_its_last_good_configuration() {
     assert_eq!(p.last_good(b"keep"), Some(&b"K"[..]));
 }
 }
+
+logic_test! {
+fn a_tick_asks_about_a_slowed_root_once_it_was_silent_for_a_slow_period() {
+    let mut p = plugins();
+    configure(&mut p, 1, b"app", "A", true);
+    configure(&mut p, 2, b"app", "B", true);
+    let period = (SLOW_TICK_MS / TICK_MS) as usize;
+    rounds(&mut p, &[2], period);
+    assert!(p.unheard_slowed().is_empty(), "a live slowed root ticks once a slow period");
+    rounds(&mut p, &[2], 1);
+    assert_eq!(p.unheard_slowed(), vec![1]);
+    // The host says it exists (draining): not asked again for a slow period.
+    p.exists(1);
+    rounds(&mut p, &[2], period);
+    assert!(p.unheard_slowed().is_empty());
+    rounds(&mut p, &[2], 1);
+    assert_eq!(p.unheard_slowed(), vec![1]);
+    // Its own tick counts as much.
+    p.ticked(1);
+    assert!(p.unheard_slowed().is_empty());
+    assert_eq!(p.deleted(1), Some(b"app".to_vec()));
+    rounds(&mut p, &[2], 3 * period);
+    assert!(p.unheard_slowed().is_empty() && p.slowed().is_empty());
+}
+}
