@@ -11,6 +11,7 @@
 //! is counted. The VM's table of bodies being read, within its memory budget, is `bodies.rs`.
 
 use crate::config::BodyTest;
+use crate::grpc;
 use crate::json::{lookup, Found, Json};
 use crate::labels::Side;
 use crate::rules::{BodyRule, Rules};
@@ -52,7 +53,8 @@ pub enum Verdict {
     Unread(NotCounted),
 }
 
-/// Whether a body with these headers is one the filter reads: JSON, not compressed.
+/// Whether a body with these headers is one the filter reads: JSON (not gRPC messages), not
+/// compressed.
 pub fn readable(
     content_type: Option<&[u8]>,
     content_encoding: Option<&[u8]>,
@@ -68,12 +70,15 @@ pub fn readable(
         .and_then(|t| t.split(|&b| b == b';').next())
         .map(<[u8]>::trim_ascii)
         .unwrap_or_default();
+    // gRPC's JSON codec (`application/grpc+json`, grpc-web's too) frames each message: the
+    // body is no JSON document.
     let json = media.eq_ignore_ascii_case(b"application/json")
         || (media.len() > 5
             && media
                 .get(media.len() - 5..)
                 .is_some_and(|end| end.eq_ignore_ascii_case(b"+json"))
-            && media.contains(&b'/'));
+            && media.contains(&b'/')
+            && !grpc::is_grpc(media));
     if json {
         Ok(())
     } else {

@@ -4,10 +4,38 @@
 //! allocate in the VM through `proxy_on_memory_allocate`. An infallible allocation that fails
 //! aborts the VM, and every later request of its worker passes the filter by (or fails). A
 //! fallible one gives the host a null pointer: the host call fails with a status, the request
-//! passes uncounted and the failure is logged (`warn_limited!`), and the VM lives.
+//! passes uncounted under a reason (`app_metrics_requests_not_counted_total{reason="memory"}`),
+//! the failure is logged (`warn_limited!`), and the VM lives.
 
 use std::alloc::{alloc, Layout};
 use std::ptr::{null_mut, NonNull};
+
+/// The status a host call answers when it could not allocate in the VM for what it hands over
+/// (proxy-wasm's `InvalidMemoryAccess`).
+pub const NO_MEMORY_STATUS: u32 = 6;
+
+crate::labels::label_enum! {
+    /// Why a request the configuration observes passed uncounted: a header map could not be
+    /// read (`app_metrics_requests_not_counted_total{reason}`).
+    pub enum Unread {
+        /// The VM had no memory for the host's copy: this module's allocation answered null,
+        /// and the host said so (`InvalidMemoryAccess`).
+        Memory => "memory",
+        /// The host refused the read with another status (logged).
+        Host => "host",
+    }
+}
+
+impl Unread {
+    /// Why a host read that answered `status` failed.
+    pub fn from_status(status: u32) -> Unread {
+        if status == NO_MEMORY_STATUS {
+            Unread::Memory
+        } else {
+            Unread::Host
+        }
+    }
+}
 
 /// Room for `size` bytes, as a `Vec<u8>` of exactly that capacity holds them (the glue takes
 /// them back with `Vec::from_raw_parts(pointer, size, size)`), or null when the VM cannot have

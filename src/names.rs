@@ -20,6 +20,7 @@ pub const SAMPLER_ERRORS: &str = "app_metrics_sampler_errors_total";
 pub const SAMPLER_LAST_SUCCESS: &str = "app_metrics_sampler_last_success_timestamp_seconds";
 pub const CONFIG_VALID: &str = "app_metrics_config_valid";
 pub const BODY_NOT_COUNTED: &str = "app_metrics_body_not_counted_total";
+pub const REQUESTS_NOT_COUNTED: &str = "app_metrics_requests_not_counted_total";
 /// The gRPC metrics, with go-grpc-middleware's names (milliseconds: Envoy histograms hold
 /// integers, as for `http_request_duration_milliseconds`).
 pub const GRPC_STARTED: &str = "grpc_server_started_total";

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import wasmtime
 
-OK, NOT_FOUND, BAD_ARGUMENT, CAS_MISMATCH = 0, 1, 2, 8
+OK, NOT_FOUND, BAD_ARGUMENT, INVALID_MEMORY_ACCESS, CAS_MISMATCH = 0, 1, 2, 6, 8
 MAP_REQUEST, MAP_RESPONSE, MAP_CALL_RESPONSE = 0, 2, 6
 BUFFER_REQUEST_BODY, BUFFER_RESPONSE_BODY, BUFFER_CALL_RESPONSE_BODY, BUFFER_PLUGIN_CONFIG = 0, 1, 4, 7
 FUEL = 1 << 62
@@ -332,6 +332,9 @@ class Host:
             self._mark("enter malloc")
             pointer = self.malloc(caller, len(data))
             self._mark("leave malloc")
+            if pointer == 0:
+                # What proxy-wasm-cpp-host answers when the VM cannot have the memory.
+                return INVALID_MEMORY_ACCESS
             self.memory.write(caller, data, pointer)
             self.tally.bytes_in += len(data)
         self._put_u32(caller, ptr_ptr, pointer)

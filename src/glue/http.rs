@@ -23,10 +23,12 @@ use crate::filter::{
     RESPONSE_LENGTH, RESPONSE_RULE_HEADERS, RESPONSE_STATUS, RESPONSE_UPSTREAM_TIME,
 };
 use crate::grpc;
+use crate::memory::Unread;
 use crate::metrics::{Completed, Registry, Rpc};
 use crate::pairs::{self, Found};
 use crate::proxy;
 use crate::streams::Stream;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 pub fn on_log(state: &mut State, bodies: Option<&Pending>, stream: Option<&Stream>) {
     let filter = &state.filter;
@@ -34,8 +36,15 @@ pub fn on_log(state: &mut State, bodies: Option<&Pending>, stream: Option<&Strea
         return;
     }
     // Both maps first, back to back: the host's second copy costs least right after the first.
-    let request_map = read(Map::Request);
-    let response_map = read(Map::Response);
+    // Either unreadable (no memory for the copy): the request passes uncounted, under a reason,
+    // rather than counted with half its facts.
+    let request_map = read_at_end(Map::Request);
+    let response_map = read_at_end(Map::Response);
+    // Either not handed over (no memory for the copy): the request passes uncounted, under
+    // why, rather than counted with half its facts.
+    if UNREAD.load(Ordering::Relaxed) != 0 {
+        return not_counted(state);
+    }
     let request = Found::lookup_in(
         request_map.as_deref().unwrap_or_default(),
         &filter.request_names,
@@ -169,10 +178,41 @@ fn rpc_ended(
     started & registry.grpc_handled(filter, &Stats, &rpc, code, duration_ms, messages)
 }
 
-/// A header map, serialized (`crate::pairs`); `None` when the host has none or refuses (logged).
+/// A header map, serialized (`crate::pairs`; `None`: the host has none, or refused it: logged), as the body-reading module
+/// reads it while a request passes.
+#[cfg(feature = "bodies")]
 pub(super) fn read(map: Map) -> Option<Vec<u8>> {
     host::header_pairs(map).unwrap_or_else(|status| {
         warn_limited!(|| format!("cannot read a header map (host status {status})"));
         None
     })
+}
+
+/// [`read`] for `on_log`: a map the host could not hand over (no memory for the copy) makes
+/// the request pass uncounted, under why ([`UNREAD`]).
+#[inline(always)]
+fn read_at_end(map: Map) -> Option<Vec<u8>> {
+    host::header_pairs(map).unwrap_or_else(unread)
+}
+
+#[cold]
+#[inline(never)]
+fn unread(status: u32) -> Option<Vec<u8>> {
+    UNREAD.store(status, Ordering::Relaxed);
+    warn_limited!(|| format!("cannot read a header map (host status {status})"));
+    None
+}
+
+/// The status of a read `on_log` could not complete (0: none), until it has put the request
+/// down as not counted. Only the failure path writes it.
+static UNREAD: AtomicU32 = AtomicU32::new(0);
+
+/// A request whose header maps could not be read passes uncounted, under why.
+#[cold]
+#[inline(never)]
+fn not_counted(state: &mut State) {
+    let status = UNREAD.swap(0, Ordering::Relaxed);
+    state
+        .registry
+        .request_not_counted(&state.filter, &Stats, Unread::from_status(status));
 }

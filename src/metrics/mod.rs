@@ -79,6 +79,8 @@ pub struct Registry {
     sampler_success: Vec<Option<u32>>,
     /// By `body::NotCounted`; empty unless some counter reads a body.
     body_not_counted: Vec<Option<u32>>,
+    /// By `memory::Unread`.
+    requests_not_counted: Vec<Option<u32>>,
     /// gRPC metrics by RPC (the listed ones, then `other`); empty without a `grpc` section.
     grpc_started: Vec<Option<u32>>,
     /// By (RPC, code).
@@ -178,6 +180,7 @@ impl Registry {
             } else {
                 Vec::new()
             },
+            requests_not_counted: vec![None; crate::memory::Unread::COUNT],
             grpc_started: vec![None; rpcs],
             grpc_handled: vec![None; rpcs * Code::COUNT],
             grpc_handling: vec![

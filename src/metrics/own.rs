@@ -7,7 +7,10 @@ use crate::extract::SampleError;
 use crate::filter::Filter;
 use crate::istio::plugin_label_value;
 use crate::labels::stat_name;
-use crate::names::{BODY_NOT_COUNTED, CONFIG_VALID, SAMPLER_ERRORS, SAMPLER_LAST_SUCCESS};
+use crate::memory::Unread;
+use crate::names::{
+    BODY_NOT_COUNTED, CONFIG_VALID, REQUESTS_NOT_COUNTED, SAMPLER_ERRORS, SAMPLER_LAST_SUCCESS,
+};
 
 /// `app_metrics_config_valid{plugin}`: 1 while plugin `name`'s last delivered configuration is in
 /// force, 0 while it is refused. Set on configuration changes only, so defined by name each time.
@@ -33,6 +36,23 @@ impl Registry {
             host,
             Kind::Counter,
             || filter.own_series_name(BODY_NOT_COUNTED, &[("reason", reason.label())], &[]),
+        )
+        .is_some_and(|id| host.increment(id, 1))
+    }
+
+    /// A request the configuration observes passed uncounted: its header maps could not be read.
+    #[inline(never)]
+    pub fn request_not_counted(
+        &mut self,
+        filter: &Filter,
+        host: &impl MetricHost,
+        reason: Unread,
+    ) -> bool {
+        id_in(
+            self.requests_not_counted.get_mut(reason.index()),
+            host,
+            Kind::Counter,
+            || filter.own_series_name(REQUESTS_NOT_COUNTED, &[("reason", reason.label())], &[]),
         )
         .is_some_and(|id| host.increment(id, 1))
     }

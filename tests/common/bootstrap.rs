@@ -49,6 +49,9 @@ pub struct EnvoyOptions {
     pub catch_all: bool,
     /// HTTP filters ahead of the app-metrics filter, as YAML mappings (`name`, `typed_config`).
     pub filters_before: Vec<String>,
+    /// More HttpConnectionManager fields, as YAML lines (e.g.
+    /// `http_protocol_options: { enable_trailers: true }`: Envoy drops HTTP/1 trailers without it).
+    pub connection_manager: Vec<String>,
     /// The module: the lean build ([`wasm_path`]) unless a test sets another.
     pub wasm: String,
 }
@@ -64,6 +67,7 @@ impl EnvoyOptions {
             routes: Vec::new(),
             catch_all: true,
             filters_before: Vec::new(),
+            connection_manager: Vec::new(),
             wasm: wasm_path(),
         }
     }
@@ -237,6 +241,7 @@ fn named_listener_yaml(
         .iter()
         .map(|f| list_item(f, 6))
         .collect();
+    let connection_manager = indent(&opts.connection_manager.join("\n"), 6);
     format!(
         r#"name: {listener}
 address:
@@ -247,7 +252,7 @@ filter_chains:
     typed_config:
       "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
       stat_prefix: app
-      route_config:
+{connection_manager}      route_config:
         virtual_hosts:
         - name: app
           domains: ["*"]

@@ -18,6 +18,9 @@ pub struct Reply {
     /// Sent with `transfer-encoding: chunked` (no `content-length`) in pieces of this many
     /// bytes, `pause` apart, when set.
     pub chunked: Option<(usize, Duration)>,
+    /// A trailer section after the last chunk (the answer is then chunked, `chunked`'s pieces
+    /// or the body in one), which tiny_http cannot send: written raw.
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -28,6 +31,7 @@ impl Reply {
             body: body.into(),
             delay: Duration::ZERO,
             chunked: None,
+            trailers: Vec::new(),
         }
     }
     /// JSON with its content type.
@@ -37,6 +41,11 @@ impl Reply {
     /// Sent chunked, `piece` bytes at a time, `pause` between pieces.
     pub fn chunked(mut self, piece: usize, pause: Duration) -> Reply {
         self.chunked = Some((piece, pause));
+        self
+    }
+    /// Ends the chunked answer with this trailer.
+    pub fn trailer(mut self, name: &str, value: &str) -> Reply {
+        self.trailers.push((name.to_string(), value.to_string()));
         self
     }
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -91,6 +100,13 @@ impl Upstream {
                         if !reply.delay.is_zero() {
                             thread::sleep(reply.delay);
                         }
+                        let path = url.split('?').next().unwrap_or("").to_string();
+                        let key = (method, path, reply.status);
+                        if !reply.trailers.is_empty() {
+                            *answered.lock().unwrap().entry(key).or_default() += 1;
+                            let _ = write_with_trailers(request.into_writer(), &reply);
+                            continue;
+                        }
                         let mut response = match reply.chunked {
                             None => tiny_http::Response::from_data(reply.body).boxed(),
                             Some((piece, pause)) => tiny_http::Response::new(
@@ -110,14 +126,9 @@ impl Upstream {
                                     .unwrap(),
                             );
                         }
-                        let path = url.split('?').next().unwrap_or("").to_string();
                         // Tallied before the answer leaves, so a client that has it can read
                         // the tally at once (a test reading after its request never races).
-                        *answered
-                            .lock()
-                            .unwrap()
-                            .entry((method, path, reply.status))
-                            .or_default() += 1;
+                        *answered.lock().unwrap().entry(key).or_default() += 1;
                         let _ = request.respond(response);
                     }
                 })
@@ -156,6 +167,39 @@ impl Upstream {
             .map(|(_, n)| n)
             .sum()
     }
+}
+
+/// `reply` as a chunked HTTP/1.1 answer ending in its trailer section, on the connection's
+/// raw writer (tiny_http keeps the connection for the client's next request).
+fn write_with_trailers(mut out: Box<dyn Write + Send>, reply: &Reply) -> std::io::Result<()> {
+    let reason = tiny_http::StatusCode(reply.status).default_reason_phrase();
+    let mut head = format!("HTTP/1.1 {} {reason}\r\n", reply.status);
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let announced: Vec<&str> = reply.trailers.iter().map(|(n, _)| n.as_str()).collect();
+    head.push_str(&format!(
+        "transfer-encoding: chunked\r\ntrailer: {}\r\n\r\n",
+        announced.join(", ")
+    ));
+    out.write_all(head.as_bytes())?;
+    let (piece, pause) = reply.chunked.unwrap_or((reply.body.len(), Duration::ZERO));
+    for (i, chunk) in reply.body.chunks(piece.max(1)).enumerate() {
+        if i > 0 {
+            thread::sleep(pause);
+        }
+        out.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+        out.write_all(chunk)?;
+        out.write_all(b"\r\n")?;
+        out.flush()?;
+    }
+    let mut tail = String::from("0\r\n");
+    for (name, value) in &reply.trailers {
+        tail.push_str(&format!("{name}: {value}\r\n"));
+    }
+    tail.push_str("\r\n");
+    out.write_all(tail.as_bytes())?;
+    out.flush()
 }
 
 /// A body read `piece` bytes at a time with a pause between pieces: each reaches the proxy
@@ -250,6 +294,14 @@ pub fn send_with(
 /// Writes raw HTTP/1.1 bytes (for what clients refuse to send: odd methods, non-UTF-8 paths)
 /// and returns the response status, or None if Envoy closed the connection without one.
 pub fn raw_request(port: u16, request: &[u8]) -> Option<u16> {
+    let response = raw_response(port, request);
+    let head = String::from_utf8_lossy(response.get(..response.len().min(64))?);
+    head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// Writes raw HTTP/1.1 bytes and returns every byte that came back until Envoy closed the
+/// connection (send `connection: close`): the answer as it was on the wire (chunks, trailers).
+pub fn raw_response(port: u16, request: &[u8]) -> Vec<u8> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -257,8 +309,7 @@ pub fn raw_request(port: u16, request: &[u8]) -> Option<u16> {
     stream.write_all(request).unwrap();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
-    let head = String::from_utf8_lossy(response.get(..response.len().min(64))?);
-    head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+    response
 }
 
 /// Gives the tiny_http upstream `n` idle threads for a burst of new connections. tiny_http serves

@@ -75,7 +75,12 @@ logic_test!(
             );
             assert_eq!(readable(Some(t), Some(b" Identity ")), Ok(()));
         }
-        let not_json: [&[u8]; 9] = [
+        let not_json: [&[u8]; 13] = [
+            // gRPC messages in JSON are framed (a 5-byte prefix each), and end with trailers.
+            b"application/grpc+json",
+            b"application/grpc-web+json",
+            b"Application/GRPC+JSON; charset=utf-8",
+            b"application/grpc",
             b"text/plain",
             b"text/html; charset=utf-8",
             b"application/x-www-form-urlencoded",

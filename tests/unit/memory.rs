@@ -20,5 +20,9 @@ fn memory_the_vm_cannot_have_is_null_not_an_abort() {
     // Past what any allocator gives (isize::MAX bytes): an answer, and the VM goes on.
     assert!(allocate(usize::MAX).is_null());
     assert!(allocate(isize::MAX as usize + 1).is_null());
+    // The host says so: a request whose maps it could not hand over passes under this reason.
+    assert_eq!(Unread::from_status(NO_MEMORY_STATUS), Unread::Memory);
+    assert_eq!(Unread::from_status(2), Unread::Host);
+    assert_eq!(Unread::Memory.label(), "memory");
 }
 }

@@ -871,3 +871,23 @@ logic_test!(
         );
     }
 );
+
+logic_test!(
+    fn a_request_whose_maps_the_host_could_not_hand_over_is_counted_under_why_and_labelled() {
+        let filter = Filter::new(&parse(LABELLED).unwrap());
+        let host = FakeHost::default();
+        let mut registry = Registry::new(&filter, &host);
+        let memory = crate::memory::Unread::from_status(crate::memory::NO_MEMORY_STATUS);
+        assert!(registry.request_not_counted(&filter, &host, memory));
+        assert!(registry.request_not_counted(&filter, &host, memory));
+        assert!(registry.request_not_counted(&filter, &host, crate::memory::Unread::Host));
+        assert_eq!(
+            host.value("service=.=shop;.;reason=.=memory;.;app_metrics_requests_not_counted_total"),
+            [2]
+        );
+        assert_eq!(
+            host.value("service=.=shop;.;reason=.=host;.;app_metrics_requests_not_counted_total"),
+            [1]
+        );
+    }
+);

@@ -13,7 +13,10 @@ fn the_reserved_names_message_lists_them_all() {
 logic_test! {
 fn the_request_metrics_reserve_their_names_and_series() {
     assert!(RESERVED_COUNTERS.iter().all(|c| RESERVED_NAMES.contains(c)));
-    for name in RESERVED_NAMES.iter().chain([&SAMPLER_ERRORS, &CONFIG_VALID, &BODY_NOT_COUNTED]) {
+    for name in RESERVED_NAMES
+        .iter()
+        .chain([&SAMPLER_ERRORS, &CONFIG_VALID, &BODY_NOT_COUNTED, &REQUESTS_NOT_COUNTED])
+    {
         assert!(!FOREIGN_PREFIXES.iter().any(|p| name.starts_with(p)), "{name}");
     }
     // 10 methods × 6 status classes; 6 classes × 8 reasons; 10 methods; 2 sizes; 2 + 8 reasons.
