@@ -90,7 +90,7 @@ def test_the_probe_measures_the_module_at_work():
 
 
 _CHURN = {}
-CHANGES = (0, 300, 600)
+CHANGES = (0, 1, 300, 600)
 MODULES = (probe.LEAN, probe.BODIES)
 
 
@@ -116,18 +116,24 @@ def test_churn_counts_every_request_by_the_configuration_that_served_it():
 @pytest.mark.parametrize("wasm", MODULES, ids=lambda w: w.name)
 def test_retired_configurations_cost_no_idle_vm_work(wasm):
     """An idle minute after 300 changes enters the VM exactly as often, for the same callbacks,
-    making the same host calls, as one configuration's. Instructions: within 2 %, because the
-    allocator's (dlmalloc's) paths depend on the heap's history, which churn changes (the same
-    calls with the same data: 1.1-1.2 % fewer after 300 and 600 changes, both modules); per-root state
-    left behind costs more (main before this test: +14 % with 64 dormant roots scanned per tick,
-    and 16 times one configuration's in the first minute, 300 forgotten roots walked per tick).
-    The first minute after the last change still holds the previous root until it has been silent
-    for a slow period (30 s), when the host is asked and it is forgotten: within 10 %."""
-    one, after = churned(0, wasm), churned(300, wasm)
+    making the same host calls, as one configuration's.
+
+    Instructions are not exact: the allocator's (dlmalloc's) paths depend on the heap's history,
+    which a second root changes once and for all (2-3 % fewer after any number of changes than
+    in a VM that only ever had one root; main's f0e8d46, an allocation change elsewhere, moved
+    that from 1.2 % to 2.2 %). So: within 5 % of one configuration's, and within 2 % of the VM
+    after a single change (no growth with the changes). Per-root state left behind costs more:
+    main before 4b640f9, +14 % settled (64 dormant roots scanned per tick), and in the first minute
+    16 times one configuration's (300 retired roots walked per tick). The first minute after the
+    last change still holds the previous root until it has been silent for a slow period (30 s),
+    when the host is asked and it is forgotten: within 10 %."""
+    one, single, after = churned(0, wasm), churned(1, wasm), churned(300, wasm)
     assert after["callbacks"] == one["callbacks"]
     assert after["calls"] == one["calls"]
-    assert abs(after["instructions"] - one["instructions"]) <= 0.02 * one["instructions"], (
+    assert abs(after["instructions"] - one["instructions"]) <= 0.05 * one["instructions"], (
         after["instructions"], one["instructions"])
+    assert abs(after["instructions"] - single["instructions"]) <= 0.02 * single["instructions"], (
+        after["instructions"], single["instructions"])
     first = after["first_minute"]
     assert first["callbacks"] == one["callbacks"]
     assert first["instructions"] <= 1.10 * one["instructions"], (first["instructions"], one["instructions"])
