@@ -19,19 +19,22 @@
 //! roots' ticks resume together, so no live root looks silent after one. A root dropped anyway
 //! becomes dormant: its configuration is kept, and a tick or a request under it brings it back.
 //!
-//! Envoy never forgets a root's timer: a retired root that ticks every second is re-armed by
-//! Envoy for the VM's life (the call dropped, its context gone). So a root superseded by a newer
-//! root of its name is slowed to [`SLOW_TICK_MS`] while it is still alive to be slowed; a request
-//! under it, or a tick that finds no faster root of its name ticking, speeds it up again.
+//! Envoy never forgets a root's timer: a retired root whose timer runs is re-armed by Envoy for
+//! the VM's life (the call dropped, its context gone), and under churn those timers add up (the
+//! churn soak: 600 retired roots at 30 s cost Envoy as much idle CPU again as the whole proxy).
+//! So a root superseded by a newer root of its name is stopped ([`Pace::Stopped`]) while it is
+//! still alive to be stopped: Envoy deletes it once its last stream ends, and its timer dies with
+//! it. A request under it (a revert Envoy served from its cache) starts it again.
 //!
-//! A slowed root Envoy has since deleted (released once its last stream ended) can be told apart
-//! from one still draining: the host refuses to make a context that no longer exists effective.
-//! Such a root is forgotten outright ([`Plugins::deleted`]), its compiled configuration with it:
-//! nothing can come under it again (Envoy never reuses a context id), so a VM under configuration
-//! churn keeps no per-change state and its ticks cost what one configuration's do. The host is
-//! asked about every slowed root when a root is configured, and at a tick about those silent for
-//! a slow period ([`Plugins::unheard_slowed`]): roots draining for minutes are not asked every
-//! second.
+//! Whether a stopped root still exists, the ticking roots ask the host at each tick: it refuses to
+//! make a context that no longer exists effective. A deleted root is forgotten outright
+//! ([`Plugins::deleted`]), its compiled configuration with it: nothing can come under it again
+//! (Envoy never reuses a context id), so a VM under configuration churn keeps no per-change state
+//! and its ticks cost what one configuration's do. A stopped root still alive [`HOLD_ROUNDS`]
+//! later is one held for minutes (a listener draining, a long stream): Envoy may serve it again
+//! after a revert, so it becomes a backup ([`Pace::Backup`], a tick every [`SLOW_TICK_MS`]) that
+//! serves again when no faster root of its name ticks any more, requests or not. Only such roots,
+//! if deleted later, leave a timer behind, at 30 s.
 
 use std::collections::VecDeque;
 
@@ -40,6 +43,23 @@ pub const TICK_MS: u32 = 1000;
 
 /// A root superseded by a newer root of its name ticks this often (see the module comment).
 pub const SLOW_TICK_MS: u32 = 30_000;
+
+/// A full-rate root silent this many rounds is asked about (see [`Plugins::to_ask`]).
+pub const SILENT_ROUNDS: u64 = 3;
+
+/// A stopped root still alive this many rounds after it was superseded becomes a backup.
+pub const HOLD_ROUNDS: u64 = 60;
+
+/// How often a live root's timer fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Every [`TICK_MS`]: the newest root of its name, or one serving again.
+    Full,
+    /// Not at all: superseded in round `since`, and soon deleted by Envoy, most likely.
+    Stopped { since: u64 },
+    /// Every [`SLOW_TICK_MS`]: superseded, and alive [`HOLD_ROUNDS`] later.
+    Backup,
+}
 
 /// A root that missed this many rounds has ended (a round ends when some root ticks a second
 /// time in it: about a second). Long, so a busy worker never makes a live root look dead.
@@ -65,9 +85,8 @@ pub struct Live<R> {
     in_force: Option<Vec<u8>>,
     /// The round of its last tick (or of its configuration).
     heard: u64,
-    /// Ticking every [`SLOW_TICK_MS`] rather than [`TICK_MS`].
-    slow: bool,
-    /// The round the host last said it exists (see [`Plugins::unheard_slowed`]).
+    pace: Pace,
+    /// The round the host last said it exists (see [`Plugins::to_ask`]).
     asked: u64,
     order: u64,
     pub root: R,
@@ -82,7 +101,7 @@ struct Dormant {
     order: u64,
 }
 
-/// A slowed root serves again (a revert Envoy served from its cache, or the root that
+/// A superseded root serves again (a revert Envoy served from its cache, or the root that
 /// superseded it ended): its timer goes back to [`TICK_MS`], and its validity is the plugin's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resumed {
@@ -93,7 +112,7 @@ pub struct Resumed {
 /// What a tick changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Ticked {
-    /// The ticking root, if it was slowed and serves again.
+    /// The ticking root, if it was superseded and serves again.
     pub resumed: Option<Resumed>,
     /// Plugin names that lost a root, whose configuration in force may have changed.
     pub ended: Vec<Vec<u8>>,
@@ -135,7 +154,7 @@ impl<R> Plugins<R> {
     }
 
     /// Root `id` of plugin `name` was given `raw`; `valid` says whether it passed validation.
-    /// Returns the other live roots of `name`, now superseded: to slow down ([`SLOW_TICK_MS`]).
+    /// Returns the other live roots of `name`, now superseded: to stop ([`Pace::Stopped`]).
     pub fn configured(
         &mut self,
         id: u32,
@@ -155,8 +174,13 @@ impl<R> Plugins<R> {
         }
         self.configured += 1;
         let mut superseded = Vec::new();
-        for other in self.roots.iter_mut().filter(|l| l.name == name && !l.slow) {
-            other.slow = true;
+        let round = self.round;
+        for other in self
+            .roots
+            .iter_mut()
+            .filter(|l| l.name == name && l.pace == Pace::Full)
+        {
+            other.pace = Pace::Stopped { since: round };
             superseded.push(other.id);
         }
         self.roots.push(Live {
@@ -165,7 +189,7 @@ impl<R> Plugins<R> {
             valid,
             in_force,
             heard: self.round,
-            slow: false,
+            pace: Pace::Full,
             asked: 0,
             order: self.configured,
             root,
@@ -191,7 +215,7 @@ impl<R> Plugins<R> {
     }
 
     /// A request's context `context` was created under root `root`. `Some` when that root had
-    /// been slowed: it serves again, and is its plugin's configuration in force.
+    /// been superseded: it serves again, and is its plugin's configuration in force.
     pub fn request_started(&mut self, context: u32, root: u32) -> Option<Resumed> {
         if self.in_flight.is_empty() {
             self.in_flight = vec![(0, 0); IN_FLIGHT];
@@ -199,16 +223,19 @@ impl<R> Plugins<R> {
         if let Some(slot) = self.in_flight.get_mut(slot_of(context)) {
             *slot = (context, root);
         }
-        let at = self.roots.iter().position(|l| l.id == root && l.slow)?;
+        let at = self
+            .roots
+            .iter()
+            .position(|l| l.id == root && l.pace != Pace::Full)?;
         self.resume(at)
     }
 
-    /// Slowed root at `at` serves again: full rate, and the newest of its name.
+    /// Superseded root at `at` serves again: full rate, and the newest of its name.
     fn resume(&mut self, at: usize) -> Option<Resumed> {
         self.configured += 1;
         let order = self.configured;
         let live = self.roots.get_mut(at)?;
-        live.slow = false;
+        live.pace = Pace::Full;
         live.order = order;
         Some(Resumed {
             name: live.name.clone(),
@@ -303,7 +330,7 @@ impl<R> Plugins<R> {
             valid: d.valid,
             in_force: d.in_force,
             heard: self.round,
-            slow: false,
+            pace: Pace::Full,
             asked: 0,
             order: d.order,
             root,
@@ -311,27 +338,51 @@ impl<R> Plugins<R> {
         self.roots.last_mut()
     }
 
-    /// The live roots slowed as superseded: those Envoy may have deleted since.
-    pub fn slowed(&self) -> Vec<u32> {
-        self.roots.iter().filter(|l| l.slow).map(|l| l.id).collect()
-    }
-
-    /// The slowed roots neither heard from nor said to exist for a slow period (a live one ticks
-    /// once in it): those a tick asks the host about.
-    pub fn unheard_slowed(&self) -> Vec<u32> {
-        let period = u64::from(SLOW_TICK_MS / TICK_MS);
+    /// The live roots superseded: those Envoy may have deleted since.
+    pub fn superseded(&self) -> Vec<u32> {
         self.roots
             .iter()
-            .filter(|l| l.slow && self.round.saturating_sub(l.heard.max(l.asked)) > period)
+            .filter(|l| l.pace != Pace::Full)
             .map(|l| l.id)
             .collect()
     }
 
-    /// The host says root `id` exists (it is not asked again for a slow period).
-    pub fn exists(&mut self, id: u32) {
+    /// The roots a tick of root `ticking` asks the host about: the stopped ones (they never
+    /// tick), backups neither heard from nor said to exist for a slow period (a live one ticks
+    /// once in it), and full-rate roots silent for [`SILENT_ROUNDS`] (a plugin removed: its
+    /// configuration in force, and its gauge, change at once rather than after
+    /// [`STALE_ROUNDS`]).
+    pub fn to_ask(&self, ticking: u32) -> Vec<u32> {
+        let period = u64::from(SLOW_TICK_MS / TICK_MS);
+        self.roots
+            .iter()
+            .filter(|l| {
+                let silent = self.round.saturating_sub(l.heard.max(l.asked));
+                l.id != ticking
+                    && match l.pace {
+                        Pace::Full => silent > SILENT_ROUNDS,
+                        Pace::Stopped { .. } => true,
+                        Pace::Backup => silent > period,
+                    }
+            })
+            .map(|l| l.id)
+            .collect()
+    }
+
+    /// The host says root `id` exists. `true` when it was stopped [`HOLD_ROUNDS`] ago: it is a
+    /// backup from now, and its timer is to be set to [`SLOW_TICK_MS`].
+    pub fn exists(&mut self, id: u32) -> bool {
         let round = self.round;
-        if let Some(live) = self.root(id) {
-            live.asked = round;
+        let Some(live) = self.root(id) else {
+            return false;
+        };
+        live.asked = round;
+        match live.pace {
+            Pace::Stopped { since } if round.saturating_sub(since) > HOLD_ROUNDS => {
+                live.pace = Pace::Backup;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -350,16 +401,16 @@ impl<R> Plugins<R> {
     }
 
     /// Root `id` ticked: it is alive. Roots that missed [`STALE_ROUNDS`] rounds (three slow
-    /// periods for a slowed one) become dormant.
+    /// periods for a backup) become dormant; stopped ones never tick, the host is asked instead.
     pub fn ticked(&mut self, id: u32) -> Ticked {
         let mut result = Ticked::default();
         let Some(at) = self.roots.iter().position(|l| l.id == id) else {
             return result;
         };
-        let Some((previous, slow, name)) = self
+        let Some((previous, pace, name)) = self
             .roots
             .get(at)
-            .map(|l| (l.heard, l.slow, l.name.clone()))
+            .map(|l| (l.heard, l.pace, l.name.clone()))
         else {
             return result;
         };
@@ -368,13 +419,14 @@ impl<R> Plugins<R> {
             self.round += 1;
         }
         let now = self.round;
-        // A slowed root that no faster root of its name replaced since its last tick serves
-        // again (the one that superseded it ended).
+        // A backup that no faster root of its name replaced since its last tick serves again
+        // (the one that superseded it ended). Not a just-stopped root's last armed tick: the
+        // root that stopped it may not have ticked yet.
         let replaced = self
             .roots
             .iter()
-            .any(|l| l.name == name && !l.slow && l.id != id && l.heard > previous);
-        if slow && !replaced {
+            .any(|l| l.name == name && l.pace == Pace::Full && l.id != id && l.heard > previous);
+        if pace == Pace::Backup && !replaced {
             result.resumed = self.resume(at);
         }
         if let Some(live) = self.roots.get_mut(at) {
@@ -384,12 +436,13 @@ impl<R> Plugins<R> {
         let mut i = 0;
         while i < self.roots.len() {
             let stale = self.roots.get(i).is_some_and(|l| {
-                let limit = if l.slow {
-                    slow_rounds.max(STALE_ROUNDS)
-                } else {
-                    STALE_ROUNDS
+                let limit = match l.pace {
+                    Pace::Full => STALE_ROUNDS,
+                    Pace::Backup => slow_rounds.max(STALE_ROUNDS),
+                    Pace::Stopped { .. } => u64::MAX,
                 };
-                now.saturating_sub(l.heard) > limit
+                // The host saying it exists is as good as a tick (not for `replaced` above).
+                now.saturating_sub(l.heard.max(l.asked)) > limit
             });
             if !stale {
                 i += 1;

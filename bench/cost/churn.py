@@ -33,7 +33,6 @@ INTERVAL_S = 0.5  # between two changes (the soak's pace: a change served, three
 RELEASE_S = 0.1  # a change -> the previous root deleted (its last stream ended)
 SETTLE_S = 180  # after the churn, before the measured minute (STALE_ROUNDS and 3 slow ticks pass)
 IDLE_S = 60
-SLOW_TICK_MS = 30_000  # a superseded root's tick period (src/lifecycle.rs)
 
 REQUESTS = [probe.exchange(1, "GET /probe 200", probe.CURL, "GET", "/probe", 200, b"", b"[]"),
             probe.exchange(2, "POST /orders 201", probe.CURL, "POST", "/orders", 201, b"x", b"{}"),

@@ -22,10 +22,11 @@ Envoy's behaviour mirrored here (proxy-wasm-cpp-host's src/wasm.cc, context.cc, 
 - roots and timers (Envoy's wasm.cc, proxy-wasm-cpp-host's exports.cc): every root is a context
   of its own with its plugin's properties; a callback's host calls act on its context, or on the
   one `proxy_set_effective_context` names (BadArgument for a context that no longer exists; reset
-  at each entry); `proxy_set_tick_period_milliseconds` (re)arms the timer of that context's root
-  one period from now; a fired timer enters `proxy_on_tick` only if its root still exists, and is
-  re-armed one period after it fired (no catch-up) either way: a deleted root's timer is never
-  erased. Deleting a root calls `proxy_on_done`/`proxy_on_delete` only if exported (without
+  at each entry); `proxy_set_tick_period_milliseconds` sets the period of that context's root's
+  timer and arms it one period from now only if it was not running (a running timer keeps the
+  fire it has armed; period 0 leaves that one fire, then none); a fired timer enters
+  `proxy_on_tick` only if its root still exists, and is re-armed one period after it fired (no
+  catch-up, period 0: not) either way: a deleted root's timer is never erased. Deleting a root calls `proxy_on_done`/`proxy_on_delete` only if exported (without
   `proxy_on_done`, done is assumed: the root is erased silently). Time is simulated: a wall clock
   (`proxy_get_current_time_nanoseconds`, WASI clock 0) and a monotonic one (WASI clock 1) that
   move together, by `advance` and `run_for`.
@@ -374,7 +375,11 @@ class Host:
 
     def _h_proxy_set_tick_period_milliseconds(self, caller, period):
         root = self.contexts[self._acting()]
-        self.timers[root] = [period, self.monotonic_ns + period * 1_000_000 if period else None]
+        timer = self.timers.setdefault(root, [0, None])
+        was_running = timer[0] > 0
+        timer[0] = period
+        if period > 0 and not was_running:
+            timer[1] = self.monotonic_ns + period * 1_000_000
         return OK
 
     def _h_proxy_get_header_map_pairs(self, caller, kind, ptr_ptr, size_ptr):

@@ -22,8 +22,8 @@ use crate::metrics::config_valid;
 /// Configures root `id`: never refused (see the module comment).
 fn configure(plugins: &mut Plugins<Root>, id: u32) {
     // Under churn the roots superseded by earlier changes are gone by now: no state per change.
-    let slowed = plugins.slowed();
-    for name in forget_deleted(plugins, slowed, id) {
+    let superseded = plugins.superseded();
+    for name in forget_deleted(plugins, superseded, id) {
         config_valid(&Stats, &name, plugins.in_force_valid(&name).unwrap_or(true));
     }
     let name = host::plugin_name().unwrap_or_default();
@@ -59,14 +59,14 @@ fn configure(plugins: &mut Plugins<Root>, id: u32) {
         log::error!("cannot set app_metrics_config_valid");
     }
     let raw = delivered.unwrap_or_default();
-    // The roots this one supersedes tick slowly from now: once retired, Envoy would tick them
-    // for the VM's life (`lifecycle.rs`). Only now, while they are alive, can their timer be set.
+    // The roots this one supersedes stop ticking: once Envoy deletes them, a running timer would
+    // fire for the VM's life (`lifecycle.rs`). Only now, while they are alive, can it be stopped.
     for other in plugins.configured(id, &name, &raw, valid, root) {
         match host::set_effective_context(other) {
-            Ok(()) => set_tick(SLOW_TICK_MS),
+            Ok(()) => set_tick(0),
             Err(status) => warn_limited!(|| {
                 format!(
-                "cannot slow superseded root {other} (host status {status}): Envoy ticks it every second"
+                "cannot stop superseded root {other} (host status {status}): Envoy ticks it every second"
             )
             }),
         }
@@ -76,9 +76,10 @@ fn configure(plugins: &mut Plugins<Root>, id: u32) {
     }
 }
 
-/// Forgets those of the slowed roots `ids` that Envoy has deleted (`lifecycle.rs`): the host
-/// refuses to make them effective. Their timers still fire host-side, without entering the VM.
-/// Returns their plugins' names; the effective context is `current` again.
+/// Forgets those of the roots `ids` that Envoy has deleted (`lifecycle.rs`): the host
+/// refuses to make them effective. A stopped one alive long enough becomes a backup (its timer
+/// set while it is effective). Returns the forgotten roots' plugin names; the effective context
+/// is `current` again.
 fn forget_deleted(plugins: &mut Plugins<Root>, ids: Vec<u32>, current: u32) -> Vec<Vec<u8>> {
     if ids.is_empty() {
         return Vec::new();
@@ -87,7 +88,12 @@ fn forget_deleted(plugins: &mut Plugins<Root>, ids: Vec<u32>, current: u32) -> V
     for id in ids {
         match host::set_effective_context(id) {
             Err(host::BAD_ARGUMENT) => names.extend(plugins.deleted(id)),
-            _ => plugins.exists(id),
+            Ok(()) => {
+                if plugins.exists(id) {
+                    set_tick(SLOW_TICK_MS);
+                }
+            }
+            Err(_) => {}
         }
     }
     if let Err(status) = host::set_effective_context(current) {
@@ -103,7 +109,7 @@ fn set_tick(ms: u32) {
     }
 }
 
-/// A slowed root serves again: its timer at full rate, its validity shown.
+/// A superseded root serves again: its timer at full rate, its validity shown.
 fn resumed(resumed: Option<Resumed>) {
     if let Some(r) = resumed {
         set_tick(TICK_MS);
@@ -150,7 +156,7 @@ pub extern "C" fn proxy_on_vm_start(_root_id: u32, _vm_configuration_size: usize
 #[no_mangle]
 pub extern "C" fn proxy_on_context_create(context_id: u32, parent: u32) {
     if parent != 0 {
-        // `Some` only for a root slowed as superseded that serves again (rare).
+        // `Some` only for a superseded root that serves again (rare).
         resumed(with_vm(|vm| vm.request_started(context_id, parent)).flatten());
     }
 }
@@ -194,8 +200,8 @@ pub extern "C" fn proxy_on_tick(root_id: u32) {
         }
         let changed = ticked.resumed.as_ref().map(|r| r.name.clone());
         resumed(ticked.resumed);
-        let unheard = vm.unheard_slowed();
-        let deleted = forget_deleted(vm, unheard, root_id);
+        let asked = vm.to_ask(root_id);
+        let deleted = forget_deleted(vm, asked, root_id);
         // A plugin whose newest root ended is served by its previous one again; one with no
         // root left has nothing refused in force.
         for name in ticked.ended.into_iter().chain(changed).chain(deleted) {

@@ -221,7 +221,7 @@ fn dormant_roots_and_last_good_configurations_are_bounded() {
 }
 
 logic_test! {
-fn superseded_roots_slow_down_and_speed_up_when_they_serve_again() {
+fn superseded_roots_stop_and_serve_again_on_a_request() {
     let mut p = plugins();
     assert!(configure(&mut p, 1, b"app", "A", true).is_empty());
     configure(&mut p, 9, b"other", "O", true);
@@ -240,32 +240,65 @@ fn superseded_roots_slow_down_and_speed_up_when_they_serve_again() {
     );
     assert_eq!(p.in_force_valid(b"app"), Some(true));
     assert_eq!(p.request_started(6, 1), None, "once");
-    // Root 2 ticks slowly while root 3, faster, ticks: it stays slow; once no faster root of its
-    // name ticks (root 3 ended, root 1 slowed again by root 4), it serves.
-    rounds(&mut p, &[3, 9], 5);
-    assert_eq!(p.ticked(2).resumed, None);
+    // The tick a just-stopped root had armed comes before the new root's first: not a reason to
+    // serve again.
     assert_eq!(configure(&mut p, 4, b"app", "D", true), vec![1, 3]);
-    rounds(&mut p, &[9, 4], 5);
-    assert_eq!(p.ticked(2).resumed, None, "root 4 ticks at full rate");
+    assert_eq!(p.ticked(3).resumed, None);
+    assert_eq!(p.ticked(1).resumed, None);
+    // Stopped roots never tick: the host is asked about them at every tick, and rounds never
+    // drop them.
+    let ended = rounds(&mut p, &[4, 9], 3 * STALE_ROUNDS as usize);
+    assert!(ended.is_empty(), "{ended:?}");
+    assert!(!p.is_dormant(1) && !p.is_dormant(2) && !p.is_dormant(3));
+    let mut asked = p.to_ask(0);
+    asked.sort_unstable();
+    assert_eq!(asked, vec![1, 2, 3]);
+}
+}
+
+logic_test! {
+fn a_stopped_root_alive_after_the_hold_is_a_backup_that_serves_when_its_successor_ends() {
+    let mut p = plugins();
+    configure(&mut p, 1, b"app", "A", true);
+    configure(&mut p, 9, b"other", "O", true);
+    configure(&mut p, 2, b"app", "B", false);
+    // Draining for a while: the host says it exists, and it stays stopped.
+    rounds(&mut p, &[2, 9], 10);
+    assert!(!p.exists(1));
+    assert_eq!(p.to_ask(0), vec![1], "asked at every tick while stopped");
+    // Still alive after the hold: a backup from now (its timer at SLOW_TICK_MS), asked once
+    // silent for a slow period.
+    rounds(&mut p, &[2, 9], HOLD_ROUNDS as usize);
+    assert!(p.exists(1));
+    assert!(!p.exists(1), "once");
+    assert!(p.to_ask(0).is_empty());
+    let period = (SLOW_TICK_MS / TICK_MS) as usize;
+    rounds(&mut p, &[2, 9], period + 1);
+    assert_eq!(p.to_ask(0), vec![1]);
+    // Its own tick counts as much; root 2 ticks at full rate: it stays a backup.
+    assert_eq!(p.ticked(1).resumed, None);
+    assert!(p.to_ask(0).is_empty());
+    // Root 2 ends (no tick of it for a while): the backup serves again, requests or not.
     rounds(&mut p, &[9], 5);
     assert_eq!(
-        p.ticked(2).resumed,
+        p.ticked(1).resumed,
         Some(Resumed {
             name: b"app".to_vec(),
-            valid: false
+            valid: true
         })
     );
-    // A slowed root lives three slow periods without being dropped.
-    configure(&mut p, 5, b"app", "E", true);
-    let slow_rounds = (SLOW_TICK_MS / TICK_MS) as usize;
+    assert_eq!(p.in_force_valid(b"app"), Some(true));
+    // A backup lives three slow periods without a tick before rounds drop it.
+    configure(&mut p, 3, b"app", "C", true);
+    rounds(&mut p, &[3, 9], HOLD_ROUNDS as usize + 1);
+    assert!(p.exists(1));
     for _ in 0..3 {
-        rounds(&mut p, &[5, 9], slow_rounds);
+        rounds(&mut p, &[3, 9], period);
         assert_eq!(p.ticked(1).resumed, None);
         assert!(!p.is_dormant(1));
     }
-    // Roots 2, 3, 4, silent as long (and a little longer), have ended.
-    rounds(&mut p, &[5, 9], 2);
-    assert!(p.is_dormant(3) && p.is_dormant(4) && p.is_dormant(2));
+    rounds(&mut p, &[3, 9], 3 * period + 2);
+    assert!(p.is_dormant(1));
 }
 }
 
@@ -285,19 +318,19 @@ fn roots_envoy_deleted_are_forgotten_so_churn_keeps_nothing_per_change() {
     configure(&mut p, 1, b"other", "O", true);
     configure(&mut p, 2, b"app", "A0", true);
     for id in 3..303u32 {
-        // A change supersedes (slows) the previous root; the host then says which slowed
+        // A change supersedes (stops) the previous root; the host then says which slowed
         // roots are gone: all but that one, still draining.
         assert_eq!(configure(&mut p, id, b"app", "A", true), vec![id - 1]);
-        for gone in p.slowed().into_iter().filter(|&s| s != id - 1) {
+        for gone in p.superseded().into_iter().filter(|&s| s != id - 1) {
             assert_eq!(p.deleted(gone), Some(b"app".to_vec()));
         }
         assert!(p.len() <= 3, "{} live roots after change {id}", p.len());
     }
-    assert_eq!(p.slowed(), vec![301]);
+    assert_eq!(p.superseded(), vec![301]);
     assert_eq!(p.deleted(301), Some(b"app".to_vec()));
     assert_eq!(p.len(), 2);
     assert_eq!((p.dormant(), p.last_good_kept()), (0, 2));
-    assert!(p.slowed().is_empty(), "nothing left to ask the host about");
+    assert!(p.superseded().is_empty(), "nothing left to ask the host about");
     // Forgotten, not dormant: it cannot come back, and is never asked about again.
     assert_eq!(p.deleted(301), None);
     assert!(!p.is_dormant(301));
@@ -319,26 +352,25 @@ fn a_plugins_last_root_deleted_takes_its_last_good_configuration() {
 }
 
 logic_test! {
-fn a_tick_asks_about_a_slowed_root_once_it_was_silent_for_a_slow_period() {
+fn a_full_rate_root_that_went_silent_is_asked_about_so_a_removed_plugin_ends_at_once() {
     let mut p = plugins();
-    configure(&mut p, 1, b"app", "A", true);
-    configure(&mut p, 2, b"app", "B", true);
-    let period = (SLOW_TICK_MS / TICK_MS) as usize;
-    rounds(&mut p, &[2], period);
-    assert!(p.unheard_slowed().is_empty(), "a live slowed root ticks once a slow period");
+    configure(&mut p, 1, b"gone", "G", false);
+    configure(&mut p, 2, b"stays", "S", true);
+    rounds(&mut p, &[1, 2], 5);
+    assert!(p.to_ask(2).is_empty(), "both tick");
+    // Root 1's plugin is removed: its ticks stop. A few rounds later root 2's tick asks.
+    rounds(&mut p, &[2], SILENT_ROUNDS as usize);
+    assert!(p.to_ask(2).is_empty());
     rounds(&mut p, &[2], 1);
-    assert_eq!(p.unheard_slowed(), vec![1]);
-    // The host says it exists (draining): not asked again for a slow period.
-    p.exists(1);
-    rounds(&mut p, &[2], period);
-    assert!(p.unheard_slowed().is_empty());
-    rounds(&mut p, &[2], 1);
-    assert_eq!(p.unheard_slowed(), vec![1]);
-    // Its own tick counts as much.
-    p.ticked(1);
-    assert!(p.unheard_slowed().is_empty());
-    assert_eq!(p.deleted(1), Some(b"app".to_vec()));
-    rounds(&mut p, &[2], 3 * period);
-    assert!(p.unheard_slowed().is_empty() && p.slowed().is_empty());
+    assert_eq!(p.to_ask(2), vec![1]);
+    assert!(p.to_ask(1).is_empty(), "never itself");
+    assert_eq!(p.deleted(1), Some(b"gone".to_vec()));
+    assert_eq!(p.in_force_valid(b"gone"), None);
+    // Alive after all (a stall of its thread): asked again only after as many rounds.
+    configure(&mut p, 3, b"slow", "L", true);
+    rounds(&mut p, &[2], SILENT_ROUNDS as usize + 1);
+    assert_eq!(p.to_ask(2), vec![3]);
+    assert!(!p.exists(3));
+    assert!(p.to_ask(2).is_empty());
 }
 }
