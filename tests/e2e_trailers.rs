@@ -30,19 +30,6 @@ const CONFIG: &str = r#"{"counters": [
    "increment": {"request_json": "/count"}}
 ]}"#;
 
-/// Every reason a body rule may give for not counting.
-const REASONS: [&str; 9] = [
-    "no_body",
-    "not_json",
-    "compressed",
-    "too_large",
-    "parse",
-    "missing",
-    "invalid",
-    "incomplete",
-    "busy",
-];
-
 const TRAILER: &str = "x-checksum";
 
 /// The app. `/orders?state=&items=` picks the answer's JSON; `&send=` how it is sent:
@@ -168,9 +155,11 @@ fn dechunked(answer: &str) -> String {
 
 /// Each reason's count, absent as 0.
 fn not_counted(m: &Metrics) -> Vec<(&'static str, f64)> {
-    REASONS
+    // Every reason a body rule may give, as the module names them.
+    app_metrics::body::NotCounted::ALL
         .iter()
-        .map(|&r| {
+        .map(|reason| {
+            let r = reason.label();
             let v = m.value("app_metrics_body_not_counted_total", &[("reason", r)]);
             (r, v.unwrap_or(0.0))
         })
