@@ -238,7 +238,10 @@ fn every_shipped_expression_evaluates_with_data() {
             continue;
         }
         if source == OUT_OF_MEMORY_ONLY {
-            assert!(expr.contains(app_metrics::names::REQUESTS_NOT_COUNTED), "{expr}");
+            assert!(
+                expr.contains(app_metrics::names::REQUESTS_NOT_COUNTED),
+                "{expr}"
+            );
             continue;
         }
         match measurement(expr).filter(|_| !source.contains("Silent")) {
