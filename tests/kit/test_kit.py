@@ -485,7 +485,8 @@ def test_promql_uses_only_metrics_the_kit_produces(dashboard, rules, wasmplugin)
     cfg = wasmplugin["spec"]["pluginConfig"]
     known = {c["name"] for c in cfg["counters"]} | {s["name"] for s in cfg["samplers"]}
     known |= {"http_requests_total", "http_proxy_responses_total", "app_metrics_sampler_errors_total",
-              "app_metrics_sampler_last_success_timestamp_seconds", "app_metrics_config_valid"}
+              "app_metrics_sampler_last_success_timestamp_seconds", "app_metrics_config_valid",
+              "app_metrics_requests_not_counted_total"}
     known |= {f"{h}_{s}" for h in ("http_request_duration_milliseconds", "http_request_size_bytes",
                                    "http_response_size_bytes", "http_request_total_duration_milliseconds")
               for s in ("bucket", "sum", "count")}
