@@ -36,8 +36,6 @@ pub fn on_log(state: &mut State, bodies: Option<&Pending>, stream: Option<&Strea
         return;
     }
     // Both maps first, back to back: the host's second copy costs least right after the first.
-    // Either unreadable (no memory for the copy): the request passes uncounted, under a reason,
-    // rather than counted with half its facts.
     let request_map = read_at_end(Map::Request);
     let response_map = read_at_end(Map::Response);
     // Either not handed over (no memory for the copy): the request passes uncounted, under
@@ -178,8 +176,8 @@ fn rpc_ended(
     started & registry.grpc_handled(filter, &Stats, &rpc, code, duration_ms, messages)
 }
 
-/// A header map, serialized (`crate::pairs`; `None`: the host has none, or refused it: logged), as the body-reading module
-/// reads it while a request passes.
+/// A header map, serialized (`crate::pairs`; `None`: the host has none, or refused it: logged),
+/// as the body-reading module reads it while a request passes.
 #[cfg(feature = "bodies")]
 pub(super) fn read(map: Map) -> Option<Vec<u8>> {
     host::header_pairs(map).unwrap_or_else(|status| {
