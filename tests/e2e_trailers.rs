@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{bootstrap::*, envoy::*, scrape::*, upstream::*, *};
+use common::{bootstrap::*, envoy::*, grpc::explicit_cluster_yaml, scrape::*, upstream::*, *};
 use std::time::Duration;
 
 const CONFIG: &str = r#"{"counters": [
@@ -86,24 +86,10 @@ fn start(upstream: &Upstream) -> Envoy {
     let mut opts = EnvoyOptions::new(CONFIG, upstream.port);
     opts.wasm = bodies_wasm_path();
     opts.connection_manager = vec!["http_protocol_options: { enable_trailers: true }".into()];
-    opts.raw_clusters = vec![format!(
-        r#"name: app-trailers
-type: STATIC
-connect_timeout: 1s
-typed_extension_protocol_options:
-  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-    explicit_http_config:
-      http_protocol_options: {{ enable_trailers: true }}
-load_assignment:
-  cluster_name: app-trailers
-  endpoints:
-  - lb_endpoints:
-    - endpoint:
-        address:
-          socket_address: {{ address: 127.0.0.1, port_value: {} }}
-"#,
-        upstream.port
+    opts.raw_clusters = vec![explicit_cluster_yaml(
+        "app-trailers",
+        upstream.port,
+        "http_protocol_options: { enable_trailers: true }",
     )];
     opts.routes = vec![route_yaml("/orders", "app-trailers", "10s")];
     Envoy::start(opts)

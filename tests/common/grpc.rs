@@ -289,6 +289,12 @@ route: { cluster: grpc, timeout: 30s }
 
 /// A cluster (YAML mapping) speaking HTTP/2 without TLS to 127.0.0.1:`port`.
 pub fn h2_cluster_yaml(name: &str, port: u16) -> String {
+    explicit_cluster_yaml(name, port, "http2_protocol_options: {}")
+}
+
+/// A cluster (YAML mapping) to 127.0.0.1:`port` with these explicit HTTP protocol options
+/// (`http2_protocol_options: {}`, `http_protocol_options: { enable_trailers: true }`).
+pub fn explicit_cluster_yaml(name: &str, port: u16, protocol_options: &str) -> String {
     format!(
         r#"name: {name}
 type: STATIC
@@ -297,7 +303,7 @@ typed_extension_protocol_options:
   envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
     "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
     explicit_http_config:
-      http2_protocol_options: {{}}
+      {protocol_options}
 load_assignment:
   cluster_name: {name}
   endpoints:
